@@ -1,0 +1,483 @@
+//! Workflow templates: the steps of a kind of work, who does each, what must be recorded, how
+//! long people have, and what happens when they do not act.
+//!
+//! Templates are written in TOML (or JSON) and loaded with [`Template::from_toml`] /
+//! [`Template::from_json`], which check them and report problems naming the file, the step and
+//! the problem. A task records the `(id, version)` of its template and keeps it for life; a
+//! [`TemplateRegistry`] holds every version so old tasks fold with the rules they started under.
+
+use crate::event::EventKind;
+use crate::ids::{Role, StepId, TemplateId};
+use crate::time::Span;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
+
+/// A checked workflow template.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Template {
+    pub id: TemplateId,
+    pub version: u32,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// The clinical program this work belongs to and its priority within that program.
+    pub program: Program,
+    /// The role accountable for the task: its owner claims it and must acknowledge it.
+    pub owner_role: Role,
+    /// Roles that may open a task from this template. The owner role always may.
+    #[serde(default)]
+    pub create_roles: Vec<Role>,
+    /// Roles that may assign, reassign and cancel, and resolve any exception.
+    #[serde(default)]
+    pub supervisor_roles: Vec<Role>,
+    /// Other roles that may read the task and add notes or raise exceptions.
+    #[serde(default)]
+    pub participant_roles: Vec<Role>,
+    /// How long a new owner has to acknowledge the task.
+    pub ack_window: Span,
+    pub steps: Vec<StepDef>,
+    /// Acuity or risk levels, lowest first. The first is the default for new tasks.
+    #[serde(default = "default_acuity")]
+    pub acuity: Vec<AcuityLevel>,
+    /// What happens, level by level, when a task stalls.
+    #[serde(default)]
+    pub escalation: Vec<EscalationLevel>,
+    /// What makes a task an exception, and who is alerted.
+    #[serde(default)]
+    pub off_track: Vec<OffTrackRule>,
+    /// Per event kind, the roles allowed to write it, replacing the defaults.
+    #[serde(default)]
+    pub permissions: BTreeMap<EventKind, Vec<Role>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Program {
+    pub id: String,
+    /// 1 is the most urgent.
+    pub priority: u8,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepDef {
+    pub id: StepId,
+    pub name: String,
+    /// The role that performs this step.
+    pub role: Role,
+    /// Steps that must be complete first. When omitted, the step follows the one before it.
+    #[serde(default)]
+    pub after: Option<Vec<StepId>>,
+    /// How long after the step becomes available it is due.
+    #[serde(default)]
+    pub due: Option<Span>,
+    /// An optional step may be skipped; the task completes without it when closed.
+    #[serde(default)]
+    pub optional: bool,
+    /// Every handoff offered on the task must be accepted or declined before this step completes.
+    #[serde(default)]
+    pub requires_settled_handoffs: bool,
+    /// What must be recorded when the step is completed.
+    #[serde(default)]
+    pub fields: Vec<FieldDef>,
+    /// The parties this step may wait on, and when to follow up.
+    #[serde(default)]
+    pub waits: Vec<WaitDef>,
+}
+
+impl StepDef {
+    /// The steps that must be complete before this one, after defaults are applied.
+    pub fn dependencies(&self) -> &[StepId] {
+        self.after.as_deref().unwrap_or_default()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldDef {
+    pub name: String,
+    #[serde(flatten)]
+    pub kind: FieldKind,
+    #[serde(default = "yes")]
+    pub required: bool,
+}
+
+/// The type of a recorded field.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum FieldKind {
+    Text {
+        #[serde(default)]
+        max_len: Option<usize>,
+    },
+    Number {
+        #[serde(default)]
+        min: Option<f64>,
+        #[serde(default)]
+        max: Option<f64>,
+    },
+    Choice {
+        options: Vec<String>,
+    },
+    Boolean {},
+    /// Milliseconds since the Unix epoch.
+    Timestamp {},
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitDef {
+    /// Who or what is waited on: `family`, `transport_vendor`, `pharmacy`, ...
+    pub on: String,
+    /// When the owner must follow up if nothing has happened.
+    pub follow_up: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcuityLevel {
+    pub id: String,
+    /// Every window (acknowledgment, step due, follow-up, escalation delays) is scaled to this
+    /// percentage: 50 halves them.
+    #[serde(default = "hundred")]
+    pub window_percent: u32,
+    /// Entering this level escalates the task at once to this level of the chain.
+    #[serde(default)]
+    pub escalate_to: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationLevel {
+    /// How long after the task stalled (a deadline passed) this level is reached.
+    pub after: Span,
+    pub target: EscalationTarget,
+}
+
+/// Who an escalation goes to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum EscalationTarget {
+    /// Whoever covers this role on the task's unit.
+    Role(Role),
+    /// The secondary owner covering the owner role on the task's unit.
+    SecondaryOwner {},
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OffTrackRule {
+    pub id: String,
+    pub when: OffTrackWhen,
+    pub alert_role: Role,
+}
+
+/// The condition that makes a task an exception.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum OffTrackWhen {
+    /// The escalation chain reached at least this level.
+    EscalationLevel(u32),
+    /// The task is still open this long after it was created.
+    OpenLongerThan(Span),
+    /// The task has been waiting this long.
+    WaitingLongerThan(Span),
+}
+
+fn default_acuity() -> Vec<AcuityLevel> {
+    vec![AcuityLevel {
+        id: "routine".into(),
+        window_percent: 100,
+        escalate_to: None,
+    }]
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn hundred() -> u32 {
+    100
+}
+
+/// A template file with a problem: which file, which step (if any), what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct TemplateError {
+    pub file: String,
+    pub step: Option<StepId>,
+    pub problem: String,
+}
+
+impl fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.step {
+            Some(step) => write!(f, "{}: step `{}`: {}", self.file, step, self.problem),
+            None => write!(f, "{}: {}", self.file, self.problem),
+        }
+    }
+}
+
+impl Template {
+    /// Read and check a template written in TOML. `file` names it in errors.
+    pub fn from_toml(file: &str, text: &str) -> Result<Template, TemplateError> {
+        let template: Template = toml::from_str(text).map_err(|e| TemplateError {
+            file: file.to_owned(),
+            step: None,
+            problem: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        template.checked(file)
+    }
+
+    /// Read and check a template written in JSON. `file` names it in errors.
+    pub fn from_json(file: &str, text: &str) -> Result<Template, TemplateError> {
+        let template: Template = serde_json::from_str(text).map_err(|e| TemplateError {
+            file: file.to_owned(),
+            step: None,
+            problem: e.to_string(),
+        })?;
+        template.checked(file)
+    }
+
+    pub fn step(&self, id: &StepId) -> Option<&StepDef> {
+        self.steps.iter().find(|s| &s.id == id)
+    }
+
+    pub fn acuity_level(&self, id: &str) -> Option<&AcuityLevel> {
+        self.acuity.iter().find(|a| a.id == id)
+    }
+
+    /// The acuity a new task starts at when none is given.
+    pub fn default_acuity(&self) -> &str {
+        self.acuity.first().map_or("routine", |a| a.id.as_str())
+    }
+
+    /// The window percentage of an acuity level (100 for an unknown level).
+    pub fn window_percent(&self, acuity: &str) -> u32 {
+        self.acuity_level(acuity).map_or(100, |a| a.window_percent)
+    }
+
+    /// Every role that takes part in this template in any way.
+    pub fn roles(&self) -> BTreeSet<&Role> {
+        let mut roles: BTreeSet<&Role> = BTreeSet::new();
+        roles.insert(&self.owner_role);
+        roles.extend(&self.create_roles);
+        roles.extend(&self.supervisor_roles);
+        roles.extend(&self.participant_roles);
+        roles.extend(self.steps.iter().map(|s| &s.role));
+        roles.extend(self.off_track.iter().map(|r| &r.alert_role));
+        roles.extend(self.escalation.iter().filter_map(|l| match &l.target {
+            EscalationTarget::Role(role) => Some(role),
+            EscalationTarget::SecondaryOwner {} => None,
+        }));
+        roles.extend(self.permissions.values().flatten());
+        roles
+    }
+
+    /// Fill in defaults and check every rule a template must follow.
+    fn checked(mut self, file: &str) -> Result<Template, TemplateError> {
+        let fail = |step: Option<&StepId>, problem: String| TemplateError {
+            file: file.to_owned(),
+            step: step.cloned(),
+            problem,
+        };
+        if self.id.as_str().is_empty() || !is_identifier(self.id.as_str()) {
+            return Err(fail(None, format!("template id `{}` must be lower-case letters, digits and `_`", self.id)));
+        }
+        if self.version == 0 {
+            return Err(fail(None, "version must be 1 or more".into()));
+        }
+        if self.steps.is_empty() {
+            return Err(fail(None, "a template needs at least one step".into()));
+        }
+        if self.ack_window == Span::ZERO {
+            return Err(fail(None, "ack_window must be longer than zero".into()));
+        }
+        if !(1..=5).contains(&self.program.priority) {
+            return Err(fail(None, format!("program priority {} must be between 1 (most urgent) and 5", self.program.priority)));
+        }
+        for role in self.roles() {
+            if !is_identifier(role.as_str()) {
+                return Err(fail(None, format!("role `{role}` must be lower-case letters, digits and `_`")));
+            }
+        }
+
+        // Steps: unique ids, known dependencies that come earlier, sound fields and waits.
+        let mut seen: BTreeMap<StepId, &StepDef> = BTreeMap::new();
+        let mut previous: Option<StepId> = None;
+        for step in &mut self.steps {
+            let id = step.id.clone();
+            if !is_identifier(id.as_str()) {
+                return Err(fail(Some(&id), "step ids must be lower-case letters, digits and `_`".into()));
+            }
+            if seen.contains_key(&id) {
+                return Err(fail(Some(&id), "this step id is used twice".into()));
+            }
+            if step.after.is_none() {
+                step.after = Some(previous.iter().cloned().collect());
+            }
+            for dep in step.dependencies() {
+                match seen.get(dep) {
+                    None if dep == &id => return Err(fail(Some(&id), "a step cannot come after itself".into())),
+                    None => {
+                        return Err(fail(Some(&id), format!("`after` names `{dep}`, which is not an earlier step of this template")));
+                    }
+                    Some(dep_step) if dep_step.optional && !step.optional => {
+                        return Err(fail(Some(&id), format!("a required step cannot wait for the optional step `{dep}`")));
+                    }
+                    Some(_) => {}
+                }
+            }
+            if step.due == Some(Span::ZERO) {
+                return Err(fail(Some(&id), "`due` must be longer than zero".into()));
+            }
+            let mut names = BTreeSet::new();
+            for field in &step.fields {
+                if !names.insert(field.name.as_str()) {
+                    return Err(fail(Some(&id), format!("field `{}` is declared twice", field.name)));
+                }
+                if !is_identifier(&field.name) {
+                    return Err(fail(Some(&id), format!("field name `{}` must be lower-case letters, digits and `_`", field.name)));
+                }
+                match &field.kind {
+                    FieldKind::Choice { options } if options.is_empty() => {
+                        return Err(fail(Some(&id), format!("choice field `{}` has no options", field.name)));
+                    }
+                    FieldKind::Number { min: Some(min), max: Some(max) } if min > max => {
+                        return Err(fail(Some(&id), format!("number field `{}` has min greater than max", field.name)));
+                    }
+                    _ => {}
+                }
+            }
+            let mut waits = BTreeSet::new();
+            for wait in &step.waits {
+                if !waits.insert(wait.on.as_str()) {
+                    return Err(fail(Some(&id), format!("waiting on `{}` is declared twice", wait.on)));
+                }
+                if wait.follow_up == Span::ZERO {
+                    return Err(fail(Some(&id), format!("the follow-up when waiting on `{}` must be longer than zero", wait.on)));
+                }
+            }
+            previous = Some(id.clone());
+            seen.insert(id, step);
+        }
+
+        if self.acuity.is_empty() {
+            return Err(fail(None, "at least one acuity level is needed (omit `acuity` for the default)".into()));
+        }
+        let mut acuity_ids = BTreeSet::new();
+        for level in &self.acuity {
+            if !acuity_ids.insert(level.id.as_str()) {
+                return Err(fail(None, format!("acuity level `{}` is declared twice", level.id)));
+            }
+            if !(1..=100).contains(&level.window_percent) {
+                return Err(fail(None, format!("acuity level `{}`: window_percent must be between 1 and 100", level.id)));
+            }
+            if let Some(to) = level.escalate_to {
+                if to == 0 || to as usize > self.escalation.len() {
+                    return Err(fail(None, format!("acuity level `{}` escalates to level {to}, but the chain has {} levels", level.id, self.escalation.len())));
+                }
+            }
+        }
+        for pair in self.escalation.windows(2) {
+            if pair[1].after < pair[0].after {
+                return Err(fail(None, "escalation levels must be listed in order of their `after` delay".into()));
+            }
+        }
+        let mut rule_ids = BTreeSet::new();
+        for rule in &self.off_track {
+            if !rule_ids.insert(rule.id.as_str()) || !is_identifier(&rule.id) {
+                return Err(fail(None, format!("off-track rule id `{}` must be unique, lower-case letters, digits and `_`", rule.id)));
+            }
+            if let OffTrackWhen::EscalationLevel(level) = rule.when {
+                if level == 0 || level as usize > self.escalation.len() {
+                    return Err(fail(None, format!("off-track rule `{}` waits for escalation level {level}, but the chain has {} levels", rule.id, self.escalation.len())));
+                }
+            }
+        }
+        for (kind, roles) in &self.permissions {
+            if roles.is_empty() {
+                return Err(fail(None, format!("permissions for `{kind}` list no roles; remove the entry to keep the default")));
+            }
+        }
+        Ok(self)
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// A task's reference to the template version it was created from.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TemplateRef {
+    pub id: TemplateId,
+    pub version: u32,
+}
+
+impl fmt::Display for TemplateRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.id, self.version)
+    }
+}
+
+/// Every version of every known template.
+#[derive(Clone, Debug, Default)]
+pub struct TemplateRegistry {
+    templates: BTreeMap<TemplateRef, Arc<Template>>,
+}
+
+impl TemplateRegistry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The four templates Baton ships with.
+    pub fn shipped() -> Self {
+        let mut registry = Self::new();
+        for template in crate::shipped::templates() {
+            registry.insert(template).expect("shipped templates are distinct");
+        }
+        registry
+    }
+
+    /// Add a template version. A version already registered with other content is refused:
+    /// running tasks depend on it staying as it was.
+    pub fn insert(&mut self, template: Template) -> Result<Arc<Template>, TemplateError> {
+        let key = TemplateRef {
+            id: template.id.clone(),
+            version: template.version,
+        };
+        if let Some(existing) = self.templates.get(&key) {
+            if **existing != template {
+                return Err(TemplateError {
+                    file: key.to_string(),
+                    step: None,
+                    problem: "this version is already registered with different content; publish a new version".into(),
+                });
+            }
+            return Ok(existing.clone());
+        }
+        let template = Arc::new(template);
+        self.templates.insert(key, template.clone());
+        Ok(template)
+    }
+
+    pub fn get(&self, template: &TemplateRef) -> Option<&Arc<Template>> {
+        self.templates.get(template)
+    }
+
+    /// The newest version of a template: what new tasks start with.
+    pub fn latest(&self, id: &TemplateId) -> Option<&Arc<Template>> {
+        self.templates
+            .range(TemplateRef { id: id.clone(), version: 0 }..=TemplateRef { id: id.clone(), version: u32::MAX })
+            .next_back()
+            .map(|(_, t)| t)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Template>> {
+        self.templates.values()
+    }
+}
