@@ -5,7 +5,7 @@
 //! JavaScript library's default for strings), `uint`, and `timestamp` (a JavaScript `Date`) as
 //! integer milliseconds.
 
-use automerge::{hydrate, transaction::Transactable, ObjId, ObjType, ScalarValue};
+use automerge::{ObjId, ObjType, ScalarValue, hydrate, transaction::Transactable};
 use serde_json::{Map, Number, Value};
 
 /// Why an Automerge value has no JSON form Baton accepts.
@@ -26,7 +26,11 @@ pub fn to_json(value: &hydrate::Value) -> Result<Value, CodecError> {
     Ok(match value {
         hydrate::Value::Scalar(s) => scalar_to_json(s)?,
         hydrate::Value::Text(t) => Value::String(String::from(t)),
-        hydrate::Value::List(list) => Value::Array(list.iter().map(|v| to_json(&v.value)).collect::<Result<_, _>>()?),
+        hydrate::Value::List(list) => Value::Array(
+            list.iter()
+                .map(|v| to_json(&v.value))
+                .collect::<Result<_, _>>()?,
+        ),
         hydrate::Value::Map(map) => {
             let mut out = Map::new();
             for (k, v) in map.iter() {
@@ -67,7 +71,11 @@ fn scalar(value: &Value) -> Option<ScalarValue> {
 }
 
 /// Write the fields of a JSON object into an Automerge map.
-pub fn write_map<T: Transactable>(tx: &mut T, obj: &ObjId, fields: &Map<String, Value>) -> Result<(), automerge::AutomergeError> {
+pub fn write_map<T: Transactable>(
+    tx: &mut T,
+    obj: &ObjId,
+    fields: &Map<String, Value>,
+) -> Result<(), automerge::AutomergeError> {
     for (key, value) in fields {
         match value {
             Value::Object(inner) => {
@@ -78,13 +86,21 @@ pub fn write_map<T: Transactable>(tx: &mut T, obj: &ObjId, fields: &Map<String, 
                 let child = tx.put_object(obj, key.as_str(), ObjType::List)?;
                 write_list(tx, &child, items)?;
             }
-            other => tx.put(obj, key.as_str(), scalar(other).unwrap_or(ScalarValue::Null))?,
+            other => tx.put(
+                obj,
+                key.as_str(),
+                scalar(other).unwrap_or(ScalarValue::Null),
+            )?,
         }
     }
     Ok(())
 }
 
-fn write_list<T: Transactable>(tx: &mut T, obj: &ObjId, items: &[Value]) -> Result<(), automerge::AutomergeError> {
+fn write_list<T: Transactable>(
+    tx: &mut T,
+    obj: &ObjId,
+    items: &[Value],
+) -> Result<(), automerge::AutomergeError> {
     for (i, value) in items.iter().enumerate() {
         match value {
             Value::Object(inner) => {

@@ -18,7 +18,10 @@ use crate::ids::{DeviceId, EventId, Role, UnitId, UserId};
 use crate::rules::{self, Refusal};
 use crate::template::{Template, TemplateRef};
 use crate::time::Millis;
-use automerge::{hydrate, transaction::Transactable, ActorId, Automerge, ChangeHash, ObjId, ObjType, ReadDoc, ROOT};
+use automerge::{
+    ActorId, Automerge, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, hydrate,
+    transaction::Transactable,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -66,7 +69,11 @@ pub struct Author {
 }
 
 impl Author {
-    pub fn new(user: impl Into<UserId>, role: impl Into<Role>, device: impl Into<DeviceId>) -> Self {
+    pub fn new(
+        user: impl Into<UserId>,
+        role: impl Into<Role>,
+        device: impl Into<DeviceId>,
+    ) -> Self {
         Author {
             user: user.into(),
             role: role.into(),
@@ -129,7 +136,10 @@ pub enum AppendError {
     #[error(transparent)]
     Doc(#[from] DocError),
     #[error("the task uses template {task}, not {given}")]
-    WrongTemplate { task: TemplateRef, given: TemplateRef },
+    WrongTemplate {
+        task: TemplateRef,
+        given: TemplateRef,
+    },
 }
 
 /// What is needed to open a task.
@@ -160,7 +170,9 @@ impl TaskDoc {
         now: Millis,
         actor_id: ActorId,
     ) -> Result<(TaskDoc, Event), AppendError> {
-        let acuity = new.acuity.unwrap_or_else(|| template.default_acuity().to_owned());
+        let acuity = new
+            .acuity
+            .unwrap_or_else(|| template.default_acuity().to_owned());
         if template.acuity_level(&acuity).is_none() {
             return Err(Refusal::UnknownAcuity { acuity }.into());
         }
@@ -241,7 +253,10 @@ impl TaskDoc {
 
     /// Merge another replica of the same task into this one.
     pub fn merge(&mut self, other: &mut TaskDoc) -> Result<(), DocError> {
-        self.doc.merge(&mut other.doc).map(|_| ()).map_err(|e| DocError::Automerge(e.to_string()))
+        self.doc
+            .merge(&mut other.doc)
+            .map(|_| ())
+            .map_err(|e| DocError::Automerge(e.to_string()))
     }
 
     /// The events as they stand.
@@ -256,7 +271,14 @@ impl TaskDoc {
     }
 
     /// Append an event written by `author` now, if the task's rules allow it.
-    pub fn append(&mut self, template: &Template, author: &Author, clock: &mut HlcClock, now: Millis, body: EventBody) -> Result<Event, AppendError> {
+    pub fn append(
+        &mut self,
+        template: &Template,
+        author: &Author,
+        clock: &mut HlcClock,
+        now: Millis,
+        body: EventBody,
+    ) -> Result<Event, AppendError> {
         self.append_with_id(template, author, clock, now, EventId::random(), body)
     }
 
@@ -322,7 +344,9 @@ fn internal(e: serde_json::Error) -> DocError {
 fn event_to_json(event: &Event) -> Result<serde_json::Map<String, Value>, DocError> {
     match serde_json::to_value(event).map_err(internal)? {
         Value::Object(map) => Ok(map),
-        _ => Err(DocError::Automerge("an event did not serialize to an object".into())),
+        _ => Err(DocError::Automerge(
+            "an event did not serialize to an object".into(),
+        )),
     }
 }
 
@@ -334,18 +358,28 @@ pub(crate) fn read_meta(root: &hydrate::Value) -> Result<TaskMeta, DocError> {
     let mut fields = serde_json::Map::new();
     for (key, value) in map.iter().filter(|(k, _)| k.as_str() != EVENTS) {
         if value.conflict {
-            return Err(DocError::NotATask(format!("`{key}` holds conflicting values")));
+            return Err(DocError::NotATask(format!(
+                "`{key}` holds conflicting values"
+            )));
         }
-        fields.insert(key.clone(), codec::to_json(&value.value).map_err(|e| DocError::NotATask(format!("`{key}`: {e}")))?);
+        fields.insert(
+            key.clone(),
+            codec::to_json(&value.value)
+                .map_err(|e| DocError::NotATask(format!("`{key}`: {e}")))?,
+        );
     }
     if let Some(schema) = fields.get("schema").and_then(Value::as_u64) {
         if schema != u64::from(SCHEMA) {
             return Err(DocError::Schema(u32::try_from(schema).unwrap_or(u32::MAX)));
         }
     }
-    let meta: TaskMeta = serde_json::from_value(Value::Object(fields)).map_err(|e| DocError::NotATask(e.to_string()))?;
+    let meta: TaskMeta = serde_json::from_value(Value::Object(fields))
+        .map_err(|e| DocError::NotATask(e.to_string()))?;
     if meta.doc_type != TASK_TYPE {
-        return Err(DocError::NotATask(format!("its type is `{}`", meta.doc_type)));
+        return Err(DocError::NotATask(format!(
+            "its type is `{}`",
+            meta.doc_type
+        )));
     }
     match map.get(EVENTS) {
         Some(hydrate::Value::List(_)) => Ok(meta),

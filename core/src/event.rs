@@ -2,7 +2,7 @@
 //! task's state is their fold ([`crate::fold`]).
 
 use crate::hlc::Hlc;
-use crate::ids::{DeviceId, EventId, Role, StepId, UserId, SYSTEM_ROLE, SYSTEM_USER};
+use crate::ids::{DeviceId, EventId, Role, SYSTEM_ROLE, SYSTEM_USER, StepId, UserId};
 use crate::time::Millis;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -97,7 +97,12 @@ pub struct EscalationTo {
 
 /// What happened, with its details. On the wire: `kind` (snake_case) and a `payload` map.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "payload", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(
+    tag = "kind",
+    content = "payload",
+    rename_all = "snake_case",
+    deny_unknown_fields
+)]
 pub enum EventBody {
     /// The task was opened. Always the first event.
     Created {
@@ -107,7 +112,10 @@ pub enum EventBody {
     /// The author takes ownership of an unowned task.
     Claimed {},
     /// A supervisor gives an unowned task to someone.
-    Assigned { user: UserId, role: Role },
+    Assigned {
+        user: UserId,
+        role: Role,
+    },
     /// A supervisor moves an owned task to someone else.
     Reassigned {
         user: UserId,
@@ -117,7 +125,9 @@ pub enum EventBody {
     },
     /// The owner has seen the task and accepts responsibility for it.
     Acknowledged {},
-    StepStarted { step: StepId },
+    StepStarted {
+        step: StepId,
+    },
     StepCompleted {
         step: StepId,
         #[serde(default)]
@@ -136,7 +146,9 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
     },
-    Note { text: String },
+    Note {
+        text: String,
+    },
     /// The owner offers the task (or, with `item`, one piece of work listed in a shift handoff)
     /// to another person. Nothing moves until they accept.
     HandoffOffered {
@@ -146,7 +158,9 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
     },
-    HandoffAccepted { offer: EventId },
+    HandoffAccepted {
+        offer: EventId,
+    },
     HandoffDeclined {
         offer: EventId,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -172,8 +186,12 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
     },
-    AcuityChanged { acuity: String },
-    Cancelled { reason: String },
+    AcuityChanged {
+        acuity: String,
+    },
+    Cancelled {
+        reason: String,
+    },
     /// The owner closes a task whose required steps are all done (optional ones skipped).
     Completed {
         #[serde(default, skip_serializing_if = "Option::is_none")]

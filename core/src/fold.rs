@@ -13,7 +13,9 @@
 //! (only ordered collections are used).
 
 use crate::doc::TaskMeta;
-use crate::event::{Actor, EscalationReason, EscalationTo, Event, EventBody, EventKind, FieldValue};
+use crate::event::{
+    Actor, EscalationReason, EscalationTo, Event, EventBody, EventKind, FieldValue,
+};
 use crate::hlc::Hlc;
 use crate::ids::{EventId, Role, StepId, UnitId, UserId};
 use crate::rules::{self, Refusal};
@@ -103,8 +105,15 @@ pub struct Waiting {
 #[serde(rename_all = "snake_case", tag = "status")]
 pub enum HandoffStatus {
     Pending,
-    Accepted { event: EventId, at: Millis },
-    Declined { event: EventId, at: Millis, reason: Option<String> },
+    Accepted {
+        event: EventId,
+        at: Millis,
+    },
+    Declined {
+        event: EventId,
+        at: Millis,
+        reason: Option<String>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -319,11 +328,16 @@ impl TaskState {
     }
 
     pub fn pending_handoffs(&self) -> impl Iterator<Item = &Handoff> {
-        self.handoffs.iter().filter(|h| h.status == HandoffStatus::Pending)
+        self.handoffs
+            .iter()
+            .filter(|h| h.status == HandoffStatus::Pending)
     }
 
     /// Required steps that are not completed yet, in template order.
-    pub fn incomplete_required_steps<'a>(&'a self, template: &'a Template) -> impl Iterator<Item = &'a StepId> + 'a {
+    pub fn incomplete_required_steps<'a>(
+        &'a self,
+        template: &'a Template,
+    ) -> impl Iterator<Item = &'a StepId> + 'a {
         template
             .steps
             .iter()
@@ -350,7 +364,12 @@ impl TaskState {
                 self.enter_acuity(template, at, &event.id);
             }
             EventBody::Claimed {} => {
-                self.set_owner(event.actor.user.clone(), event.actor.role.clone(), at, &event.id);
+                self.set_owner(
+                    event.actor.user.clone(),
+                    event.actor.role.clone(),
+                    at,
+                    &event.id,
+                );
                 self.acknowledge(event);
                 self.progress();
             }
@@ -361,7 +380,12 @@ impl TaskState {
             }
             EventBody::Acknowledged {} => {
                 if self.owner.is_none() {
-                    self.set_owner(event.actor.user.clone(), event.actor.role.clone(), at, &event.id);
+                    self.set_owner(
+                        event.actor.user.clone(),
+                        event.actor.role.clone(),
+                        at,
+                        &event.id,
+                    );
                 }
                 self.acknowledge(event);
                 self.progress();
@@ -390,7 +414,11 @@ impl TaskState {
                     self.close(Status::Completed, at);
                 }
             }
-            EventBody::Waiting { on, reason, follow_up_at } => {
+            EventBody::Waiting {
+                on,
+                reason,
+                follow_up_at,
+            } => {
                 let follow_up = template
                     .steps
                     .iter()
@@ -401,7 +429,8 @@ impl TaskState {
                     on: on.clone(),
                     reason: reason.clone(),
                     since: at,
-                    follow_up_at: follow_up_at.unwrap_or_else(|| follow_up.scaled(percent).after(at)),
+                    follow_up_at: follow_up_at
+                        .unwrap_or_else(|| follow_up.scaled(percent).after(at)),
                     by: event.actor.clone(),
                     event: event.id.clone(),
                 });
@@ -448,9 +477,18 @@ impl TaskState {
                     };
                 }
             }
-            EventBody::Escalated { level, reason, to, cause } => {
+            EventBody::Escalated {
+                level,
+                reason,
+                to,
+                cause,
+            } => {
                 self.escalation_level = self.escalation_level.max(*level);
-                if self.acuity_escalation.as_ref().is_some_and(|a| a.level <= *level) {
+                if self
+                    .acuity_escalation
+                    .as_ref()
+                    .is_some_and(|a| a.level <= *level)
+                {
                     self.acuity_escalation = None;
                 }
                 self.escalations.push(EscalationRecord {
@@ -462,7 +500,11 @@ impl TaskState {
                     at,
                 });
             }
-            EventBody::ExceptionRaised { rule, alert_role, reason } => self.exceptions.push(Exception {
+            EventBody::ExceptionRaised {
+                rule,
+                alert_role,
+                reason,
+            } => self.exceptions.push(Exception {
                 event: event.id.clone(),
                 rule: rule.clone(),
                 alert_role: alert_role.clone(),
@@ -554,12 +596,16 @@ impl TaskState {
             .collect();
         let percent = template.window_percent(&self.acuity);
         for (def, step) in template.steps.iter().zip(self.steps.iter_mut()) {
-            if step.status == StepStatus::Blocked && def.dependencies().iter().all(|d| done.contains(d)) {
+            if step.status == StepStatus::Blocked
+                && def.dependencies().iter().all(|d| done.contains(d))
+            {
                 step.status = StepStatus::Available;
                 step.available_since = Some(at);
             }
             step.due_at = match (step.status, step.available_since, def.due) {
-                (StepStatus::Available | StepStatus::InProgress, Some(since), Some(due)) => Some(due.scaled(percent).after(since)),
+                (StepStatus::Available | StepStatus::InProgress, Some(since), Some(due)) => {
+                    Some(due.scaled(percent).after(since))
+                }
                 _ => None,
             };
         }
@@ -576,7 +622,9 @@ impl TaskState {
         if self.status.is_closed() || self.status == Status::Pending {
             return;
         }
-        let window = template.ack_window.scaled(template.window_percent(&self.acuity));
+        let window = template
+            .ack_window
+            .scaled(template.window_percent(&self.acuity));
         if self.acknowledged.is_none() {
             if let Some(from) = self.ack_window_from {
                 self.deadlines.push(Deadline {
@@ -612,19 +660,27 @@ impl TaskState {
 /// Fold a task's events into its state. `events` may be in any order and hold duplicates.
 pub fn fold(template: &Template, meta: &TaskMeta, events: &[Event]) -> TaskState {
     let mut sorted: Vec<&Event> = events.iter().collect();
-    sorted.sort_by(|a, b| a.order_key().cmp(&b.order_key()).then_with(|| canonical(a).cmp(&canonical(b))));
+    sorted.sort_by(|a, b| {
+        a.order_key()
+            .cmp(&b.order_key())
+            .then_with(|| canonical(a).cmp(&canonical(b)))
+    });
     let mut state = TaskState::new(template, meta);
     let mut seen: BTreeMap<&EventId, &Event> = BTreeMap::new();
     for event in sorted {
         state.last_hlc = state.last_hlc.max(event.hlc);
         let outcome = match seen.get(&event.id) {
-            Some(first) if first.body == event.body && first.actor == event.actor => Outcome::Duplicate,
+            Some(first) if first.body == event.body && first.actor == event.actor => {
+                Outcome::Duplicate
+            }
             Some(first) => {
                 state.conflicts.push(Conflict {
                     event: event.id.clone(),
                     kind: event.kind(),
                     actor: event.actor.clone(),
-                    refusal: Refusal::DuplicateId { id: event.id.clone() },
+                    refusal: Refusal::DuplicateId {
+                        id: event.id.clone(),
+                    },
                     lost_to: Some(first.id.clone()),
                 });
                 Outcome::Conflict

@@ -87,7 +87,9 @@ impl fmt::Display for Hlc {
 
 /// Why a stamp could not be read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not an HLC stamp (expected 15 digits, '-', 6 digits, e.g. 001767225600000-000000)")]
+#[error(
+    "`{0}` is not an HLC stamp (expected 15 digits, '-', 6 digits, e.g. 001767225600000-000000)"
+)]
 pub struct HlcParseError(String);
 
 impl FromStr for Hlc {
@@ -96,7 +98,8 @@ impl FromStr for Hlc {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = || HlcParseError(s.chars().take(40).collect());
         let (wall, counter) = s.split_once('-').ok_or_else(err)?;
-        let digits = |part: &str, len: usize| part.len() == len && part.bytes().all(|b| b.is_ascii_digit());
+        let digits =
+            |part: &str, len: usize| part.len() == len && part.bytes().all(|b| b.is_ascii_digit());
         if !digits(wall, 15) || !digits(counter, 6) {
             return Err(err());
         }
@@ -163,7 +166,14 @@ mod tests {
 
     #[test]
     fn refuses_malformed_stamps() {
-        for bad in ["", "1-2", "001767225600000", "001767225600000-00000x", "+01767225600000-000000", "001767225600000-0000001"] {
+        for bad in [
+            "",
+            "1-2",
+            "001767225600000",
+            "001767225600000-00000x",
+            "+01767225600000-000000",
+            "001767225600000-0000001",
+        ] {
             assert!(bad.parse::<Hlc>().is_err(), "{bad}");
         }
     }

@@ -27,7 +27,7 @@ pub mod validate;
 
 pub use doc::{Author, NewTask, Subject, TaskDoc, TaskMeta};
 pub use event::{Actor, Event, EventBody, EventKind, FieldValue};
-pub use fold::{fold, TaskState};
+pub use fold::{TaskState, fold};
 pub use hlc::{Hlc, HlcClock};
 pub use template::{Template, TemplateRef, TemplateRegistry};
 pub use time::{Millis, Span};

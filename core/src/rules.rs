@@ -44,17 +44,28 @@ pub enum Refusal {
     #[error("this template has no step `{step}`")]
     UnknownStep { step: StepId },
     #[error("step `{step}` must wait for {waiting_for:?}")]
-    OutOfSequence { step: StepId, waiting_for: Vec<StepId> },
+    OutOfSequence {
+        step: StepId,
+        waiting_for: Vec<StepId>,
+    },
     #[error("step `{step}` was already completed")]
     StepAlreadyCompleted { step: StepId },
     #[error("step `{step}` is done by a {expected}, not a {role}")]
-    WrongRoleForStep { step: StepId, expected: Role, role: Role },
+    WrongRoleForStep {
+        step: StepId,
+        expected: Role,
+        role: Role,
+    },
     #[error("step `{step}` needs field `{field}`")]
     MissingField { step: StepId, field: String },
     #[error("step `{step}` has no field `{field}`")]
     UnknownField { step: StepId, field: String },
     #[error("field `{field}` of step `{step}`: {problem}")]
-    BadField { step: StepId, field: String, problem: String },
+    BadField {
+        step: StepId,
+        field: String,
+        problem: String,
+    },
     #[error("step `{step}` cannot complete while handoffs are still pending")]
     HandoffsPending { step: StepId },
     #[error("the task cannot wait on `{on}` at this point; the current steps wait on {allowed:?}")]
@@ -103,17 +114,39 @@ impl Refusal {
     /// The earlier event that made `self` inapplicable, for the conflict list.
     pub(crate) fn lost_to(&self, state: &TaskState) -> Option<EventId> {
         match self {
-            Refusal::AlreadyOwned { .. } | Refusal::SameOwner { .. } => state.owner.as_ref().map(|o| o.event.clone()),
-            Refusal::AlreadyAcknowledged { .. } => state.acknowledged.as_ref().map(|a| a.event.clone()),
-            Refusal::StepAlreadyCompleted { step } => state.step(step).and_then(|s| s.completed.as_ref()).map(|c| c.event.clone()),
+            Refusal::AlreadyOwned { .. } | Refusal::SameOwner { .. } => {
+                state.owner.as_ref().map(|o| o.event.clone())
+            }
+            Refusal::AlreadyAcknowledged { .. } => {
+                state.acknowledged.as_ref().map(|a| a.event.clone())
+            }
+            Refusal::StepAlreadyCompleted { step } => state
+                .step(step)
+                .and_then(|s| s.completed.as_ref())
+                .map(|c| c.event.clone()),
             Refusal::AlreadyWaiting { .. } => state.waiting.as_ref().map(|w| w.event.clone()),
             Refusal::OfferSettled { offer } => state.handoff(offer).and_then(|h| match &h.status {
-                HandoffStatus::Accepted { event, .. } | HandoffStatus::Declined { event, .. } => Some(event.clone()),
+                HandoffStatus::Accepted { event, .. } | HandoffStatus::Declined { event, .. } => {
+                    Some(event.clone())
+                }
                 HandoffStatus::Pending => None,
             }),
             Refusal::HandoffAlreadyPending { offer } => Some(offer.clone()),
-            Refusal::ExceptionAlreadyResolved { exception } => state.exception(exception).and_then(|e| e.resolved.as_ref()).map(|r| r.event.clone()),
-            Refusal::Closed { .. } => state.history.iter().rev().find(|h| matches!(h.kind, EventKind::Completed | EventKind::Cancelled | EventKind::StepCompleted) && h.outcome == crate::fold::Outcome::Applied).map(|h| h.event.clone()),
+            Refusal::ExceptionAlreadyResolved { exception } => state
+                .exception(exception)
+                .and_then(|e| e.resolved.as_ref())
+                .map(|r| r.event.clone()),
+            Refusal::Closed { .. } => state
+                .history
+                .iter()
+                .rev()
+                .find(|h| {
+                    matches!(
+                        h.kind,
+                        EventKind::Completed | EventKind::Cancelled | EventKind::StepCompleted
+                    ) && h.outcome == crate::fold::Outcome::Applied
+                })
+                .map(|h| h.event.clone()),
             Refusal::AlreadyEscalated { .. } => state.escalations.last().map(|e| e.event.clone()),
             _ => None,
         }
@@ -130,14 +163,25 @@ pub fn permitted_roles(template: &Template, kind: EventKind) -> Vec<&Role> {
     let step_roles = template.steps.iter().map(|s| &s.role);
     let mut roles: Vec<&Role> = match kind {
         EventKind::Created => owner.chain(&template.create_roles).collect(),
-        EventKind::Claimed | EventKind::Acknowledged | EventKind::HandoffOffered | EventKind::HandoffAccepted | EventKind::HandoffDeclined => owner.collect(),
+        EventKind::Claimed
+        | EventKind::Acknowledged
+        | EventKind::HandoffOffered
+        | EventKind::HandoffAccepted
+        | EventKind::HandoffDeclined => owner.collect(),
         EventKind::Assigned | EventKind::Reassigned => supervisors.collect(),
         EventKind::Cancelled => supervisors.chain(&template.create_roles).collect(),
-        EventKind::AcuityChanged => owner.chain(supervisors).chain(&template.create_roles).collect(),
+        EventKind::AcuityChanged => owner
+            .chain(supervisors)
+            .chain(&template.create_roles)
+            .collect(),
         EventKind::Completed => owner.chain(supervisors).collect(),
         EventKind::StepStarted | EventKind::StepCompleted => step_roles.collect(),
-        EventKind::Waiting | EventKind::Resumed | EventKind::Escalated => owner.chain(step_roles).chain(supervisors).collect(),
-        EventKind::Note | EventKind::ExceptionRaised | EventKind::ExceptionResolved => template.roles().into_iter().collect(),
+        EventKind::Waiting | EventKind::Resumed | EventKind::Escalated => {
+            owner.chain(step_roles).chain(supervisors).collect()
+        }
+        EventKind::Note | EventKind::ExceptionRaised | EventKind::ExceptionResolved => {
+            template.roles().into_iter().collect()
+        }
     };
     roles.sort();
     roles.dedup();
@@ -149,7 +193,11 @@ pub fn permitted_roles(template: &Template, kind: EventKind) -> Vec<&Role> {
 fn system_may(kind: EventKind) -> bool {
     matches!(
         kind,
-        EventKind::Created | EventKind::Assigned | EventKind::Escalated | EventKind::ExceptionRaised | EventKind::Note
+        EventKind::Created
+            | EventKind::Assigned
+            | EventKind::Escalated
+            | EventKind::ExceptionRaised
+            | EventKind::Note
     )
 }
 
@@ -159,14 +207,22 @@ pub fn check(template: &Template, state: &TaskState, event: &Event) -> Result<()
     let actor = &event.actor;
     if actor.is_system() {
         if !system_may(kind) {
-            return Err(Refusal::NotPermitted { role: actor.role.clone(), kind });
+            return Err(Refusal::NotPermitted {
+                role: actor.role.clone(),
+                kind,
+            });
         }
     } else if !permitted_roles(template, kind).contains(&&actor.role) {
-        return Err(Refusal::NotPermitted { role: actor.role.clone(), kind });
+        return Err(Refusal::NotPermitted {
+            role: actor.role.clone(),
+            kind,
+        });
     }
 
     match (&event.body, state.status) {
-        (EventBody::Created { note }, Status::Pending) => return check_optional_text("the note", note),
+        (EventBody::Created { note }, Status::Pending) => {
+            return check_optional_text("the note", note);
+        }
         (EventBody::Created { .. }, _) => return Err(Refusal::AlreadyCreated),
         (_, Status::Pending) => return Err(Refusal::NotCreated),
         // A closed task still takes notes and the resolution of its exceptions.
@@ -193,11 +249,15 @@ pub fn check(template: &Template, state: &TaskState, event: &Event) -> Result<()
         EventBody::Acknowledged {} => {
             if let Some(owner) = &state.owner {
                 if owner.user != actor.user {
-                    return Err(Refusal::NotOwner { owner: owner.user.clone() });
+                    return Err(Refusal::NotOwner {
+                        owner: owner.user.clone(),
+                    });
                 }
             }
             match &state.acknowledged {
-                Some(ack) => Err(Refusal::AlreadyAcknowledged { by: ack.user.clone() }),
+                Some(ack) => Err(Refusal::AlreadyAcknowledged {
+                    by: ack.user.clone(),
+                }),
                 None => Ok(()),
             }
         }
@@ -209,13 +269,23 @@ pub fn check(template: &Template, state: &TaskState, event: &Event) -> Result<()
             }
             check_fields(def, fields)
         }
-        EventBody::Waiting { on, reason, follow_up_at } => {
+        EventBody::Waiting {
+            on,
+            reason,
+            follow_up_at,
+        } => {
             if let Some(w) = &state.waiting {
                 return Err(Refusal::AlreadyWaiting { on: w.on.clone() });
             }
-            let allowed: Vec<String> = current_step_defs(template, state).flat_map(|s| &s.waits).map(|w| w.on.clone()).collect();
+            let allowed: Vec<String> = current_step_defs(template, state)
+                .flat_map(|s| &s.waits)
+                .map(|w| w.on.clone())
+                .collect();
             if !allowed.contains(on) {
-                return Err(Refusal::UnknownWait { on: on.clone(), allowed });
+                return Err(Refusal::UnknownWait {
+                    on: on.clone(),
+                    allowed,
+                });
             }
             if follow_up_at.is_some_and(|f| f <= event.at()) {
                 return Err(Refusal::FollowUpInPast);
@@ -232,10 +302,14 @@ pub fn check(template: &Template, state: &TaskState, event: &Event) -> Result<()
         EventBody::HandoffOffered { to, item, note } => {
             is_owner(state, actor)?;
             if to.role != template.owner_role || to.user == actor.user {
-                return Err(Refusal::BadHandoffTarget { expected: template.owner_role.clone() });
+                return Err(Refusal::BadHandoffTarget {
+                    expected: template.owner_role.clone(),
+                });
             }
             if let Some(pending) = state.pending_handoffs().find(|h| &h.item == item) {
-                return Err(Refusal::HandoffAlreadyPending { offer: pending.offer.clone() });
+                return Err(Refusal::HandoffAlreadyPending {
+                    offer: pending.offer.clone(),
+                });
             }
             check_optional_text("the item", item)?;
             check_optional_text("the note", note)
@@ -245,22 +319,36 @@ pub fn check(template: &Template, state: &TaskState, event: &Event) -> Result<()
             pending_offer_to(state, offer, actor)?;
             check_optional_text("the reason", reason)
         }
-        EventBody::Escalated { level, reason, to, cause } => {
+        EventBody::Escalated {
+            level,
+            reason,
+            to,
+            cause,
+        } => {
             let levels = u32::try_from(template.escalation.len()).unwrap_or(u32::MAX);
             let manual = *reason == EscalationReason::Manual;
             if manual == actor.is_system() {
                 return Err(Refusal::ServerOnly { kind });
             }
             if *level == 0 || *level > levels || (manual && *level != state.escalation_level + 1) {
-                return Err(Refusal::BadEscalationLevel { level: *level, levels });
+                return Err(Refusal::BadEscalationLevel {
+                    level: *level,
+                    levels,
+                });
             }
             if *level <= state.escalation_level {
-                return Err(Refusal::AlreadyEscalated { current: state.escalation_level });
+                return Err(Refusal::AlreadyEscalated {
+                    current: state.escalation_level,
+                });
             }
             known_role(template, &to.role)?;
             check_optional_text("the cause", cause)
         }
-        EventBody::ExceptionRaised { rule, alert_role, reason } => {
+        EventBody::ExceptionRaised {
+            rule,
+            alert_role,
+            reason,
+        } => {
             if let Some(rule) = rule {
                 if !actor.is_system() {
                     return Err(Refusal::ServerOnly { kind });
@@ -273,21 +361,37 @@ pub fn check(template: &Template, state: &TaskState, event: &Event) -> Result<()
             check_text("the reason", reason)
         }
         EventBody::ExceptionResolved { exception, note } => {
-            let e = state.exception(exception).ok_or_else(|| Refusal::UnknownException { exception: exception.clone() })?;
+            let e = state
+                .exception(exception)
+                .ok_or_else(|| Refusal::UnknownException {
+                    exception: exception.clone(),
+                })?;
             if e.resolved.is_some() {
-                return Err(Refusal::ExceptionAlreadyResolved { exception: exception.clone() });
+                return Err(Refusal::ExceptionAlreadyResolved {
+                    exception: exception.clone(),
+                });
             }
-            if actor.role != e.alert_role && !template.supervisor_roles.contains(&actor.role) && !template.permissions.contains_key(&kind) {
-                return Err(Refusal::NotPermitted { role: actor.role.clone(), kind });
+            if actor.role != e.alert_role
+                && !template.supervisor_roles.contains(&actor.role)
+                && !template.permissions.contains_key(&kind)
+            {
+                return Err(Refusal::NotPermitted {
+                    role: actor.role.clone(),
+                    kind,
+                });
             }
             check_optional_text("the note", note)
         }
         EventBody::AcuityChanged { acuity } => {
             if template.acuity_level(acuity).is_none() {
-                return Err(Refusal::UnknownAcuity { acuity: acuity.clone() });
+                return Err(Refusal::UnknownAcuity {
+                    acuity: acuity.clone(),
+                });
             }
             if &state.acuity == acuity {
-                return Err(Refusal::SameAcuity { acuity: acuity.clone() });
+                return Err(Refusal::SameAcuity {
+                    acuity: acuity.clone(),
+                });
             }
             Ok(())
         }
@@ -304,7 +408,9 @@ pub fn check(template: &Template, state: &TaskState, event: &Event) -> Result<()
 
 fn unowned(state: &TaskState) -> Result<(), Refusal> {
     match &state.owner {
-        Some(owner) => Err(Refusal::AlreadyOwned { owner: owner.user.clone() }),
+        Some(owner) => Err(Refusal::AlreadyOwned {
+            owner: owner.user.clone(),
+        }),
         None => Ok(()),
     }
 }
@@ -312,7 +418,9 @@ fn unowned(state: &TaskState) -> Result<(), Refusal> {
 fn is_owner(state: &TaskState, actor: &Actor) -> Result<(), Refusal> {
     match &state.owner {
         Some(owner) if owner.user == actor.user => Ok(()),
-        Some(owner) => Err(Refusal::NotOwner { owner: owner.user.clone() }),
+        Some(owner) => Err(Refusal::NotOwner {
+            owner: owner.user.clone(),
+        }),
         None => Err(Refusal::NotOwned),
     }
 }
@@ -337,9 +445,13 @@ fn known_role(template: &Template, role: &Role) -> Result<(), Refusal> {
 }
 
 fn pending_offer_to(state: &TaskState, offer: &EventId, actor: &Actor) -> Result<(), Refusal> {
-    let h = state.handoff(offer).ok_or_else(|| Refusal::UnknownOffer { offer: offer.clone() })?;
+    let h = state.handoff(offer).ok_or_else(|| Refusal::UnknownOffer {
+        offer: offer.clone(),
+    })?;
     if h.status != HandoffStatus::Pending {
-        return Err(Refusal::OfferSettled { offer: offer.clone() });
+        return Err(Refusal::OfferSettled {
+            offer: offer.clone(),
+        });
     }
     if h.to.user != actor.user {
         return Err(Refusal::NotOfferedToYou {
@@ -350,7 +462,10 @@ fn pending_offer_to(state: &TaskState, offer: &EventId, actor: &Actor) -> Result
     Ok(())
 }
 
-fn current_step_defs<'a>(template: &'a Template, state: &'a TaskState) -> impl Iterator<Item = &'a StepDef> + 'a {
+fn current_step_defs<'a>(
+    template: &'a Template,
+    state: &'a TaskState,
+) -> impl Iterator<Item = &'a StepDef> + 'a {
     template
         .steps
         .iter()
@@ -360,8 +475,15 @@ fn current_step_defs<'a>(template: &'a Template, state: &'a TaskState) -> impl I
 }
 
 /// The step, if the actor's role does it and it is next in sequence.
-fn available_step<'a>(template: &'a Template, state: &TaskState, step: &StepId, actor: &Actor) -> Result<&'a StepDef, Refusal> {
-    let def = template.step(step).ok_or_else(|| Refusal::UnknownStep { step: step.clone() })?;
+fn available_step<'a>(
+    template: &'a Template,
+    state: &TaskState,
+    step: &StepId,
+    actor: &Actor,
+) -> Result<&'a StepDef, Refusal> {
+    let def = template
+        .step(step)
+        .ok_or_else(|| Refusal::UnknownStep { step: step.clone() })?;
     if def.role != actor.role {
         return Err(Refusal::WrongRoleForStep {
             step: step.clone(),
@@ -379,14 +501,20 @@ fn available_step<'a>(template: &'a Template, state: &TaskState, step: &StepId, 
         .cloned()
         .collect();
     if !waiting_for.is_empty() {
-        return Err(Refusal::OutOfSequence { step: step.clone(), waiting_for });
+        return Err(Refusal::OutOfSequence {
+            step: step.clone(),
+            waiting_for,
+        });
     }
     Ok(def)
 }
 
 /// Required fields present, none unknown, each of its declared type.
 fn check_fields(def: &StepDef, fields: &BTreeMap<String, FieldValue>) -> Result<(), Refusal> {
-    if let Some(name) = fields.keys().find(|name| !def.fields.iter().any(|f| &f.name == *name)) {
+    if let Some(name) = fields
+        .keys()
+        .find(|name| !def.fields.iter().any(|f| &f.name == *name))
+    {
         return Err(Refusal::UnknownField {
             step: def.id.clone(),
             field: name.clone(),
@@ -418,7 +546,8 @@ fn field_value_problem(kind: &FieldKind, value: &FieldValue) -> Option<String> {
     match (kind, value) {
         (FieldKind::Text { max_len }, FieldValue::Text(text)) => {
             let max = max_len.unwrap_or(MAX_TEXT).min(MAX_TEXT);
-            (text.trim().is_empty() || text.chars().count() > max).then(|| format!("text must be between 1 and {max} characters"))
+            (text.trim().is_empty() || text.chars().count() > max)
+                .then(|| format!("text must be between 1 and {max} characters"))
         }
         (FieldKind::Number { min, max }, FieldValue::Number(_) | FieldValue::Int(_)) => {
             let n = match value {
@@ -430,15 +559,21 @@ fn field_value_problem(kind: &FieldKind, value: &FieldValue) -> Option<String> {
                 return Some("must be a finite number".into());
             }
             if min.is_some_and(|m| n < m) || max.is_some_and(|m| n > m) {
-                return Some(format!("{n} is outside {}..={}", fmt_bound(*min), fmt_bound(*max)));
+                return Some(format!(
+                    "{n} is outside {}..={}",
+                    fmt_bound(*min),
+                    fmt_bound(*max)
+                ));
             }
             None
         }
         (FieldKind::Choice { options }, FieldValue::Text(choice)) => {
             (!options.contains(choice)).then(|| format!("`{choice}` is not one of {options:?}"))
         }
-        (FieldKind::Boolean {}, FieldValue::Bool(_)) => None,
-        (FieldKind::Timestamp {}, FieldValue::Int(ms)) => (*ms < 0).then(|| "a timestamp is milliseconds since 1970, not negative".into()),
+        (FieldKind::Boolean, FieldValue::Bool(_)) => None,
+        (FieldKind::Timestamp, FieldValue::Int(ms)) => {
+            (*ms < 0).then(|| "a timestamp is milliseconds since 1970, not negative".into())
+        }
         (kind, _) => Some(format!("expected {}", expected_name(kind))),
     }
 }
@@ -452,14 +587,16 @@ fn expected_name(kind: &FieldKind) -> &'static str {
         FieldKind::Text { .. } => "text",
         FieldKind::Number { .. } => "a number",
         FieldKind::Choice { .. } => "one of the choices, as text",
-        FieldKind::Boolean {} => "true or false",
-        FieldKind::Timestamp {} => "a timestamp (integer milliseconds since 1970)",
+        FieldKind::Boolean => "true or false",
+        FieldKind::Timestamp => "a timestamp (integer milliseconds since 1970)",
     }
 }
 
 fn check_text(what: &str, text: &str) -> Result<(), Refusal> {
     if text.trim().is_empty() || text.chars().count() > MAX_TEXT {
-        return Err(Refusal::BadText { what: what.to_owned() });
+        return Err(Refusal::BadText {
+            what: what.to_owned(),
+        });
     }
     Ok(())
 }

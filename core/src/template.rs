@@ -95,36 +95,137 @@ impl StepDef {
     }
 }
 
+/// A field recorded when a step is completed. Written as
+/// `{ name = "mode", type = "choice", options = [...], required = true }`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawField", into = "RawField")]
 pub struct FieldDef {
     pub name: String,
-    #[serde(flatten)]
     pub kind: FieldKind,
-    #[serde(default = "yes")]
     pub required: bool,
 }
 
 /// The type of a recorded field.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum FieldKind {
+    /// Free text, at most `max_len` characters.
     Text {
-        #[serde(default)]
         max_len: Option<usize>,
     },
     Number {
-        #[serde(default)]
         min: Option<f64>,
-        #[serde(default)]
         max: Option<f64>,
     },
+    /// One of `options`, as text.
     Choice {
         options: Vec<String>,
     },
-    Boolean {},
+    Boolean,
     /// Milliseconds since the Unix epoch.
-    Timestamp {},
+    Timestamp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum FieldType {
+    Text,
+    Number,
+    Choice,
+    Boolean,
+    Timestamp,
+}
+
+/// A field as written in a template file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawField {
+    name: String,
+    #[serde(rename = "type")]
+    kind: FieldType,
+    #[serde(default = "yes")]
+    required: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_len: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    options: Option<Vec<String>>,
+}
+
+impl TryFrom<RawField> for FieldDef {
+    type Error = String;
+
+    fn try_from(raw: RawField) -> Result<Self, String> {
+        let misplaced = |key: &str, kind: &str| {
+            Err(format!(
+                "field `{}`: `{key}` does not apply to a {kind} field",
+                raw.name
+            ))
+        };
+        let kind = match raw.kind {
+            FieldType::Text => FieldKind::Text {
+                max_len: raw.max_len,
+            },
+            FieldType::Number => FieldKind::Number {
+                min: raw.min,
+                max: raw.max,
+            },
+            FieldType::Choice => FieldKind::Choice {
+                options: raw
+                    .options
+                    .clone()
+                    .ok_or_else(|| format!("choice field `{}` needs `options`", raw.name))?,
+            },
+            FieldType::Boolean => FieldKind::Boolean,
+            FieldType::Timestamp => FieldKind::Timestamp,
+        };
+        let kind_name = format!("{:?}", raw.kind).to_lowercase();
+        if raw.max_len.is_some() && raw.kind != FieldType::Text {
+            return misplaced("max_len", &kind_name);
+        }
+        if (raw.min.is_some() || raw.max.is_some()) && raw.kind != FieldType::Number {
+            return misplaced("min/max", &kind_name);
+        }
+        if raw.options.is_some() && raw.kind != FieldType::Choice {
+            return misplaced("options", &kind_name);
+        }
+        Ok(FieldDef {
+            name: raw.name,
+            kind,
+            required: raw.required,
+        })
+    }
+}
+
+impl From<FieldDef> for RawField {
+    fn from(field: FieldDef) -> Self {
+        let mut raw = RawField {
+            name: field.name,
+            kind: FieldType::Text,
+            required: field.required,
+            max_len: None,
+            min: None,
+            max: None,
+            options: None,
+        };
+        match field.kind {
+            FieldKind::Text { max_len } => raw.max_len = max_len,
+            FieldKind::Number { min, max } => {
+                raw.kind = FieldType::Number;
+                raw.min = min;
+                raw.max = max;
+            }
+            FieldKind::Choice { options } => {
+                raw.kind = FieldType::Choice;
+                raw.options = Some(options);
+            }
+            FieldKind::Boolean => raw.kind = FieldType::Boolean,
+            FieldKind::Timestamp => raw.kind = FieldType::Timestamp,
+        }
+        raw
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -284,7 +385,13 @@ impl Template {
             problem,
         };
         if self.id.as_str().is_empty() || !is_identifier(self.id.as_str()) {
-            return Err(fail(None, format!("template id `{}` must be lower-case letters, digits and `_`", self.id)));
+            return Err(fail(
+                None,
+                format!(
+                    "template id `{}` must be lower-case letters, digits and `_`",
+                    self.id
+                ),
+            ));
         }
         if self.version == 0 {
             return Err(fail(None, "version must be 1 or more".into()));
@@ -296,11 +403,20 @@ impl Template {
             return Err(fail(None, "ack_window must be longer than zero".into()));
         }
         if !(1..=5).contains(&self.program.priority) {
-            return Err(fail(None, format!("program priority {} must be between 1 (most urgent) and 5", self.program.priority)));
+            return Err(fail(
+                None,
+                format!(
+                    "program priority {} must be between 1 (most urgent) and 5",
+                    self.program.priority
+                ),
+            ));
         }
         for role in self.roles() {
             if !is_identifier(role.as_str()) {
-                return Err(fail(None, format!("role `{role}` must be lower-case letters, digits and `_`")));
+                return Err(fail(
+                    None,
+                    format!("role `{role}` must be lower-case letters, digits and `_`"),
+                ));
             }
         }
 
@@ -310,7 +426,10 @@ impl Template {
         for step in &mut self.steps {
             let id = step.id.clone();
             if !is_identifier(id.as_str()) {
-                return Err(fail(Some(&id), "step ids must be lower-case letters, digits and `_`".into()));
+                return Err(fail(
+                    Some(&id),
+                    "step ids must be lower-case letters, digits and `_`".into(),
+                ));
             }
             if seen.contains_key(&id) {
                 return Err(fail(Some(&id), "this step id is used twice".into()));
@@ -320,12 +439,22 @@ impl Template {
             }
             for dep in step.dependencies() {
                 match seen.get(dep) {
-                    None if dep == &id => return Err(fail(Some(&id), "a step cannot come after itself".into())),
+                    None if dep == &id => {
+                        return Err(fail(Some(&id), "a step cannot come after itself".into()));
+                    }
                     None => {
-                        return Err(fail(Some(&id), format!("`after` names `{dep}`, which is not an earlier step of this template")));
+                        return Err(fail(
+                            Some(&id),
+                            format!(
+                                "`after` names `{dep}`, which is not an earlier step of this template"
+                            ),
+                        ));
                     }
                     Some(dep_step) if dep_step.optional && !step.optional => {
-                        return Err(fail(Some(&id), format!("a required step cannot wait for the optional step `{dep}`")));
+                        return Err(fail(
+                            Some(&id),
+                            format!("a required step cannot wait for the optional step `{dep}`"),
+                        ));
                     }
                     Some(_) => {}
                 }
@@ -336,17 +465,35 @@ impl Template {
             let mut names = BTreeSet::new();
             for field in &step.fields {
                 if !names.insert(field.name.as_str()) {
-                    return Err(fail(Some(&id), format!("field `{}` is declared twice", field.name)));
+                    return Err(fail(
+                        Some(&id),
+                        format!("field `{}` is declared twice", field.name),
+                    ));
                 }
                 if !is_identifier(&field.name) {
-                    return Err(fail(Some(&id), format!("field name `{}` must be lower-case letters, digits and `_`", field.name)));
+                    return Err(fail(
+                        Some(&id),
+                        format!(
+                            "field name `{}` must be lower-case letters, digits and `_`",
+                            field.name
+                        ),
+                    ));
                 }
                 match &field.kind {
                     FieldKind::Choice { options } if options.is_empty() => {
-                        return Err(fail(Some(&id), format!("choice field `{}` has no options", field.name)));
+                        return Err(fail(
+                            Some(&id),
+                            format!("choice field `{}` has no options", field.name),
+                        ));
                     }
-                    FieldKind::Number { min: Some(min), max: Some(max) } if min > max => {
-                        return Err(fail(Some(&id), format!("number field `{}` has min greater than max", field.name)));
+                    FieldKind::Number {
+                        min: Some(min),
+                        max: Some(max),
+                    } if min > max => {
+                        return Err(fail(
+                            Some(&id),
+                            format!("number field `{}` has min greater than max", field.name),
+                        ));
                     }
                     _ => {}
                 }
@@ -354,10 +501,19 @@ impl Template {
             let mut waits = BTreeSet::new();
             for wait in &step.waits {
                 if !waits.insert(wait.on.as_str()) {
-                    return Err(fail(Some(&id), format!("waiting on `{}` is declared twice", wait.on)));
+                    return Err(fail(
+                        Some(&id),
+                        format!("waiting on `{}` is declared twice", wait.on),
+                    ));
                 }
                 if wait.follow_up == Span::ZERO {
-                    return Err(fail(Some(&id), format!("the follow-up when waiting on `{}` must be longer than zero", wait.on)));
+                    return Err(fail(
+                        Some(&id),
+                        format!(
+                            "the follow-up when waiting on `{}` must be longer than zero",
+                            wait.on
+                        ),
+                    ));
                 }
             }
             previous = Some(id.clone());
@@ -365,41 +521,81 @@ impl Template {
         }
 
         if self.acuity.is_empty() {
-            return Err(fail(None, "at least one acuity level is needed (omit `acuity` for the default)".into()));
+            return Err(fail(
+                None,
+                "at least one acuity level is needed (omit `acuity` for the default)".into(),
+            ));
         }
         let mut acuity_ids = BTreeSet::new();
         for level in &self.acuity {
             if !acuity_ids.insert(level.id.as_str()) {
-                return Err(fail(None, format!("acuity level `{}` is declared twice", level.id)));
+                return Err(fail(
+                    None,
+                    format!("acuity level `{}` is declared twice", level.id),
+                ));
             }
             if !(1..=100).contains(&level.window_percent) {
-                return Err(fail(None, format!("acuity level `{}`: window_percent must be between 1 and 100", level.id)));
+                return Err(fail(
+                    None,
+                    format!(
+                        "acuity level `{}`: window_percent must be between 1 and 100",
+                        level.id
+                    ),
+                ));
             }
             if let Some(to) = level.escalate_to {
                 if to == 0 || to as usize > self.escalation.len() {
-                    return Err(fail(None, format!("acuity level `{}` escalates to level {to}, but the chain has {} levels", level.id, self.escalation.len())));
+                    return Err(fail(
+                        None,
+                        format!(
+                            "acuity level `{}` escalates to level {to}, but the chain has {} levels",
+                            level.id,
+                            self.escalation.len()
+                        ),
+                    ));
                 }
             }
         }
         for pair in self.escalation.windows(2) {
             if pair[1].after < pair[0].after {
-                return Err(fail(None, "escalation levels must be listed in order of their `after` delay".into()));
+                return Err(fail(
+                    None,
+                    "escalation levels must be listed in order of their `after` delay".into(),
+                ));
             }
         }
         let mut rule_ids = BTreeSet::new();
         for rule in &self.off_track {
             if !rule_ids.insert(rule.id.as_str()) || !is_identifier(&rule.id) {
-                return Err(fail(None, format!("off-track rule id `{}` must be unique, lower-case letters, digits and `_`", rule.id)));
+                return Err(fail(
+                    None,
+                    format!(
+                        "off-track rule id `{}` must be unique, lower-case letters, digits and `_`",
+                        rule.id
+                    ),
+                ));
             }
             if let OffTrackWhen::EscalationLevel(level) = rule.when {
                 if level == 0 || level as usize > self.escalation.len() {
-                    return Err(fail(None, format!("off-track rule `{}` waits for escalation level {level}, but the chain has {} levels", rule.id, self.escalation.len())));
+                    return Err(fail(
+                        None,
+                        format!(
+                            "off-track rule `{}` waits for escalation level {level}, but the chain has {} levels",
+                            rule.id,
+                            self.escalation.len()
+                        ),
+                    ));
                 }
             }
         }
         for (kind, roles) in &self.permissions {
             if roles.is_empty() {
-                return Err(fail(None, format!("permissions for `{kind}` list no roles; remove the entry to keep the default")));
+                return Err(fail(
+                    None,
+                    format!(
+                        "permissions for `{kind}` list no roles; remove the entry to keep the default"
+                    ),
+                ));
             }
         }
         Ok(self)
@@ -407,7 +603,9 @@ impl Template {
 }
 
 fn is_identifier(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// A task's reference to the template version it was created from.
@@ -438,7 +636,9 @@ impl TemplateRegistry {
     pub fn shipped() -> Self {
         let mut registry = Self::new();
         for template in crate::shipped::templates() {
-            registry.insert(template).expect("shipped templates are distinct");
+            registry
+                .insert(template)
+                .expect("shipped templates are distinct");
         }
         registry
     }
@@ -472,7 +672,15 @@ impl TemplateRegistry {
     /// The newest version of a template: what new tasks start with.
     pub fn latest(&self, id: &TemplateId) -> Option<&Arc<Template>> {
         self.templates
-            .range(TemplateRef { id: id.clone(), version: 0 }..=TemplateRef { id: id.clone(), version: u32::MAX })
+            .range(
+                TemplateRef {
+                    id: id.clone(),
+                    version: 0,
+                }..=TemplateRef {
+                    id: id.clone(),
+                    version: u32::MAX,
+                },
+            )
             .next_back()
             .map(|(_, t)| t)
     }

@@ -17,7 +17,7 @@
 //! A new document is accepted when its first change creates a task (all fixed fields, an event
 //! list whose first event is `created`) on a unit the party may act on, from a known template.
 
-use crate::doc::{self, EventLog, EVENTS};
+use crate::doc::{self, EVENTS, EventLog};
 use crate::event::{Event, EventKind};
 use crate::fold;
 use crate::hlc::Hlc;
@@ -25,7 +25,7 @@ use crate::ids::{DeviceId, EventId, Role, UnitId, UserId};
 use crate::rules::{self, Refusal};
 use crate::template::{TemplateRef, TemplateRegistry};
 use crate::time::{Millis, Span};
-use automerge::{hydrate, Automerge};
+use automerge::{Automerge, hydrate};
 use serde::Serialize;
 use std::collections::BTreeSet;
 
@@ -89,15 +89,25 @@ pub enum ValidationError {
     #[error("event {event}: stamp {hlc} does not come after {seen}, which its author had seen")]
     StampNotAfterSeen { event: EventId, hlc: Hlc, seen: Hlc },
     #[error("event {event}: stamp {hlc} is ahead of the clock ({now} ms)")]
-    StampInFuture { event: EventId, hlc: Hlc, now: Millis },
+    StampInFuture {
+        event: EventId,
+        hlc: Hlc,
+        now: Millis,
+    },
     #[error("event id {event} is already used")]
     DuplicateId { event: EventId },
     #[error("event {event} ({kind}): {refusal}")]
-    Refused { event: EventId, kind: EventKind, refusal: Refusal },
+    Refused {
+        event: EventId,
+        kind: EventKind,
+        refusal: Refusal,
+    },
 }
 
 fn not_an_append(problem: impl Into<String>) -> ValidationError {
-    ValidationError::NotAnAppend { problem: problem.into() }
+    ValidationError::NotAnAppend {
+        problem: problem.into(),
+    }
 }
 
 /// Check the changes that turn `before` into `after`. Returns the new events, in fold order.
@@ -122,7 +132,9 @@ pub fn validate_changes(
     }
 
     let after_root = after.hydrate(None);
-    let meta = doc::read_meta(&after_root).map_err(|e| ValidationError::NotATask { problem: e.to_string() })?;
+    let meta = doc::read_meta(&after_root).map_err(|e| ValidationError::NotATask {
+        problem: e.to_string(),
+    })?;
     if before_heads.is_empty() {
         check_creation(&changes)?;
     } else {
@@ -131,23 +143,39 @@ pub fn validate_changes(
     if !auth.system && !auth.units.contains(&meta.unit) {
         return Err(ValidationError::UnitNotAllowed { unit: meta.unit });
     }
-    let template = templates.get(&meta.template).ok_or_else(|| ValidationError::UnknownTemplate {
-        template: meta.template.clone(),
-    })?;
+    let template =
+        templates
+            .get(&meta.template)
+            .ok_or_else(|| ValidationError::UnknownTemplate {
+                template: meta.template.clone(),
+            })?;
     if template.acuity_level(&meta.acuity).is_none() {
         return Err(ValidationError::NotATask {
-            problem: format!("acuity `{}` is not a level of {}", meta.acuity, meta.template),
+            problem: format!(
+                "acuity `{}` is not a level of {}",
+                meta.acuity, meta.template
+            ),
         });
     }
     let total = doc::events_of(&after_root);
     if total.events.len() + total.unreadable.len() > limits.max_events {
-        return Err(ValidationError::TooManyEvents { limit: limits.max_events });
+        return Err(ValidationError::TooManyEvents {
+            limit: limits.max_events,
+        });
     }
 
     let mut accepted = Vec::new();
     for change in &changes {
-        let seen = doc::read_events(after, Some(change.deps())).map_err(|e| ValidationError::NotATask { problem: e.to_string() })?;
-        let with = doc::read_events(after, Some(&[change.hash()])).map_err(|e| ValidationError::NotATask { problem: e.to_string() })?;
+        let seen = doc::read_events(after, Some(change.deps())).map_err(|e| {
+            ValidationError::NotATask {
+                problem: e.to_string(),
+            }
+        })?;
+        let with = doc::read_events(after, Some(&[change.hash()])).map_err(|e| {
+            ValidationError::NotATask {
+                problem: e.to_string(),
+            }
+        })?;
         let mut added = new_events(&seen, with)?;
         added.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
         let mut view = seen.events;
@@ -171,12 +199,17 @@ pub fn validate_changes(
 fn check_creation(changes: &[automerge::Change]) -> Result<(), ValidationError> {
     match changes.first() {
         Some(first) if first.deps().is_empty() => Ok(()),
-        _ => Err(not_an_append("a new task must start with the change that creates it")),
+        _ => Err(not_an_append(
+            "a new task must start with the change that creates it",
+        )),
     }
 }
 
 /// Fixed fields untouched, every earlier event still present and unchanged, no conflicts.
-fn check_append_only(before: &hydrate::Value, after: &hydrate::Value) -> Result<(), ValidationError> {
+fn check_append_only(
+    before: &hydrate::Value,
+    after: &hydrate::Value,
+) -> Result<(), ValidationError> {
     let (hydrate::Value::Map(before), hydrate::Value::Map(after)) = (before, after) else {
         return Err(not_an_append("the root is not a map"));
     };
@@ -186,13 +219,17 @@ fn check_append_only(before: &hydrate::Value, after: &hydrate::Value) -> Result<
     }
     for (key, value) in after.iter() {
         if value.conflict {
-            return Err(not_an_append(format!("`{key}` now holds conflicting values")));
+            return Err(not_an_append(format!(
+                "`{key}` now holds conflicting values"
+            )));
         }
         if key != EVENTS && Some(&value.value) != before.get(key) {
             return Err(not_an_append(format!("`{key}` was changed")));
         }
     }
-    let (Some(hydrate::Value::List(old)), Some(hydrate::Value::List(new))) = (before.get(EVENTS), after.get(EVENTS)) else {
+    let (Some(hydrate::Value::List(old)), Some(hydrate::Value::List(new))) =
+        (before.get(EVENTS), after.get(EVENTS))
+    else {
         return Err(not_an_append("`events` is not a list"));
     };
     // Earlier events must appear, unchanged and in order, among the new list's items (concurrent
@@ -203,7 +240,10 @@ fn check_append_only(before: &hydrate::Value, after: &hydrate::Value) -> Result<
             return Err(not_an_append("an existing event was changed or removed"));
         }
     }
-    if new.iter().any(|item| item.conflict || has_conflict(&item.value)) {
+    if new
+        .iter()
+        .any(|item| item.conflict || has_conflict(&item.value))
+    {
         return Err(not_an_append("an event holds conflicting values"));
     }
     Ok(())
@@ -219,7 +259,11 @@ fn has_conflict(value: &hydrate::Value) -> bool {
 
 /// The events in `with` that are not in `seen`: what one change added.
 fn new_events(seen: &EventLog, with: EventLog) -> Result<Vec<Event>, ValidationError> {
-    if let Some(bad) = with.unreadable.iter().find(|u| !seen.unreadable.contains(u)) {
+    if let Some(bad) = with
+        .unreadable
+        .iter()
+        .find(|u| !seen.unreadable.contains(u))
+    {
         return Err(ValidationError::Unreadable {
             index: bad.index,
             problem: bad.problem.clone(),
@@ -248,23 +292,43 @@ fn new_events(seen: &EventLog, with: EventLog) -> Result<Vec<Event>, ValidationE
 }
 
 /// Identity, stamp and id checks for one new event.
-fn check_event(view: &[Event], event: &Event, auth: &AuthContext, now: Millis, limits: &Limits) -> Result<(), ValidationError> {
+fn check_event(
+    view: &[Event],
+    event: &Event,
+    auth: &AuthContext,
+    now: Millis,
+    limits: &Limits,
+) -> Result<(), ValidationError> {
     if !auth.system {
-        let impersonation = |field: &'static str, claimed: &str, authenticated: &str| ValidationError::Impersonation {
-            event: event.id.clone(),
-            field,
-            claimed: claimed.to_owned(),
-            authenticated: authenticated.to_owned(),
+        let impersonation = |field: &'static str, claimed: &str, authenticated: &str| {
+            ValidationError::Impersonation {
+                event: event.id.clone(),
+                field,
+                claimed: claimed.to_owned(),
+                authenticated: authenticated.to_owned(),
+            }
         };
         if event.actor.user != auth.user {
-            return Err(impersonation("user", event.actor.user.as_str(), auth.user.as_str()));
+            return Err(impersonation(
+                "user",
+                event.actor.user.as_str(),
+                auth.user.as_str(),
+            ));
         }
         if event.device != auth.device {
-            return Err(impersonation("device", event.device.as_str(), auth.device.as_str()));
+            return Err(impersonation(
+                "device",
+                event.device.as_str(),
+                auth.device.as_str(),
+            ));
         }
         if !auth.roles.contains(&event.actor.role) {
             let roles: Vec<&str> = auth.roles.iter().map(Role::as_str).collect();
-            return Err(impersonation("role", event.actor.role.as_str(), &roles.join(", ")));
+            return Err(impersonation(
+                "role",
+                event.actor.role.as_str(),
+                &roles.join(", "),
+            ));
         }
     }
     if let Some(seen) = view.iter().map(|e| e.hlc).max() {
@@ -284,7 +348,9 @@ fn check_event(view: &[Event], event: &Event, auth: &AuthContext, now: Millis, l
         });
     }
     if view.iter().any(|e| e.id == event.id) {
-        return Err(ValidationError::DuplicateId { event: event.id.clone() });
+        return Err(ValidationError::DuplicateId {
+            event: event.id.clone(),
+        });
     }
     Ok(())
 }

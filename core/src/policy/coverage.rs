@@ -7,9 +7,9 @@
 
 use crate::ids::{Role, UnitId, UserId};
 use crate::time::{Millis, Span};
+use jiff::Timestamp;
 use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
-use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 /// A rotation: `primary[k]` (and `secondary[k]`) cover shift `k`, counting from `anchor`, cycling.
@@ -68,14 +68,22 @@ pub struct Shift {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ScheduleError {
     #[error("rotation for {role} on {unit}: {problem}")]
-    Rotation { unit: UnitId, role: Role, problem: String },
+    Rotation {
+        unit: UnitId,
+        role: Role,
+        problem: String,
+    },
     #[error("override for {user}: it ends before it starts")]
     Override { user: UserId },
 }
 
 impl Schedule {
     /// A schedule in `zone` (resolve the zone name with `jiff::tz::TimeZone::get` at the edge).
-    pub fn new(zone: TimeZone, rotations: Vec<Rotation>, overrides: Vec<Override>) -> Result<Schedule, ScheduleError> {
+    pub fn new(
+        zone: TimeZone,
+        rotations: Vec<Rotation>,
+        overrides: Vec<Override>,
+    ) -> Result<Schedule, ScheduleError> {
         for r in &rotations {
             let problem = if r.primary.is_empty() {
                 Some("no one is in the rotation")
@@ -95,9 +103,15 @@ impl Schedule {
             }
         }
         if let Some(o) = overrides.iter().find(|o| o.until <= o.from) {
-            return Err(ScheduleError::Override { user: o.user.clone() });
+            return Err(ScheduleError::Override {
+                user: o.user.clone(),
+            });
         }
-        Ok(Schedule { zone, rotations, overrides })
+        Ok(Schedule {
+            zone,
+            rotations,
+            overrides,
+        })
     }
 
     pub fn zone(&self) -> &TimeZone {
@@ -111,7 +125,11 @@ impl Schedule {
             secondary: None,
             shift: None,
         };
-        if let Some(rotation) = self.rotations.iter().find(|r| &r.unit == unit && &r.role == role) {
+        if let Some(rotation) = self
+            .rotations
+            .iter()
+            .find(|r| &r.unit == unit && &r.role == role)
+        {
             if let Some(shift) = self.shift_at(rotation, at) {
                 let n = rotation.primary.len() as i64;
                 let slot = shift.index.rem_euclid(n) as usize;
@@ -121,7 +139,11 @@ impl Schedule {
             }
         }
         // The override listed last wins where several apply.
-        for o in self.overrides.iter().filter(|o| &o.unit == unit && &o.role == role && o.from <= at && at < o.until) {
+        for o in self
+            .overrides
+            .iter()
+            .filter(|o| &o.unit == unit && &o.role == role && o.from <= at && at < o.until)
+        {
             if o.secondary {
                 coverage.secondary = Some(o.user.clone());
             } else {
@@ -144,7 +166,11 @@ impl Schedule {
 
     /// The instant the `index`th shift starts: the anchor plus `index` shifts of local wall time.
     fn instant(&self, rotation: &Rotation, index: i64) -> Option<Millis> {
-        let offset = jiff::SignedDuration::from_millis(i64::try_from(rotation.shift.as_millis()).ok()?.checked_mul(index)?);
+        let offset = jiff::SignedDuration::from_millis(
+            i64::try_from(rotation.shift.as_millis())
+                .ok()?
+                .checked_mul(index)?,
+        );
         let local = rotation.anchor.checked_add(offset).ok()?;
         Some(self.zone.to_timestamp(local).ok()?.as_millisecond())
     }

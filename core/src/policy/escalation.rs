@@ -55,7 +55,12 @@ pub fn next_due(template: &Template, state: &TaskState) -> Option<Due> {
     let percent = template.window_percent(&state.acuity);
     let epoch = state.escalation_epoch;
     let mut candidates = Vec::new();
-    let level_target = |level: u32| template.escalation.get(level.checked_sub(1)? as usize).map(|l| l.target.clone());
+    let level_target = |level: u32| {
+        template
+            .escalation
+            .get(level.checked_sub(1)? as usize)
+            .map(|l| l.target.clone())
+    };
 
     if let Some(acuity) = &state.acuity_escalation {
         if let Some(target) = level_target(acuity.level) {
@@ -75,7 +80,10 @@ pub fn next_due(template: &Template, state: &TaskState) -> Option<Due> {
 
     if let Some(stall) = state.next_deadline() {
         let next = state.escalation_level + 1;
-        if let (Some(level), Some(target)) = (template.escalation.get(state.escalation_level as usize), level_target(next)) {
+        if let (Some(level), Some(target)) = (
+            template.escalation.get(state.escalation_level as usize),
+            level_target(next),
+        ) {
             let cause = format!("{}@{}", stall.cause, stall.at);
             candidates.push(Due {
                 at: level.after.scaled(percent).after(stall.at),
@@ -97,14 +105,27 @@ pub fn next_due(template: &Template, state: &TaskState) -> Option<Due> {
                 .iter()
                 .rev()
                 .find(|e| e.level >= *n && state.escalation_level >= *n)
-                .map(|e| (e.at, format!("epoch{epoch}"), format!("escalation reached level {n}"))),
-            OffTrackWhen::OpenLongerThan(span) => state
-                .created_at
-                .map(|created| (span.after(created), "open".to_owned(), format!("open longer than {span}"))),
-            OffTrackWhen::WaitingLongerThan(span) => state
-                .waiting
-                .as_ref()
-                .map(|w| (span.after(w.since), w.event.to_string(), format!("waiting on {} longer than {span}", w.on))),
+                .map(|e| {
+                    (
+                        e.at,
+                        format!("epoch{epoch}"),
+                        format!("escalation reached level {n}"),
+                    )
+                }),
+            OffTrackWhen::OpenLongerThan(span) => state.created_at.map(|created| {
+                (
+                    span.after(created),
+                    "open".to_owned(),
+                    format!("open longer than {span}"),
+                )
+            }),
+            OffTrackWhen::WaitingLongerThan(span) => state.waiting.as_ref().map(|w| {
+                (
+                    span.after(w.since),
+                    w.event.to_string(),
+                    format!("waiting on {} longer than {span}", w.on),
+                )
+            }),
         };
         if let Some((at, occurrence, reason)) = trigger {
             let event_id = EventId(format!("offtrack:{}:{occurrence}", rule.id));
@@ -121,22 +142,36 @@ pub fn next_due(template: &Template, state: &TaskState) -> Option<Due> {
             }
         }
     }
-    candidates.into_iter().min_by(|a, b| (a.at, &a.event_id).cmp(&(b.at, &b.event_id)))
+    candidates
+        .into_iter()
+        .min_by(|a, b| (a.at, &a.event_id).cmp(&(b.at, &b.event_id)))
 }
 
 /// The event to append now, if the next action is due: its id and body, with the escalation
 /// target resolved against who covers the role at `now`.
-pub fn fire(template: &Template, state: &TaskState, schedule: &Schedule, now: Millis) -> Option<(EventId, EventBody)> {
+pub fn fire(
+    template: &Template,
+    state: &TaskState,
+    schedule: &Schedule,
+    now: Millis,
+) -> Option<(EventId, EventBody)> {
     let due = next_due(template, state).filter(|d| d.at <= now)?;
     let body = match due.action {
-        Action::Escalate { level, reason, target, cause } => {
+        Action::Escalate {
+            level,
+            reason,
+            target,
+            cause,
+        } => {
             let to = match target {
                 EscalationTarget::Role(role) => EscalationTo {
                     user: schedule.covering(&state.unit, &role, now).primary,
                     role,
                 },
                 EscalationTarget::SecondaryOwner {} => EscalationTo {
-                    user: schedule.covering(&state.unit, &state.owner_role, now).secondary,
+                    user: schedule
+                        .covering(&state.unit, &state.owner_role, now)
+                        .secondary,
                     role: state.owner_role.clone(),
                 },
             };
@@ -147,7 +182,11 @@ pub fn fire(template: &Template, state: &TaskState, schedule: &Schedule, now: Mi
                 cause: Some(cause),
             }
         }
-        Action::RaiseException { rule, alert_role, reason } => EventBody::ExceptionRaised {
+        Action::RaiseException {
+            rule,
+            alert_role,
+            reason,
+        } => EventBody::ExceptionRaised {
             rule: Some(rule),
             alert_role,
             reason,
