@@ -176,9 +176,13 @@ pub fn permitted_roles(template: &Template, kind: EventKind) -> Vec<&Role> {
             .collect(),
         EventKind::Completed => owner.chain(supervisors).collect(),
         EventKind::StepStarted | EventKind::StepCompleted => step_roles.collect(),
-        EventKind::Waiting | EventKind::Resumed | EventKind::Escalated => {
-            owner.chain(step_roles).chain(supervisors).collect()
-        }
+        EventKind::Waiting | EventKind::Resumed => owner.chain(step_roles).chain(supervisors).collect(),
+        // Whoever asked for the work may also push it up the chain by hand.
+        EventKind::Escalated => owner
+            .chain(step_roles)
+            .chain(supervisors)
+            .chain(&template.create_roles)
+            .collect(),
         EventKind::Note | EventKind::ExceptionRaised | EventKind::ExceptionResolved => {
             template.roles().into_iter().collect()
         }

@@ -132,14 +132,12 @@ pub fn validate_changes(
     }
 
     let after_root = after.hydrate(None);
-    let meta = doc::read_meta(&after_root).map_err(|e| ValidationError::NotATask {
-        problem: e.to_string(),
-    })?;
     if before_heads.is_empty() {
         check_creation(&changes)?;
     } else {
         check_append_only(&before.hydrate(None), &after_root)?;
     }
+    let meta = doc::read_meta(&after_root).map_err(|e| ValidationError::NotATask { problem: e.to_string() })?;
     if !auth.system && !auth.units.contains(&meta.unit) {
         return Err(ValidationError::UnitNotAllowed { unit: meta.unit });
     }

@@ -1,0 +1,340 @@
+//! Validation of incoming changes: what a phone (or anyone holding a token) may send.
+
+mod common;
+
+use automerge::{transaction::Transactable, ActorId, Automerge, ObjType, ReadDoc, ROOT};
+use baton_core::codec;
+use baton_core::event::{EventBody, FieldValue};
+use baton_core::rules::Refusal;
+use baton_core::validate::{validate_changes, AuthContext, Limits, ValidationError};
+use baton_core::{Hlc, TaskDoc, TemplateRegistry};
+use common::*;
+use serde_json::{json, Value};
+
+fn auth(person: &Person) -> AuthContext {
+    AuthContext {
+        user: person.author.user.clone(),
+        device: person.author.device.clone(),
+        roles: vec![person.author.role.clone()],
+        units: vec!["4W".into()],
+        system: false,
+    }
+}
+
+fn check(before: &Automerge, after: &Automerge, who: &AuthContext) -> Result<Vec<baton_core::Event>, ValidationError> {
+    validate_changes(before, after, who, &TemplateRegistry::shipped(), T0 + 10 * HOUR, &Limits::default())
+}
+
+/// A consult created by a nurse, as the server holds it.
+fn server_copy() -> (std::sync::Arc<baton_core::Template>, TaskDoc, Person) {
+    let t = template("consult");
+    let mut nurse = Person::new("rn.evans", "nurse");
+    let doc = nurse.create(&t, T0);
+    (t, doc, nurse)
+}
+
+/// Append raw JSON as a new event map, the way any Automerge client could.
+fn raw_append(doc: &mut Automerge, event: Value) {
+    let Value::Object(map) = event else { panic!("object") };
+    let events = match doc.get(ROOT, "events").expect("get") {
+        Some((_, id)) => id,
+        None => panic!("no events"),
+    };
+    let at = doc.length(&events);
+    doc.transact::<_, _, automerge::AutomergeError>(|tx| {
+        let obj = tx.insert_object(&events, at, ObjType::Map)?;
+        codec::write_map(tx, &obj, &map)
+    })
+    .expect("write");
+}
+
+/// A well-formed note event by `user` on `device` with stamp `hlc`.
+fn note_json(id: &str, user: &str, role: &str, device: &str, hlc: Hlc) -> Value {
+    json!({
+        "id": id, "kind": "note", "actor": { "user": user, "role": role }, "device": device,
+        "device_time": hlc.wall, "hlc": hlc.to_string(), "payload": { "text": "called family" }
+    })
+}
+
+fn fork(doc: &TaskDoc) -> Automerge {
+    let mut copy = doc.automerge().fork();
+    copy.set_actor(ActorId::random());
+    copy
+}
+
+#[test]
+fn a_valid_append_is_accepted_and_returned() {
+    let (t, server, _) = server_copy();
+    let mut phone = replica(&server);
+    let mut dr = Person::new("dr.fox", "physician");
+    let ack = dr.act(&mut phone, &t, T0 + MINUTE, EventBody::Acknowledged {});
+    let events = check(server.automerge(), phone.automerge(), &auth(&dr)).expect("valid");
+    assert_eq!(events, vec![ack]);
+    assert_eq!(check(phone.automerge(), phone.automerge(), &auth(&dr)), Ok(vec![]), "nothing new, nothing to check");
+}
+
+#[test]
+fn a_new_task_is_accepted_on_the_senders_units_only() {
+    let (_, created, nurse) = server_copy();
+    let empty = Automerge::new();
+    let events = check(&empty, created.automerge(), &auth(&nurse)).expect("creation is valid");
+    assert_eq!(events.len(), 1);
+    let mut elsewhere = auth(&nurse);
+    elsewhere.units = vec!["ICU".into()];
+    assert_eq!(check(&empty, created.automerge(), &elsewhere), Err(ValidationError::UnitNotAllowed { unit: "4W".into() }));
+    // A role that may not open consults cannot create one either.
+    let mut transport = auth(&nurse);
+    transport.roles = vec!["transport".into()];
+    assert!(matches!(check(&empty, created.automerge(), &transport), Err(ValidationError::Impersonation { field: "role", .. })));
+}
+
+#[test]
+fn documents_that_are_not_tasks_or_use_unknown_templates_are_refused() {
+    let nurse = Person::new("rn.evans", "nurse");
+    let mut junk = Automerge::new();
+    junk.transact::<_, _, automerge::AutomergeError>(|tx| tx.put(ROOT, "hello", "world").map(|_| ())).expect("write");
+    assert!(matches!(check(&Automerge::new(), &junk, &auth(&nurse)), Err(ValidationError::NotATask { .. })));
+
+    let (_, doc, nurse) = server_copy();
+    let registry = TemplateRegistry::new();
+    let r = validate_changes(&Automerge::new(), doc.automerge(), &auth(&nurse), &registry, T0, &Limits::default());
+    assert!(matches!(r, Err(ValidationError::UnknownTemplate { .. })), "{r:?}");
+}
+
+#[test]
+fn events_written_in_someone_elses_name_are_refused() {
+    let (_, server, nurse) = server_copy();
+    let after_hlc = Hlc::new(T0 + MINUTE, 0);
+    let cases = [
+        (note_json("e1", "rn.other", "nurse", "rn.evans-phone", after_hlc), "user"),
+        (note_json("e2", "rn.evans", "nurse", "stolen-phone", after_hlc), "device"),
+        (note_json("e3", "rn.evans", "charge_nurse", "rn.evans-phone", after_hlc), "role"),
+    ];
+    for (event, field) in cases {
+        let mut after = fork(&server);
+        raw_append(&mut after, event);
+        match check(server.automerge(), &after, &auth(&nurse)) {
+            Err(ValidationError::Impersonation { field: f, .. }) => assert_eq!(f, field),
+            other => panic!("{field}: {other:?}"),
+        }
+    }
+    // The same note in the sender's own name passes.
+    let mut after = fork(&server);
+    raw_append(&mut after, note_json("e4", "rn.evans", "nurse", "rn.evans-phone", after_hlc));
+    assert_eq!(check(server.automerge(), &after, &auth(&nurse)).map(|e| e.len()), Ok(1));
+}
+
+#[test]
+fn editing_an_existing_event_is_refused() {
+    let (_, server, nurse) = server_copy();
+    let mut after = fork(&server);
+    let events = after.get(ROOT, "events").expect("get").expect("events").1;
+    let first = after.get(&events, 0).expect("get").expect("event").1;
+    after.transact::<_, _, automerge::AutomergeError>(|tx| tx.put(&first, "device_time", 0).map(|_| ())).expect("write");
+    assert!(matches!(check(server.automerge(), &after, &auth(&nurse)), Err(ValidationError::NotAnAppend { .. })));
+}
+
+#[test]
+fn changing_fixed_fields_is_refused() {
+    let (_, server, nurse) = server_copy();
+    for (key, value) in [("unit", json!("ICU")), ("acuity", json!("stat")), ("extra", json!(1))] {
+        let mut after = fork(&server);
+        after
+            .transact::<_, _, automerge::AutomergeError>(|tx| codec::write_map(tx, &ROOT, json!({ key: value }).as_object().expect("object")))
+            .expect("write");
+        let r = check(server.automerge(), &after, &auth(&nurse));
+        assert!(matches!(r, Err(ValidationError::NotAnAppend { .. })), "{key}: {r:?}");
+    }
+}
+
+#[test]
+fn removing_an_event_is_refused() {
+    let (t, mut server, mut nurse) = server_copy();
+    nurse.act(&mut server, &t, T0 + 1, EventBody::Note { text: "one".into() });
+    let mut after = fork(&server);
+    let events = after.get(ROOT, "events").expect("get").expect("events").1;
+    after.transact::<_, _, automerge::AutomergeError>(|tx| tx.delete(&events, 1)).expect("delete");
+    assert!(matches!(check(server.automerge(), &after, &auth(&nurse)), Err(ValidationError::NotAnAppend { .. })));
+}
+
+#[test]
+fn unreadable_events_are_refused() {
+    let (_, server, nurse) = server_copy();
+    let bad = [
+        json!({ "id": "x", "kind": "note" }),
+        json!({ "id": "x", "kind": "teleport", "actor": { "user": "rn.evans", "role": "nurse" }, "device": "rn.evans-phone", "device_time": 1, "hlc": Hlc::new(T0 + 1, 0).to_string(), "payload": {} }),
+        json!({ "id": "x", "kind": "note", "actor": { "user": "rn.evans", "role": "nurse" }, "device": "rn.evans-phone", "device_time": 1, "hlc": "yesterday", "payload": { "text": "hi" } }),
+    ];
+    for event in bad {
+        let mut after = fork(&server);
+        raw_append(&mut after, event.clone());
+        let r = check(server.automerge(), &after, &auth(&nurse));
+        assert!(matches!(r, Err(ValidationError::Unreadable { .. })), "{event}: {r:?}");
+    }
+    // A scalar where an event belongs.
+    let mut after = fork(&server);
+    let events = after.get(ROOT, "events").expect("get").expect("events").1;
+    after.transact::<_, _, automerge::AutomergeError>(|tx| tx.insert(&events, 1, 42)).expect("insert");
+    assert!(matches!(check(server.automerge(), &after, &auth(&nurse)), Err(ValidationError::Unreadable { .. })));
+}
+
+#[test]
+fn stamps_must_follow_what_the_author_saw_and_not_run_ahead_of_the_clock() {
+    let (_, server, nurse) = server_copy();
+    let created = server.events().expect("events").events[0].hlc;
+    let mut after = fork(&server);
+    raw_append(&mut after, note_json("old", "rn.evans", "nurse", "rn.evans-phone", created));
+    assert!(matches!(check(server.automerge(), &after, &auth(&nurse)), Err(ValidationError::StampNotAfterSeen { .. })));
+
+    let mut after = fork(&server);
+    raw_append(&mut after, note_json("future", "rn.evans", "nurse", "rn.evans-phone", Hlc::new(T0 + 11 * HOUR, 0)));
+    assert!(matches!(check(server.automerge(), &after, &auth(&nurse)), Err(ValidationError::StampInFuture { .. })));
+}
+
+#[test]
+fn an_event_id_cannot_be_reused() {
+    let (_, server, nurse) = server_copy();
+    let existing = server.events().expect("events").events[0].id.clone();
+    let mut after = fork(&server);
+    raw_append(&mut after, note_json(existing.as_str(), "rn.evans", "nurse", "rn.evans-phone", Hlc::new(T0 + MINUTE, 0)));
+    assert!(matches!(check(server.automerge(), &after, &auth(&nurse)), Err(ValidationError::DuplicateId { .. })));
+}
+
+#[test]
+fn the_tasks_rules_apply_to_appended_events() {
+    let (_, server, _) = server_copy();
+    let dr = Person::new("dr.fox", "physician");
+    let mut after = fork(&server);
+    raw_append(
+        &mut after,
+        json!({
+            "id": "skip", "kind": "step_completed", "actor": { "user": "dr.fox", "role": "physician" }, "device": "dr.fox-phone",
+            "device_time": T0, "hlc": Hlc::new(T0 + MINUTE, 0).to_string(),
+            "payload": { "step": "recommendation", "fields": { "recommendation": "x", "follow_up_needed": false } }
+        }),
+    );
+    match check(server.automerge(), &after, &auth(&dr)) {
+        Err(ValidationError::Refused { refusal: Refusal::OutOfSequence { waiting_for, .. }, .. }) => {
+            assert_eq!(waiting_for, vec![baton_core::ids::StepId::from("seen")]);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn offline_work_is_judged_by_what_its_author_saw() {
+    // The physician works offline; meanwhile the charge nurse cancels on the server.
+    let (t, mut server, _) = server_copy();
+    let mut phone = replica(&server);
+    let mut dr = Person::new("dr.fox", "physician");
+    dr.act(&mut phone, &t, T0 + MINUTE, EventBody::Claimed {});
+    dr.act(
+        &mut phone,
+        &t,
+        T0 + 2 * MINUTE,
+        EventBody::StepCompleted {
+            step: "request".into(),
+            fields: fields! { "question" => FieldValue::Text("q".into()), "urgency" => FieldValue::Text("routine".into()) },
+        },
+    );
+    let mut charge = Person::new("cn.hill", "charge_nurse");
+    charge.act(&mut server, &t, T0 + 90_000, EventBody::Cancelled { reason: "duplicate request".into() });
+
+    let before = server.automerge().clone();
+    let mut merged = server.clone();
+    merged.merge(&mut phone).expect("merge");
+    let accepted = check(&before, merged.automerge(), &auth(&dr)).expect("the physician's offline work is valid");
+    assert_eq!(accepted.len(), 2);
+    // ... and the fold shows what held: the claim (earlier than the cancel); the step came after.
+    let s = state(&merged, &t);
+    assert_eq!(s.status, baton_core::fold::Status::Cancelled);
+    assert_eq!(s.owner.as_ref().map(|o| o.user.as_str()), Some("dr.fox"));
+    assert_eq!(s.conflicts.len(), 1);
+}
+
+#[test]
+fn a_batch_with_one_bad_event_is_refused_whole() {
+    let (t, server, _) = server_copy();
+    let mut phone = replica(&server);
+    let mut dr = Person::new("dr.fox", "physician");
+    dr.act(&mut phone, &t, T0 + MINUTE, EventBody::Claimed {});
+    let mut raw = phone.automerge().clone();
+    raw.set_actor(ActorId::random());
+    raw_append(&mut raw, note_json("fake", "dr.gray", "physician", "dr.fox-phone", Hlc::new(T0 + 3 * MINUTE, 0)));
+    assert!(matches!(check(server.automerge(), &raw, &auth(&dr)), Err(ValidationError::Impersonation { .. })));
+}
+
+#[test]
+fn strings_written_as_collaborative_text_are_read_like_plain_strings() {
+    // The JavaScript Automerge library writes strings as text objects by default.
+    let (_, server, nurse) = server_copy();
+    let mut after = fork(&server);
+    let events = after.get(ROOT, "events").expect("get").expect("events").1;
+    let hlc = Hlc::new(T0 + MINUTE, 0).to_string();
+    after
+        .transact::<_, _, automerge::AutomergeError>(|tx| {
+            let ev = tx.insert_object(&events, 1, ObjType::Map)?;
+            for (key, value) in [("id", "js-1"), ("kind", "note"), ("device", "rn.evans-phone"), ("hlc", hlc.as_str())] {
+                let text = tx.put_object(&ev, key, ObjType::Text)?;
+                tx.splice_text(&text, 0, 0, value)?;
+            }
+            tx.put(&ev, "device_time", automerge::ScalarValue::Timestamp(T0))?;
+            let actor = tx.put_object(&ev, "actor", ObjType::Map)?;
+            tx.put(&actor, "user", "rn.evans")?;
+            tx.put(&actor, "role", "nurse")?;
+            let payload = tx.put_object(&ev, "payload", ObjType::Map)?;
+            let text = tx.put_object(&payload, "text", ObjType::Text)?;
+            tx.splice_text(&text, 0, 0, "family called back")?;
+            Ok(())
+        })
+        .expect("write");
+    let events = check(server.automerge(), &after, &auth(&nurse)).expect("valid");
+    assert_eq!(events[0].body, EventBody::Note { text: "family called back".into() });
+    assert_eq!(events[0].device_time, T0);
+}
+
+#[test]
+fn conflicting_writes_to_fixed_fields_are_refused() {
+    let (_, server, nurse) = server_copy();
+    // Two concurrent writes of `unit` (neither overwrites the other) leave a conflict.
+    let mut a = fork(&server);
+    let mut b = fork(&server);
+    for (doc, unit) in [(&mut a, "ICU"), (&mut b, "5E")] {
+        doc.transact::<_, _, automerge::AutomergeError>(|tx| tx.put(ROOT, "unit", unit).map(|_| ())).expect("write");
+    }
+    a.merge(&mut b).expect("merge");
+    assert!(matches!(check(server.automerge(), &a, &auth(&nurse)), Err(ValidationError::NotAnAppend { .. })));
+}
+
+#[test]
+fn limits_bound_one_batch() {
+    let (t, server, _) = server_copy();
+    let mut phone = replica(&server);
+    let mut nurse = Person::new("rn.evans", "nurse");
+    for i in 0..5 {
+        nurse.act(&mut phone, &t, T0 + i, EventBody::Note { text: format!("note {i}") });
+    }
+    let limits = Limits { max_changes: 3, ..Limits::default() };
+    let r = validate_changes(server.automerge(), phone.automerge(), &auth(&nurse), &TemplateRegistry::shipped(), T0 + HOUR, &limits);
+    assert_eq!(r, Err(ValidationError::TooManyChanges { count: 5, limit: 3 }));
+    let limits = Limits { max_events: 4, ..Limits::default() };
+    let r = validate_changes(server.automerge(), phone.automerge(), &auth(&nurse), &TemplateRegistry::shipped(), T0 + HOUR, &limits);
+    assert_eq!(r, Err(ValidationError::TooManyEvents { limit: 4 }));
+}
+
+#[test]
+fn every_append_through_the_typed_api_passes_validation() {
+    let (t, mut doc, mut nurse) = server_copy();
+    let mut dr = Person::new("dr.fox", "physician");
+    let steps = [
+        (true, EventBody::Claimed {}),
+        (false, EventBody::Note { text: "bed 4".into() }),
+        (false, EventBody::AcuityChanged { acuity: "urgent".into() }),
+    ];
+    for (by_physician, body) in steps {
+        let person = if by_physician { &mut dr } else { &mut nurse };
+        let before = doc.automerge().clone();
+        let event = person.act(&mut doc, &t, T0 + MINUTE, body);
+        assert_eq!(check(&before, doc.automerge(), &auth(person)), Ok(vec![event]));
+    }
+}
