@@ -11,6 +11,31 @@
 //! - [`validate`]: the check every incoming change passes before it is stored or relayed.
 //! - [`policy`]: coverage (who is on) and escalation (what is due next).
 //! - [`hlc`]: the hybrid logical clock that orders events.
+//!
+//! ```
+//! use baton_core::{Author, EventBody, HlcClock, NewTask, Subject, TaskDoc, TemplateRegistry};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let templates = TemplateRegistry::shipped();
+//! let consult = templates.latest(&"consult".into()).expect("shipped");
+//! let nurse = Author::new("rn.evans", "nurse", "phone-17");
+//! let mut clock = HlcClock::new();
+//! let now = 1_767_596_400_000; // the caller supplies time; the core never reads a clock
+//! let new = NewTask {
+//!     unit: "4W".into(),
+//!     subject: Subject { reference: "enc-1001".into(), label: "Bed 12 · J.D.".into() },
+//!     acuity: Some("urgent".into()),
+//!     note: None,
+//! };
+//! let (mut task, _) = TaskDoc::create(consult, new, &nurse, &mut clock, now, automerge::ActorId::random())?;
+//!
+//! let physician = Author::new("dr.fox", "physician", "phone-3");
+//! task.append(consult, &physician, &mut clock, now + 60_000, EventBody::Acknowledged {})?;
+//! let state = task.state(consult)?;
+//! assert_eq!(state.owner.expect("owned").user.as_str(), "dr.fox");
+//! assert_eq!(state.current_step.expect("a step is open").as_str(), "request");
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod codec;
 pub mod doc;
