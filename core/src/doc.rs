@@ -368,10 +368,10 @@ pub(crate) fn read_meta(root: &hydrate::Value) -> Result<TaskMeta, DocError> {
                 .map_err(|e| DocError::NotATask(format!("`{key}`: {e}")))?,
         );
     }
-    if let Some(schema) = fields.get("schema").and_then(Value::as_u64) {
-        if schema != u64::from(SCHEMA) {
-            return Err(DocError::Schema(u32::try_from(schema).unwrap_or(u32::MAX)));
-        }
+    if let Some(schema) = fields.get("schema").and_then(Value::as_u64)
+        && schema != u64::from(SCHEMA)
+    {
+        return Err(DocError::Schema(u32::try_from(schema).unwrap_or(u32::MAX)));
     }
     let meta: TaskMeta = serde_json::from_value(Value::Object(fields))
         .map_err(|e| DocError::NotATask(e.to_string()))?;

@@ -193,8 +193,8 @@ pub struct Deadline {
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Applied,
-    /// A second copy of an event already folded (same id, same content): the same action,
-    /// written twice (two server nodes escalating at once).
+    /// A second copy of an action already folded: same id and content, or the server's event of
+    /// the same id and kind (two server nodes firing one timer).
     Duplicate,
     /// Could not hold together with an earlier event; see `conflicts`.
     Conflict,
@@ -625,13 +625,13 @@ impl TaskState {
         let window = template
             .ack_window
             .scaled(template.window_percent(&self.acuity));
-        if self.acknowledged.is_none() {
-            if let Some(from) = self.ack_window_from {
-                self.deadlines.push(Deadline {
-                    at: window.after(from),
-                    cause: Cause::Acknowledgment,
-                });
-            }
+        if self.acknowledged.is_none()
+            && let Some(from) = self.ack_window_from
+        {
+            self.deadlines.push(Deadline {
+                at: window.after(from),
+                cause: Cause::Acknowledgment,
+            });
         }
         match &self.waiting {
             Some(w) => self.deadlines.push(Deadline {
@@ -670,9 +670,7 @@ pub fn fold(template: &Template, meta: &TaskMeta, events: &[Event]) -> TaskState
     for event in sorted {
         state.last_hlc = state.last_hlc.max(event.hlc);
         let outcome = match seen.get(&event.id) {
-            Some(first) if first.body == event.body && first.actor == event.actor => {
-                Outcome::Duplicate
-            }
+            Some(first) if is_same_action(first, event) => Outcome::Duplicate,
             Some(first) => {
                 state.conflicts.push(Conflict {
                     event: event.id.clone(),
@@ -716,6 +714,15 @@ pub fn fold(template: &Template, meta: &TaskMeta, events: &[Event]) -> TaskState
     }
     state.settle_deadlines(template);
     state
+}
+
+/// Two events with one id are one action written twice when their content is the same, or when
+/// both are the server's and of one kind: server events carry deterministic ids (level, cause,
+/// epoch), and two nodes firing one timer a moment apart may resolve a different person on
+/// call. The first in fold order is kept.
+fn is_same_action(first: &Event, again: &Event) -> bool {
+    (first.body == again.body && first.actor == again.actor)
+        || (first.actor.is_system() && again.actor.is_system() && first.kind() == again.kind())
 }
 
 /// A total order on events with equal keys (same id written twice with different content), so

@@ -176,7 +176,9 @@ pub fn permitted_roles(template: &Template, kind: EventKind) -> Vec<&Role> {
             .collect(),
         EventKind::Completed => owner.chain(supervisors).collect(),
         EventKind::StepStarted | EventKind::StepCompleted => step_roles.collect(),
-        EventKind::Waiting | EventKind::Resumed => owner.chain(step_roles).chain(supervisors).collect(),
+        EventKind::Waiting | EventKind::Resumed => {
+            owner.chain(step_roles).chain(supervisors).collect()
+        }
         // Whoever asked for the work may also push it up the chain by hand.
         EventKind::Escalated => owner
             .chain(step_roles)
@@ -251,12 +253,12 @@ pub fn check(template: &Template, state: &TaskState, event: &Event) -> Result<()
             check_optional_text("the reason", reason)
         }
         EventBody::Acknowledged {} => {
-            if let Some(owner) = &state.owner {
-                if owner.user != actor.user {
-                    return Err(Refusal::NotOwner {
-                        owner: owner.user.clone(),
-                    });
-                }
+            if let Some(owner) = &state.owner
+                && owner.user != actor.user
+            {
+                return Err(Refusal::NotOwner {
+                    owner: owner.user.clone(),
+                });
             }
             match &state.acknowledged {
                 Some(ack) => Err(Refusal::AlreadyAcknowledged {

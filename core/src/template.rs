@@ -324,20 +324,43 @@ impl fmt::Display for TemplateError {
 impl Template {
     /// Read and check a template written in TOML. `file` names it in errors.
     pub fn from_toml(file: &str, text: &str) -> Result<Template, TemplateError> {
-        let template: Template = toml::from_str(text).map_err(|e| TemplateError {
-            file: file.to_owned(),
-            step: None,
-            problem: e.to_string().trim_end().replace('\n', " "),
+        let template: Template = toml::from_str(text).map_err(|e| {
+            let steps = toml::from_str::<toml::Table>(text)
+                .ok()
+                .and_then(|t| t.get("steps")?.as_array().cloned())
+                .unwrap_or_default();
+            TemplateError {
+                file: file.to_owned(),
+                step: step_with_problem(
+                    &steps,
+                    e.message(),
+                    |s| s.clone().try_into().map_err(|e| e.message().to_owned()),
+                    |s| s.get("id")?.as_str(),
+                ),
+                problem: e.to_string().trim_end().replace('\n', " "),
+            }
         })?;
         template.checked(file)
     }
 
     /// Read and check a template written in JSON. `file` names it in errors.
     pub fn from_json(file: &str, text: &str) -> Result<Template, TemplateError> {
-        let template: Template = serde_json::from_str(text).map_err(|e| TemplateError {
-            file: file.to_owned(),
-            step: None,
-            problem: e.to_string(),
+        let template: Template = serde_json::from_str(text).map_err(|e| {
+            let problem = e.to_string();
+            let steps = serde_json::from_str::<serde_json::Value>(text)
+                .ok()
+                .and_then(|t| t.get("steps")?.as_array().cloned())
+                .unwrap_or_default();
+            TemplateError {
+                file: file.to_owned(),
+                step: step_with_problem(
+                    &steps,
+                    &problem,
+                    |s| serde_json::from_value(s.clone()).map_err(|e| e.to_string()),
+                    |s| s.get("id")?.as_str(),
+                ),
+                problem,
+            }
         })?;
         template.checked(file)
     }
@@ -543,17 +566,17 @@ impl Template {
                     ),
                 ));
             }
-            if let Some(to) = level.escalate_to {
-                if to == 0 || to as usize > self.escalation.len() {
-                    return Err(fail(
-                        None,
-                        format!(
-                            "acuity level `{}` escalates to level {to}, but the chain has {} levels",
-                            level.id,
-                            self.escalation.len()
-                        ),
-                    ));
-                }
+            if let Some(to) = level.escalate_to
+                && (to == 0 || to as usize > self.escalation.len())
+            {
+                return Err(fail(
+                    None,
+                    format!(
+                        "acuity level `{}` escalates to level {to}, but the chain has {} levels",
+                        level.id,
+                        self.escalation.len()
+                    ),
+                ));
             }
         }
         for pair in self.escalation.windows(2) {
@@ -575,17 +598,17 @@ impl Template {
                     ),
                 ));
             }
-            if let OffTrackWhen::EscalationLevel(level) = rule.when {
-                if level == 0 || level as usize > self.escalation.len() {
-                    return Err(fail(
-                        None,
-                        format!(
-                            "off-track rule `{}` waits for escalation level {level}, but the chain has {} levels",
-                            rule.id,
-                            self.escalation.len()
-                        ),
-                    ));
-                }
+            if let OffTrackWhen::EscalationLevel(level) = rule.when
+                && (level == 0 || level as usize > self.escalation.len())
+            {
+                return Err(fail(
+                    None,
+                    format!(
+                        "off-track rule `{}` waits for escalation level {level}, but the chain has {} levels",
+                        rule.id,
+                        self.escalation.len()
+                    ),
+                ));
             }
         }
         for (kind, roles) in &self.permissions {
@@ -600,6 +623,20 @@ impl Template {
         }
         Ok(self)
     }
+}
+
+/// The step a problem found while reading a template comes from. Serde names only a line, so
+/// each step is read on its own: the first that fails with the same message is the one.
+fn step_with_problem<V>(
+    steps: &[V],
+    problem: &str,
+    read: impl Fn(&V) -> Result<StepDef, String>,
+    id: impl Fn(&V) -> Option<&str>,
+) -> Option<StepId> {
+    steps.iter().find_map(|step| match read(step) {
+        Err(message) if problem.contains(&message) => id(step).map(StepId::from),
+        _ => None,
+    })
 }
 
 fn is_identifier(s: &str) -> bool {

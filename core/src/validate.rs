@@ -137,7 +137,9 @@ pub fn validate_changes(
     } else {
         check_append_only(&before.hydrate(None), &after_root)?;
     }
-    let meta = doc::read_meta(&after_root).map_err(|e| ValidationError::NotATask { problem: e.to_string() })?;
+    let meta = doc::read_meta(&after_root).map_err(|e| ValidationError::NotATask {
+        problem: e.to_string(),
+    })?;
     if !auth.system && !auth.units.contains(&meta.unit) {
         return Err(ValidationError::UnitNotAllowed { unit: meta.unit });
     }
@@ -329,14 +331,14 @@ fn check_event(
             ));
         }
     }
-    if let Some(seen) = view.iter().map(|e| e.hlc).max() {
-        if event.hlc <= seen {
-            return Err(ValidationError::StampNotAfterSeen {
-                event: event.id.clone(),
-                hlc: event.hlc,
-                seen,
-            });
-        }
+    if let Some(seen) = view.iter().map(|e| e.hlc).max()
+        && event.hlc <= seen
+    {
+        return Err(ValidationError::StampNotAfterSeen {
+            event: event.id.clone(),
+            hlc: event.hlc,
+            seen,
+        });
     }
     if event.hlc.wall > limits.max_clock_skew.after(now) {
         return Err(ValidationError::StampInFuture {

@@ -129,14 +129,13 @@ impl Schedule {
             .rotations
             .iter()
             .find(|r| &r.unit == unit && &r.role == role)
+            && let Some(shift) = self.shift_at(rotation, at)
         {
-            if let Some(shift) = self.shift_at(rotation, at) {
-                let n = rotation.primary.len() as i64;
-                let slot = shift.index.rem_euclid(n) as usize;
-                coverage.primary = rotation.primary.get(slot).cloned();
-                coverage.secondary = rotation.secondary.get(slot).cloned();
-                coverage.shift = Some(shift);
-            }
+            let n = rotation.primary.len() as i64;
+            let slot = shift.index.rem_euclid(n) as usize;
+            coverage.primary = rotation.primary.get(slot).cloned();
+            coverage.secondary = rotation.secondary.get(slot).cloned();
+            coverage.shift = Some(shift);
         }
         // The override listed last wins where several apply.
         for o in self

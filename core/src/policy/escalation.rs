@@ -62,20 +62,20 @@ pub fn next_due(template: &Template, state: &TaskState) -> Option<Due> {
             .map(|l| l.target.clone())
     };
 
-    if let Some(acuity) = &state.acuity_escalation {
-        if let Some(target) = level_target(acuity.level) {
-            let cause = format!("acuity:{}", acuity.event);
-            candidates.push(Due {
-                at: acuity.at,
-                event_id: EventId(format!("esc:{epoch}:{}:{cause}", acuity.level)),
-                action: Action::Escalate {
-                    level: acuity.level,
-                    reason: EscalationReason::Acuity,
-                    target,
-                    cause,
-                },
-            });
-        }
+    if let Some(acuity) = &state.acuity_escalation
+        && let Some(target) = level_target(acuity.level)
+    {
+        let cause = format!("acuity:{}", acuity.event);
+        candidates.push(Due {
+            at: acuity.at,
+            event_id: EventId(format!("esc:{epoch}:{}:{cause}", acuity.level)),
+            action: Action::Escalate {
+                level: acuity.level,
+                reason: EscalationReason::Acuity,
+                target,
+                cause,
+            },
+        });
     }
 
     if let Some(stall) = state.next_deadline() {
