@@ -2,14 +2,14 @@
 
 mod common;
 
-use automerge::{transaction::Transactable, ActorId, Automerge, ObjType, ReadDoc, ROOT};
+use automerge::{ActorId, Automerge, ObjType, ROOT, ReadDoc, transaction::Transactable};
 use baton_core::codec;
 use baton_core::event::{EventBody, FieldValue};
 use baton_core::rules::Refusal;
-use baton_core::validate::{validate_changes, AuthContext, Limits, ValidationError};
+use baton_core::validate::{AuthContext, Limits, ValidationError, validate_changes};
 use baton_core::{Hlc, TaskDoc, TemplateRegistry};
 use common::*;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 fn auth(person: &Person) -> AuthContext {
     AuthContext {
@@ -21,8 +21,19 @@ fn auth(person: &Person) -> AuthContext {
     }
 }
 
-fn check(before: &Automerge, after: &Automerge, who: &AuthContext) -> Result<Vec<baton_core::Event>, ValidationError> {
-    validate_changes(before, after, who, &TemplateRegistry::shipped(), T0 + 10 * HOUR, &Limits::default())
+fn check(
+    before: &Automerge,
+    after: &Automerge,
+    who: &AuthContext,
+) -> Result<Vec<baton_core::Event>, ValidationError> {
+    validate_changes(
+        before,
+        after,
+        who,
+        &TemplateRegistry::shipped(),
+        T0 + 10 * HOUR,
+        &Limits::default(),
+    )
 }
 
 /// A consult created by a nurse, as the server holds it.
@@ -35,7 +46,9 @@ fn server_copy() -> (std::sync::Arc<baton_core::Template>, TaskDoc, Person) {
 
 /// Append raw JSON as a new event map, the way any Automerge client could.
 fn raw_append(doc: &mut Automerge, event: Value) {
-    let Value::Object(map) = event else { panic!("object") };
+    let Value::Object(map) = event else {
+        panic!("object")
+    };
     let events = match doc.get(ROOT, "events").expect("get") {
         Some((_, id)) => id,
         None => panic!("no events"),
@@ -70,7 +83,11 @@ fn a_valid_append_is_accepted_and_returned() {
     let ack = dr.act(&mut phone, &t, T0 + MINUTE, EventBody::Acknowledged {});
     let events = check(server.automerge(), phone.automerge(), &auth(&dr)).expect("valid");
     assert_eq!(events, vec![ack]);
-    assert_eq!(check(phone.automerge(), phone.automerge(), &auth(&dr)), Ok(vec![]), "nothing new, nothing to check");
+    assert_eq!(
+        check(phone.automerge(), phone.automerge(), &auth(&dr)),
+        Ok(vec![]),
+        "nothing new, nothing to check"
+    );
 }
 
 #[test]
@@ -81,24 +98,46 @@ fn a_new_task_is_accepted_on_the_senders_units_only() {
     assert_eq!(events.len(), 1);
     let mut elsewhere = auth(&nurse);
     elsewhere.units = vec!["ICU".into()];
-    assert_eq!(check(&empty, created.automerge(), &elsewhere), Err(ValidationError::UnitNotAllowed { unit: "4W".into() }));
+    assert_eq!(
+        check(&empty, created.automerge(), &elsewhere),
+        Err(ValidationError::UnitNotAllowed { unit: "4W".into() })
+    );
     // A role that may not open consults cannot create one either.
     let mut transport = auth(&nurse);
     transport.roles = vec!["transport".into()];
-    assert!(matches!(check(&empty, created.automerge(), &transport), Err(ValidationError::Impersonation { field: "role", .. })));
+    assert!(matches!(
+        check(&empty, created.automerge(), &transport),
+        Err(ValidationError::Impersonation { field: "role", .. })
+    ));
 }
 
 #[test]
 fn documents_that_are_not_tasks_or_use_unknown_templates_are_refused() {
     let nurse = Person::new("rn.evans", "nurse");
     let mut junk = Automerge::new();
-    junk.transact::<_, _, automerge::AutomergeError>(|tx| tx.put(ROOT, "hello", "world").map(|_| ())).expect("write");
-    assert!(matches!(check(&Automerge::new(), &junk, &auth(&nurse)), Err(ValidationError::NotATask { .. })));
+    junk.transact::<_, _, automerge::AutomergeError>(|tx| {
+        tx.put(ROOT, "hello", "world").map(|_| ())
+    })
+    .expect("write");
+    assert!(matches!(
+        check(&Automerge::new(), &junk, &auth(&nurse)),
+        Err(ValidationError::NotATask { .. })
+    ));
 
     let (_, doc, nurse) = server_copy();
     let registry = TemplateRegistry::new();
-    let r = validate_changes(&Automerge::new(), doc.automerge(), &auth(&nurse), &registry, T0, &Limits::default());
-    assert!(matches!(r, Err(ValidationError::UnknownTemplate { .. })), "{r:?}");
+    let r = validate_changes(
+        &Automerge::new(),
+        doc.automerge(),
+        &auth(&nurse),
+        &registry,
+        T0,
+        &Limits::default(),
+    );
+    assert!(
+        matches!(r, Err(ValidationError::UnknownTemplate { .. })),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -106,9 +145,24 @@ fn events_written_in_someone_elses_name_are_refused() {
     let (_, server, nurse) = server_copy();
     let after_hlc = Hlc::new(T0 + MINUTE, 0);
     let cases = [
-        (note_json("e1", "rn.other", "nurse", "rn.evans-phone", after_hlc), "user"),
-        (note_json("e2", "rn.evans", "nurse", "stolen-phone", after_hlc), "device"),
-        (note_json("e3", "rn.evans", "charge_nurse", "rn.evans-phone", after_hlc), "role"),
+        (
+            note_json("e1", "rn.other", "nurse", "rn.evans-phone", after_hlc),
+            "user",
+        ),
+        (
+            note_json("e2", "rn.evans", "nurse", "stolen-phone", after_hlc),
+            "device",
+        ),
+        (
+            note_json(
+                "e3",
+                "rn.evans",
+                "charge_nurse",
+                "rn.evans-phone",
+                after_hlc,
+            ),
+            "role",
+        ),
     ];
     for (event, field) in cases {
         let mut after = fork(&server);
@@ -120,8 +174,14 @@ fn events_written_in_someone_elses_name_are_refused() {
     }
     // The same note in the sender's own name passes.
     let mut after = fork(&server);
-    raw_append(&mut after, note_json("e4", "rn.evans", "nurse", "rn.evans-phone", after_hlc));
-    assert_eq!(check(server.automerge(), &after, &auth(&nurse)).map(|e| e.len()), Ok(1));
+    raw_append(
+        &mut after,
+        note_json("e4", "rn.evans", "nurse", "rn.evans-phone", after_hlc),
+    );
+    assert_eq!(
+        check(server.automerge(), &after, &auth(&nurse)).map(|e| e.len()),
+        Ok(1)
+    );
 }
 
 #[test]
@@ -130,31 +190,61 @@ fn editing_an_existing_event_is_refused() {
     let mut after = fork(&server);
     let events = after.get(ROOT, "events").expect("get").expect("events").1;
     let first = after.get(&events, 0).expect("get").expect("event").1;
-    after.transact::<_, _, automerge::AutomergeError>(|tx| tx.put(&first, "device_time", 0).map(|_| ())).expect("write");
-    assert!(matches!(check(server.automerge(), &after, &auth(&nurse)), Err(ValidationError::NotAnAppend { .. })));
+    after
+        .transact::<_, _, automerge::AutomergeError>(|tx| {
+            tx.put(&first, "device_time", 0).map(|_| ())
+        })
+        .expect("write");
+    assert!(matches!(
+        check(server.automerge(), &after, &auth(&nurse)),
+        Err(ValidationError::NotAnAppend { .. })
+    ));
 }
 
 #[test]
 fn changing_fixed_fields_is_refused() {
     let (_, server, nurse) = server_copy();
-    for (key, value) in [("unit", json!("ICU")), ("acuity", json!("stat")), ("extra", json!(1))] {
+    for (key, value) in [
+        ("unit", json!("ICU")),
+        ("acuity", json!("stat")),
+        ("extra", json!(1)),
+    ] {
         let mut after = fork(&server);
         after
-            .transact::<_, _, automerge::AutomergeError>(|tx| codec::write_map(tx, &ROOT, json!({ key: value }).as_object().expect("object")))
+            .transact::<_, _, automerge::AutomergeError>(|tx| {
+                codec::write_map(
+                    tx,
+                    &ROOT,
+                    json!({ key: value }).as_object().expect("object"),
+                )
+            })
             .expect("write");
         let r = check(server.automerge(), &after, &auth(&nurse));
-        assert!(matches!(r, Err(ValidationError::NotAnAppend { .. })), "{key}: {r:?}");
+        assert!(
+            matches!(r, Err(ValidationError::NotAnAppend { .. })),
+            "{key}: {r:?}"
+        );
     }
 }
 
 #[test]
 fn removing_an_event_is_refused() {
     let (t, mut server, mut nurse) = server_copy();
-    nurse.act(&mut server, &t, T0 + 1, EventBody::Note { text: "one".into() });
+    nurse.act(
+        &mut server,
+        &t,
+        T0 + 1,
+        EventBody::Note { text: "one".into() },
+    );
     let mut after = fork(&server);
     let events = after.get(ROOT, "events").expect("get").expect("events").1;
-    after.transact::<_, _, automerge::AutomergeError>(|tx| tx.delete(&events, 1)).expect("delete");
-    assert!(matches!(check(server.automerge(), &after, &auth(&nurse)), Err(ValidationError::NotAnAppend { .. })));
+    after
+        .transact::<_, _, automerge::AutomergeError>(|tx| tx.delete(&events, 1))
+        .expect("delete");
+    assert!(matches!(
+        check(server.automerge(), &after, &auth(&nurse)),
+        Err(ValidationError::NotAnAppend { .. })
+    ));
 }
 
 #[test]
@@ -169,13 +259,21 @@ fn unreadable_events_are_refused() {
         let mut after = fork(&server);
         raw_append(&mut after, event.clone());
         let r = check(server.automerge(), &after, &auth(&nurse));
-        assert!(matches!(r, Err(ValidationError::Unreadable { .. })), "{event}: {r:?}");
+        assert!(
+            matches!(r, Err(ValidationError::Unreadable { .. })),
+            "{event}: {r:?}"
+        );
     }
     // A scalar where an event belongs.
     let mut after = fork(&server);
     let events = after.get(ROOT, "events").expect("get").expect("events").1;
-    after.transact::<_, _, automerge::AutomergeError>(|tx| tx.insert(&events, 1, 42)).expect("insert");
-    assert!(matches!(check(server.automerge(), &after, &auth(&nurse)), Err(ValidationError::Unreadable { .. })));
+    after
+        .transact::<_, _, automerge::AutomergeError>(|tx| tx.insert(&events, 1, 42))
+        .expect("insert");
+    assert!(matches!(
+        check(server.automerge(), &after, &auth(&nurse)),
+        Err(ValidationError::Unreadable { .. })
+    ));
 }
 
 #[test]
@@ -183,12 +281,30 @@ fn stamps_must_follow_what_the_author_saw_and_not_run_ahead_of_the_clock() {
     let (_, server, nurse) = server_copy();
     let created = server.events().expect("events").events[0].hlc;
     let mut after = fork(&server);
-    raw_append(&mut after, note_json("old", "rn.evans", "nurse", "rn.evans-phone", created));
-    assert!(matches!(check(server.automerge(), &after, &auth(&nurse)), Err(ValidationError::StampNotAfterSeen { .. })));
+    raw_append(
+        &mut after,
+        note_json("old", "rn.evans", "nurse", "rn.evans-phone", created),
+    );
+    assert!(matches!(
+        check(server.automerge(), &after, &auth(&nurse)),
+        Err(ValidationError::StampNotAfterSeen { .. })
+    ));
 
     let mut after = fork(&server);
-    raw_append(&mut after, note_json("future", "rn.evans", "nurse", "rn.evans-phone", Hlc::new(T0 + 11 * HOUR, 0)));
-    assert!(matches!(check(server.automerge(), &after, &auth(&nurse)), Err(ValidationError::StampInFuture { .. })));
+    raw_append(
+        &mut after,
+        note_json(
+            "future",
+            "rn.evans",
+            "nurse",
+            "rn.evans-phone",
+            Hlc::new(T0 + 11 * HOUR, 0),
+        ),
+    );
+    assert!(matches!(
+        check(server.automerge(), &after, &auth(&nurse)),
+        Err(ValidationError::StampInFuture { .. })
+    ));
 }
 
 #[test]
@@ -196,8 +312,20 @@ fn an_event_id_cannot_be_reused() {
     let (_, server, nurse) = server_copy();
     let existing = server.events().expect("events").events[0].id.clone();
     let mut after = fork(&server);
-    raw_append(&mut after, note_json(existing.as_str(), "rn.evans", "nurse", "rn.evans-phone", Hlc::new(T0 + MINUTE, 0)));
-    assert!(matches!(check(server.automerge(), &after, &auth(&nurse)), Err(ValidationError::DuplicateId { .. })));
+    raw_append(
+        &mut after,
+        note_json(
+            existing.as_str(),
+            "rn.evans",
+            "nurse",
+            "rn.evans-phone",
+            Hlc::new(T0 + MINUTE, 0),
+        ),
+    );
+    assert!(matches!(
+        check(server.automerge(), &after, &auth(&nurse)),
+        Err(ValidationError::DuplicateId { .. })
+    ));
 }
 
 #[test]
@@ -214,7 +342,10 @@ fn the_tasks_rules_apply_to_appended_events() {
         }),
     );
     match check(server.automerge(), &after, &auth(&dr)) {
-        Err(ValidationError::Refused { refusal: Refusal::OutOfSequence { waiting_for, .. }, .. }) => {
+        Err(ValidationError::Refused {
+            refusal: Refusal::OutOfSequence { waiting_for, .. },
+            ..
+        }) => {
             assert_eq!(waiting_for, vec![baton_core::ids::StepId::from("seen")]);
         }
         other => panic!("{other:?}"),
@@ -238,12 +369,20 @@ fn offline_work_is_judged_by_what_its_author_saw() {
         },
     );
     let mut charge = Person::new("cn.hill", "charge_nurse");
-    charge.act(&mut server, &t, T0 + 90_000, EventBody::Cancelled { reason: "duplicate request".into() });
+    charge.act(
+        &mut server,
+        &t,
+        T0 + 90_000,
+        EventBody::Cancelled {
+            reason: "duplicate request".into(),
+        },
+    );
 
     let before = server.automerge().clone();
     let mut merged = server.clone();
     merged.merge(&mut phone).expect("merge");
-    let accepted = check(&before, merged.automerge(), &auth(&dr)).expect("the physician's offline work is valid");
+    let accepted = check(&before, merged.automerge(), &auth(&dr))
+        .expect("the physician's offline work is valid");
     assert_eq!(accepted.len(), 2);
     // ... and the fold shows what held: the claim (earlier than the cancel); the step came after.
     let s = state(&merged, &t);
@@ -260,8 +399,20 @@ fn a_batch_with_one_bad_event_is_refused_whole() {
     dr.act(&mut phone, &t, T0 + MINUTE, EventBody::Claimed {});
     let mut raw = phone.automerge().clone();
     raw.set_actor(ActorId::random());
-    raw_append(&mut raw, note_json("fake", "dr.gray", "physician", "dr.fox-phone", Hlc::new(T0 + 3 * MINUTE, 0)));
-    assert!(matches!(check(server.automerge(), &raw, &auth(&dr)), Err(ValidationError::Impersonation { .. })));
+    raw_append(
+        &mut raw,
+        note_json(
+            "fake",
+            "dr.gray",
+            "physician",
+            "dr.fox-phone",
+            Hlc::new(T0 + 3 * MINUTE, 0),
+        ),
+    );
+    assert!(matches!(
+        check(server.automerge(), &raw, &auth(&dr)),
+        Err(ValidationError::Impersonation { .. })
+    ));
 }
 
 #[test]
@@ -274,7 +425,12 @@ fn strings_written_as_collaborative_text_are_read_like_plain_strings() {
     after
         .transact::<_, _, automerge::AutomergeError>(|tx| {
             let ev = tx.insert_object(&events, 1, ObjType::Map)?;
-            for (key, value) in [("id", "js-1"), ("kind", "note"), ("device", "rn.evans-phone"), ("hlc", hlc.as_str())] {
+            for (key, value) in [
+                ("id", "js-1"),
+                ("kind", "note"),
+                ("device", "rn.evans-phone"),
+                ("hlc", hlc.as_str()),
+            ] {
                 let text = tx.put_object(&ev, key, ObjType::Text)?;
                 tx.splice_text(&text, 0, 0, value)?;
             }
@@ -289,7 +445,12 @@ fn strings_written_as_collaborative_text_are_read_like_plain_strings() {
         })
         .expect("write");
     let events = check(server.automerge(), &after, &auth(&nurse)).expect("valid");
-    assert_eq!(events[0].body, EventBody::Note { text: "family called back".into() });
+    assert_eq!(
+        events[0].body,
+        EventBody::Note {
+            text: "family called back".into()
+        }
+    );
     assert_eq!(events[0].device_time, T0);
 }
 
@@ -300,10 +461,16 @@ fn conflicting_writes_to_fixed_fields_are_refused() {
     let mut a = fork(&server);
     let mut b = fork(&server);
     for (doc, unit) in [(&mut a, "ICU"), (&mut b, "5E")] {
-        doc.transact::<_, _, automerge::AutomergeError>(|tx| tx.put(ROOT, "unit", unit).map(|_| ())).expect("write");
+        doc.transact::<_, _, automerge::AutomergeError>(|tx| {
+            tx.put(ROOT, "unit", unit).map(|_| ())
+        })
+        .expect("write");
     }
     a.merge(&mut b).expect("merge");
-    assert!(matches!(check(server.automerge(), &a, &auth(&nurse)), Err(ValidationError::NotAnAppend { .. })));
+    assert!(matches!(
+        check(server.automerge(), &a, &auth(&nurse)),
+        Err(ValidationError::NotAnAppend { .. })
+    ));
 }
 
 #[test]
@@ -312,13 +479,43 @@ fn limits_bound_one_batch() {
     let mut phone = replica(&server);
     let mut nurse = Person::new("rn.evans", "nurse");
     for i in 0..5 {
-        nurse.act(&mut phone, &t, T0 + i, EventBody::Note { text: format!("note {i}") });
+        nurse.act(
+            &mut phone,
+            &t,
+            T0 + i,
+            EventBody::Note {
+                text: format!("note {i}"),
+            },
+        );
     }
-    let limits = Limits { max_changes: 3, ..Limits::default() };
-    let r = validate_changes(server.automerge(), phone.automerge(), &auth(&nurse), &TemplateRegistry::shipped(), T0 + HOUR, &limits);
-    assert_eq!(r, Err(ValidationError::TooManyChanges { count: 5, limit: 3 }));
-    let limits = Limits { max_events: 4, ..Limits::default() };
-    let r = validate_changes(server.automerge(), phone.automerge(), &auth(&nurse), &TemplateRegistry::shipped(), T0 + HOUR, &limits);
+    let limits = Limits {
+        max_changes: 3,
+        ..Limits::default()
+    };
+    let r = validate_changes(
+        server.automerge(),
+        phone.automerge(),
+        &auth(&nurse),
+        &TemplateRegistry::shipped(),
+        T0 + HOUR,
+        &limits,
+    );
+    assert_eq!(
+        r,
+        Err(ValidationError::TooManyChanges { count: 5, limit: 3 })
+    );
+    let limits = Limits {
+        max_events: 4,
+        ..Limits::default()
+    };
+    let r = validate_changes(
+        server.automerge(),
+        phone.automerge(),
+        &auth(&nurse),
+        &TemplateRegistry::shipped(),
+        T0 + HOUR,
+        &limits,
+    );
     assert_eq!(r, Err(ValidationError::TooManyEvents { limit: 4 }));
 }
 
@@ -328,13 +525,26 @@ fn every_append_through_the_typed_api_passes_validation() {
     let mut dr = Person::new("dr.fox", "physician");
     let steps = [
         (true, EventBody::Claimed {}),
-        (false, EventBody::Note { text: "bed 4".into() }),
-        (false, EventBody::AcuityChanged { acuity: "urgent".into() }),
+        (
+            false,
+            EventBody::Note {
+                text: "bed 4".into(),
+            },
+        ),
+        (
+            false,
+            EventBody::AcuityChanged {
+                acuity: "urgent".into(),
+            },
+        ),
     ];
     for (by_physician, body) in steps {
         let person = if by_physician { &mut dr } else { &mut nurse };
         let before = doc.automerge().clone();
         let event = person.act(&mut doc, &t, T0 + MINUTE, body);
-        assert_eq!(check(&before, doc.automerge(), &auth(person)), Ok(vec![event]));
+        assert_eq!(
+            check(&before, doc.automerge(), &auth(person)),
+            Ok(vec![event])
+        );
     }
 }
