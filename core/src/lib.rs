@@ -11,6 +11,7 @@
 //! - [`validate`]: the check every incoming change passes before it is stored or relayed.
 //! - [`policy`]: coverage (who is on) and escalation (what is due next).
 //! - [`hlc`]: the hybrid logical clock that orders events.
+//! - [`sync`]: the automerge-repo sync protocol: messages, handshake, per-peer document sync.
 //!
 //! ```
 //! use baton_core::{Author, EventBody, HlcClock, NewTask, Subject, TaskDoc, TemplateRegistry};
@@ -46,6 +47,7 @@ pub mod ids;
 pub mod policy;
 pub mod rules;
 pub mod shipped;
+pub mod sync;
 pub mod template;
 pub mod time;
 pub mod validate;

@@ -1,0 +1,539 @@
+//! The sync protocol, without sockets: messages, handshake, and documents converging between a
+//! server and phones over a network that loses, duplicates and reorders messages.
+
+mod common;
+
+use automerge::{ActorId, Automerge};
+use baton_core::event::EventBody;
+use baton_core::sync::handshake::{Handshake, HandshakeError, accept_join, join, read_peer};
+use baton_core::sync::message::{Message, PeerMetadata};
+use baton_core::sync::{DocSync, DocumentId, ReceiveError};
+use baton_core::validate::{AuthContext, Limits, ValidationError, validate_changes};
+use baton_core::{TaskDoc, TemplateRegistry};
+use common::*;
+use proptest::prelude::*;
+use std::collections::VecDeque;
+
+fn every_message() -> Vec<Message> {
+    let doc = DocumentId::random();
+    let meta = PeerMetadata {
+        storage_id: Some("3760df37-a4c6-4f66-9ecd-732039a9385d".into()),
+        is_ephemeral: false,
+    };
+    vec![
+        Message::Join {
+            sender_id: "peer-a".into(),
+            peer_metadata: meta.clone(),
+            supported_protocol_versions: Some(vec!["1".into()]),
+        },
+        Message::Peer {
+            sender_id: "baton".into(),
+            target_id: "peer-a".into(),
+            peer_metadata: PeerMetadata::default(),
+            selected_protocol_version: "1".into(),
+        },
+        Message::Error {
+            sender_id: "baton".into(),
+            target_id: Some("peer-a".into()),
+            message: "unsupported protocol version".into(),
+        },
+        Message::Error {
+            sender_id: "baton".into(),
+            target_id: None,
+            message: "no".into(),
+        },
+        Message::Request {
+            sender_id: "peer-a".into(),
+            target_id: "baton".into(),
+            document_id: doc,
+            data: vec![0x42, 1, 2],
+        },
+        Message::Sync {
+            sender_id: "peer-a".into(),
+            target_id: "baton".into(),
+            document_id: doc,
+            data: vec![0x43, 9],
+        },
+        Message::DocUnavailable {
+            sender_id: "baton".into(),
+            target_id: "peer-a".into(),
+            document_id: doc,
+        },
+        Message::Ephemeral {
+            sender_id: "peer-a".into(),
+            target_id: "baton".into(),
+            document_id: doc,
+            data: vec![0xa0],
+            count: 7,
+            session_id: "s1".into(),
+        },
+        Message::Other {
+            kind: "remote-heads-changed".into(),
+            sender_id: Some("peer-a".into()),
+        },
+    ]
+}
+
+#[test]
+fn every_message_round_trips() {
+    for message in every_message() {
+        assert_eq!(
+            Message::decode(&message.encode()),
+            Ok(message.clone()),
+            "{}",
+            message.kind()
+        );
+    }
+}
+
+/// Encode a map by hand: any key order, extra keys, indefinite length (what other encoders do).
+fn handmade_sync(doc: &DocumentId, indefinite: bool) -> Vec<u8> {
+    let mut e = minicbor::Encoder::new(Vec::new());
+    if indefinite {
+        e.begin_map().unwrap();
+    } else {
+        e.map(6).unwrap();
+    }
+    e.str("data").unwrap().bytes(&[0x42]).unwrap();
+    e.str("extra")
+        .unwrap()
+        .array(2)
+        .unwrap()
+        .u8(1)
+        .unwrap()
+        .str("x")
+        .unwrap();
+    e.str("documentId").unwrap().str(&doc.to_string()).unwrap();
+    e.str("targetId").unwrap().str("baton").unwrap();
+    e.str("senderId").unwrap().str("peer-js").unwrap();
+    e.str("type").unwrap().str("sync").unwrap();
+    if indefinite {
+        e.end().unwrap();
+    }
+    e.into_writer()
+}
+
+#[test]
+fn frames_from_other_encoders_are_read() {
+    let doc = DocumentId::random();
+    for indefinite in [false, true] {
+        let m = Message::decode(&handmade_sync(&doc, indefinite)).expect("valid");
+        assert_eq!(
+            m,
+            Message::Sync {
+                sender_id: "peer-js".into(),
+                target_id: "baton".into(),
+                document_id: doc,
+                data: vec![0x42]
+            }
+        );
+    }
+}
+
+#[test]
+fn malformed_frames_are_errors() {
+    let doc = DocumentId::random();
+    let good = Message::Sync {
+        sender_id: "a".into(),
+        target_id: "b".into(),
+        document_id: doc,
+        data: vec![1],
+    }
+    .encode();
+    let mut trailing = good.clone();
+    trailing.push(0);
+    let mut wrong_id = handmade_sync(&doc, false);
+    let at = wrong_id.windows(3).position(|w| w == b"syn").expect("type");
+    wrong_id[at] = b'x'; // an unknown type is not an error ...
+    assert!(matches!(
+        Message::decode(&wrong_id),
+        Ok(Message::Other { .. })
+    ));
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", vec![]),
+        ("not a map", vec![0x01]),
+        ("truncated", good[..good.len() - 1].to_vec()),
+        ("trailing bytes", trailing),
+        (
+            "no type",
+            Message::Other {
+                kind: "x".into(),
+                sender_id: None,
+            }
+            .encode()[..0]
+                .to_vec(),
+        ),
+        ("missing data", {
+            let mut e = minicbor::Encoder::new(Vec::new());
+            e.map(4)
+                .unwrap()
+                .str("type")
+                .unwrap()
+                .str("sync")
+                .unwrap()
+                .str("senderId")
+                .unwrap()
+                .str("a")
+                .unwrap();
+            e.str("targetId")
+                .unwrap()
+                .str("b")
+                .unwrap()
+                .str("documentId")
+                .unwrap()
+                .str(&doc.to_string())
+                .unwrap();
+            e.into_writer()
+        }),
+        ("bad document id", {
+            let mut e = minicbor::Encoder::new(Vec::new());
+            e.map(2)
+                .unwrap()
+                .str("type")
+                .unwrap()
+                .str("doc-unavailable")
+                .unwrap()
+                .str("documentId")
+                .unwrap()
+                .str("../../etc")
+                .unwrap();
+            e.into_writer()
+        }),
+        ("data as text", {
+            let mut e = minicbor::Encoder::new(Vec::new());
+            e.map(1).unwrap().str("data").unwrap().str("abc").unwrap();
+            e.into_writer()
+        }),
+        (
+            "huge peer id",
+            Message::Join {
+                sender_id: "p".repeat(10_000),
+                peer_metadata: PeerMetadata::default(),
+                supported_protocol_versions: None,
+            }
+            .encode(),
+        ),
+    ];
+    for (what, frame) in cases {
+        assert!(Message::decode(&frame).is_err(), "{what}");
+    }
+}
+
+proptest! {
+    #[test]
+    fn decoding_arbitrary_bytes_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let _ = Message::decode(&bytes);
+    }
+
+    #[test]
+    fn decoding_damaged_frames_never_panics(index in 0..9usize, at in any::<prop::sample::Index>(), byte in any::<u8>(), cut in any::<prop::sample::Index>()) {
+        let mut frame = every_message()[index].encode();
+        let i = at.index(frame.len());
+        frame[i] = byte;
+        let _ = Message::decode(&frame);
+        let _ = Message::decode(&frame[..cut.index(frame.len())]);
+    }
+}
+
+#[test]
+fn the_handshake_accepts_protocol_one_and_nothing_else() {
+    let server = "baton".to_string();
+    let meta = PeerMetadata::default();
+    let client = "peer-a".to_string();
+    let Handshake::Joined { peer, reply, .. } = accept_join(&server, &meta, join(&client, &meta))
+    else {
+        panic!("refused")
+    };
+    assert_eq!(peer, client);
+    assert_eq!(
+        read_peer(&client, reply),
+        Ok((server.clone(), meta.clone()))
+    );
+
+    let legacy = Message::Join {
+        sender_id: client.clone(),
+        peer_metadata: meta.clone(),
+        supported_protocol_versions: None,
+    };
+    assert!(
+        matches!(
+            accept_join(&server, &meta, legacy),
+            Handshake::Joined { .. }
+        ),
+        "no versions listed means version 1"
+    );
+
+    let future = Message::Join {
+        sender_id: client.clone(),
+        peer_metadata: meta.clone(),
+        supported_protocol_versions: Some(vec!["2".into()]),
+    };
+    let Handshake::Refused { reply } = accept_join(&server, &meta, future) else {
+        panic!("accepted")
+    };
+    assert_eq!(
+        read_peer(&client, reply),
+        Err(HandshakeError::Refused(
+            "unsupported protocol version".into()
+        ))
+    );
+
+    let sync_first = Message::DocUnavailable {
+        sender_id: client.clone(),
+        target_id: server.clone(),
+        document_id: DocumentId::random(),
+    };
+    assert!(matches!(
+        accept_join(&server, &meta, sync_first),
+        Handshake::Refused { .. }
+    ));
+}
+
+// --- Documents over a faulty network ---------------------------------------------------------
+
+const SERVER: &str = "server";
+
+/// A phone: a person, their copy of the task, and its sync state with the server.
+struct Phone {
+    person: Person,
+    sync: DocSync,
+}
+
+impl Phone {
+    fn act(&mut self, now: i64, body: EventBody) -> bool {
+        let t = template("discharge");
+        let person = &mut self.person;
+        let (ok, _) = self.sync.update(|doc| {
+            let mut task = TaskDoc::from_automerge(std::mem::take(doc)).expect("task");
+            let ok = person.try_act(&mut task, &t, now, body).is_ok();
+            *doc = task.into_automerge();
+            ok
+        });
+        ok
+    }
+
+    fn auth(&self) -> AuthContext {
+        AuthContext {
+            user: self.person.author.user.clone(),
+            device: self.person.author.device.clone(),
+            roles: vec![self.person.author.role.clone()],
+            units: vec!["4W".into()],
+            system: false,
+        }
+    }
+}
+
+struct World {
+    server: DocSync,
+    phones: Vec<Phone>,
+    /// In flight: (to phone index or None for the server, from phone index, bytes).
+    wire: VecDeque<(Option<usize>, usize, Vec<u8>)>,
+    refused: Vec<ValidationError>,
+}
+
+impl World {
+    fn new(roles: &[&str]) -> World {
+        let t = template("discharge");
+        let mut creator = Person::new("dr.adams", "physician");
+        let task = creator.create(&t, T0);
+        let bytes = task.save();
+        let server = DocSync::new(Automerge::load(&bytes).expect("load"));
+        let phones = roles
+            .iter()
+            .enumerate()
+            .map(|(i, role)| {
+                let mut doc = Automerge::load(&bytes).expect("load");
+                doc.set_actor(ActorId::random());
+                let mut sync = DocSync::new(doc);
+                sync.add_peer(SERVER.into());
+                Phone {
+                    person: Person::new(&format!("u{i}"), role),
+                    sync,
+                }
+            })
+            .collect();
+        let mut world = World {
+            server,
+            phones,
+            wire: VecDeque::new(),
+            refused: Vec::new(),
+        };
+        for i in 0..world.phones.len() {
+            world.server.add_peer(format!("phone-{i}"));
+        }
+        world
+    }
+
+    /// Everyone queues whatever sync messages they have.
+    fn flush(&mut self) {
+        for (i, phone) in self.phones.iter_mut().enumerate() {
+            if let Some(bytes) = phone.sync.generate(&SERVER.to_string()) {
+                self.wire.push_back((None, i, bytes));
+            }
+        }
+        for (peer, bytes) in self.server.generate_all() {
+            let i: usize = peer.trim_start_matches("phone-").parse().expect("phone");
+            self.wire.push_back((Some(i), i, bytes));
+        }
+    }
+
+    fn deliver(&mut self, to: Option<usize>, from: usize, bytes: &[u8]) {
+        match to {
+            None => {
+                let auth = self.phones[from].auth();
+                let registry = TemplateRegistry::shipped();
+                let result =
+                    self.server
+                        .receive(&format!("phone-{from}"), bytes, |before, after| {
+                            validate_changes(
+                                before,
+                                after,
+                                &auth,
+                                &registry,
+                                T0 + 24 * HOUR,
+                                &Limits::default(),
+                            )
+                            .map(|_| ())
+                        });
+                match result {
+                    Ok(_) => {}
+                    Err(ReceiveError::Refused(e)) => self.refused.push(e),
+                    Err(ReceiveError::Blocked) => {}
+                    Err(e) => panic!("server could not apply a phone's message: {e}"),
+                }
+            }
+            Some(i) => {
+                self.phones[i]
+                    .sync
+                    .receive(&SERVER.to_string(), bytes, |_, _| Ok::<(), ()>(()))
+                    .expect("phone applies");
+            }
+        }
+    }
+
+    /// Connections drop and come back: both ends start fresh sync states; then the network is
+    /// reliable until everyone is quiet.
+    fn reconnect_and_settle(&mut self) {
+        self.wire.clear();
+        for (i, phone) in self.phones.iter_mut().enumerate() {
+            phone.sync.add_peer(SERVER.into());
+            self.server.add_peer(format!("phone-{i}"));
+        }
+        for _ in 0..200 {
+            self.flush();
+            if self.wire.is_empty() {
+                return;
+            }
+            while let Some((to, from, bytes)) = self.wire.pop_front() {
+                self.deliver(to, from, &bytes);
+            }
+        }
+        panic!("sync did not settle");
+    }
+
+    fn events(doc: &Automerge) -> Vec<String> {
+        let task = TaskDoc::from_automerge(doc.clone()).expect("task");
+        let mut ids: Vec<String> = task
+            .events()
+            .expect("events")
+            .events
+            .into_iter()
+            .map(|e| e.id.to_string())
+            .collect();
+        ids.sort();
+        ids
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Fault {
+    Act { phone: usize, note: bool },
+    Flush,
+    Deliver,
+    Drop,
+    Duplicate,
+    Swap,
+}
+
+fn fault() -> impl Strategy<Value = Fault> {
+    prop_oneof![
+        3 => (0..3usize, any::<bool>()).prop_map(|(phone, note)| Fault::Act { phone, note }),
+        3 => Just(Fault::Flush),
+        4 => Just(Fault::Deliver),
+        1 => Just(Fault::Drop),
+        1 => Just(Fault::Duplicate),
+        1 => Just(Fault::Swap),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn phones_and_server_converge_despite_lost_duplicated_and_reordered_messages(faults in prop::collection::vec(fault(), 1..60)) {
+        let mut world = World::new(&["case_manager", "nurse", "pharmacist"]);
+        let mut now = T0;
+        for f in faults {
+            match f {
+                Fault::Act { phone, note } => {
+                    now += MINUTE;
+                    let body = if note { EventBody::Note { text: format!("at {now}") } } else { EventBody::Claimed {} };
+                    world.phones[phone].act(now, body);
+                }
+                Fault::Flush => world.flush(),
+                Fault::Deliver => if let Some((to, from, bytes)) = world.wire.pop_front() { world.deliver(to, from, &bytes) },
+                Fault::Drop => { world.wire.pop_front(); }
+                Fault::Duplicate => if let Some(m) = world.wire.front().cloned() { world.wire.push_back(m) },
+                Fault::Swap => if world.wire.len() >= 2 { world.wire.swap(0, 1) },
+            }
+        }
+        world.reconnect_and_settle();
+        prop_assert!(world.refused.is_empty(), "honest phones are never refused: {:?}", world.refused);
+        let server_events = World::events(world.server.doc());
+        let mut heads = world.server.doc().get_heads();
+        heads.sort();
+        for (i, phone) in world.phones.iter().enumerate() {
+            prop_assert_eq!(World::events(phone.sync.doc()), server_events.clone());
+            let mut theirs = phone.sync.doc().get_heads();
+            theirs.sort();
+            prop_assert_eq!(&theirs, &heads);
+            let peer = format!("phone-{i}");
+            prop_assert!(world.server.in_sync_with(&peer));
+        }
+    }
+}
+
+#[test]
+fn a_forged_change_is_refused_and_reaches_no_one() {
+    let mut world = World::new(&["nurse", "nurse"]);
+    // Phone 0 writes an event in phone 1's name, bypassing the typed API.
+    let mut forged = world.phones[0].sync.doc().clone();
+    let mut impostor = Person::new("u1", "nurse");
+    impostor.author.device = "u1-phone".into();
+    let mut task = TaskDoc::from_automerge(std::mem::take(&mut forged)).expect("task");
+    impostor.act(
+        &mut task,
+        &template("discharge"),
+        T0 + MINUTE,
+        EventBody::Note {
+            text: "not me".into(),
+        },
+    );
+    let (_, _) = world.phones[0].sync.update(|doc| {
+        let mut other = task.into_automerge();
+        doc.merge(&mut other).expect("merge");
+    });
+    let before = world.server.doc().get_heads();
+    world.reconnect_and_settle();
+    assert_eq!(world.refused.len(), 1, "refused once on this connection");
+    assert!(matches!(
+        world.refused[0],
+        ValidationError::Impersonation { field: "user", .. }
+    ));
+    assert_eq!(world.server.doc().get_heads(), before, "nothing stored");
+    assert_eq!(
+        World::events(world.phones[1].sync.doc()).len(),
+        1,
+        "nothing relayed"
+    );
+}
