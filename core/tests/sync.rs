@@ -1,5 +1,6 @@
 //! The sync protocol, without sockets: messages, handshake, and documents converging between a
 //! server and phones over a network that loses, duplicates and reorders messages.
+#![allow(clippy::unwrap_used)] // building CBOR into a Vec cannot fail
 
 mod common;
 
