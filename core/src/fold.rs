@@ -530,7 +530,21 @@ impl TaskState {
             EventBody::Cancelled { .. } => self.close(Status::Cancelled, at),
             EventBody::Completed { .. } => self.close(Status::Completed, at),
         }
-        self.refresh_steps(template, at);
+        // Only these move the task's status, its steps or its acuity, which step availability
+        // and due times are made of.
+        if matches!(
+            event.body,
+            EventBody::Created { .. }
+                | EventBody::StepStarted { .. }
+                | EventBody::StepCompleted { .. }
+                | EventBody::AcuityChanged { .. }
+                | EventBody::Waiting { .. }
+                | EventBody::Resumed { .. }
+                | EventBody::Cancelled { .. }
+                | EventBody::Completed { .. }
+        ) {
+            self.refresh_steps(template, at);
+        }
     }
 
     fn step_mut(&mut self, id: &StepId) -> Option<&mut StepState> {

@@ -153,45 +153,128 @@ impl Refusal {
     }
 }
 
+/// Which of a template's role groups may write an event kind by default.
+#[derive(Clone, Copy)]
+struct Groups {
+    owner: bool,
+    create: bool,
+    supervisors: bool,
+    steps: bool,
+    /// Every role the template names.
+    all: bool,
+}
+
+impl Groups {
+    const NONE: Groups = Groups {
+        owner: false,
+        create: false,
+        supervisors: false,
+        steps: false,
+        all: false,
+    };
+
+    fn of(kind: EventKind) -> Groups {
+        let none = Groups::NONE;
+        match kind {
+            EventKind::Created => Groups {
+                owner: true,
+                create: true,
+                ..none
+            },
+            EventKind::Claimed
+            | EventKind::Acknowledged
+            | EventKind::HandoffOffered
+            | EventKind::HandoffAccepted
+            | EventKind::HandoffDeclined => Groups {
+                owner: true,
+                ..none
+            },
+            EventKind::Assigned | EventKind::Reassigned => Groups {
+                supervisors: true,
+                ..none
+            },
+            EventKind::Cancelled => Groups {
+                supervisors: true,
+                create: true,
+                ..none
+            },
+            EventKind::AcuityChanged => Groups {
+                owner: true,
+                supervisors: true,
+                create: true,
+                ..none
+            },
+            EventKind::Completed => Groups {
+                owner: true,
+                supervisors: true,
+                ..none
+            },
+            EventKind::StepStarted | EventKind::StepCompleted => Groups {
+                steps: true,
+                ..none
+            },
+            EventKind::Waiting | EventKind::Resumed => Groups {
+                owner: true,
+                steps: true,
+                supervisors: true,
+                ..none
+            },
+            // Whoever asked for the work may also push it up the chain by hand.
+            EventKind::Escalated => Groups {
+                owner: true,
+                steps: true,
+                supervisors: true,
+                create: true,
+                all: false,
+            },
+            EventKind::Note | EventKind::ExceptionRaised | EventKind::ExceptionResolved => {
+                Groups { all: true, ..none }
+            }
+        }
+    }
+}
+
 /// The roles that may write `kind` on tasks of `template`, by default or as the template says.
 pub fn permitted_roles(template: &Template, kind: EventKind) -> Vec<&Role> {
     if let Some(roles) = template.permissions.get(&kind) {
         return roles.iter().collect();
     }
-    let owner = std::iter::once(&template.owner_role);
-    let supervisors = template.supervisor_roles.iter();
-    let step_roles = template.steps.iter().map(|s| &s.role);
-    let mut roles: Vec<&Role> = match kind {
-        EventKind::Created => owner.chain(&template.create_roles).collect(),
-        EventKind::Claimed
-        | EventKind::Acknowledged
-        | EventKind::HandoffOffered
-        | EventKind::HandoffAccepted
-        | EventKind::HandoffDeclined => owner.collect(),
-        EventKind::Assigned | EventKind::Reassigned => supervisors.collect(),
-        EventKind::Cancelled => supervisors.chain(&template.create_roles).collect(),
-        EventKind::AcuityChanged => owner
-            .chain(supervisors)
-            .chain(&template.create_roles)
-            .collect(),
-        EventKind::Completed => owner.chain(supervisors).collect(),
-        EventKind::StepStarted | EventKind::StepCompleted => step_roles.collect(),
-        EventKind::Waiting | EventKind::Resumed => {
-            owner.chain(step_roles).chain(supervisors).collect()
-        }
-        // Whoever asked for the work may also push it up the chain by hand.
-        EventKind::Escalated => owner
-            .chain(step_roles)
-            .chain(supervisors)
-            .chain(&template.create_roles)
-            .collect(),
-        EventKind::Note | EventKind::ExceptionRaised | EventKind::ExceptionResolved => {
-            template.roles().into_iter().collect()
-        }
-    };
+    let groups = Groups::of(kind);
+    if groups.all {
+        return template.roles().into_iter().collect();
+    }
+    let mut roles: Vec<&Role> = Vec::new();
+    if groups.owner {
+        roles.push(&template.owner_role);
+    }
+    if groups.create {
+        roles.extend(&template.create_roles);
+    }
+    if groups.supervisors {
+        roles.extend(&template.supervisor_roles);
+    }
+    if groups.steps {
+        roles.extend(template.steps.iter().map(|s| &s.role));
+    }
     roles.sort();
     roles.dedup();
     roles
+}
+
+/// Whether `role` may write `kind` on tasks of `template`: [`permitted_roles`] without building
+/// the list, as the fold asks for every event.
+pub fn is_permitted(template: &Template, kind: EventKind, role: &Role) -> bool {
+    if let Some(roles) = template.permissions.get(&kind) {
+        return roles.contains(role);
+    }
+    let groups = Groups::of(kind);
+    if groups.all {
+        return template.names_role(role);
+    }
+    (groups.owner && template.owner_role == *role)
+        || (groups.create && template.create_roles.contains(role))
+        || (groups.supervisors && template.supervisor_roles.contains(role))
+        || (groups.steps && template.steps.iter().any(|s| s.role == *role))
 }
 
 /// What the server (the system actor) may write: escalations, off-track exceptions, tasks opened
@@ -218,7 +301,7 @@ pub fn check(template: &Template, state: &TaskState, event: &Event) -> Result<()
                 kind,
             });
         }
-    } else if !permitted_roles(template, kind).contains(&&actor.role) {
+    } else if !is_permitted(template, kind, &actor.role) {
         return Err(Refusal::NotPermitted {
             role: actor.role.clone(),
             kind,

@@ -400,6 +400,21 @@ impl Template {
         roles
     }
 
+    /// Whether the template names `role` anywhere: [`Template::roles`] without building the set.
+    pub fn names_role(&self, role: &Role) -> bool {
+        self.owner_role == *role
+            || self.create_roles.contains(role)
+            || self.supervisor_roles.contains(role)
+            || self.participant_roles.contains(role)
+            || self.steps.iter().any(|s| s.role == *role)
+            || self.off_track.iter().any(|r| r.alert_role == *role)
+            || self.escalation.iter().any(|l| match &l.target {
+                EscalationTarget::Role(r) => r == role,
+                EscalationTarget::SecondaryOwner {} => false,
+            })
+            || self.permissions.values().flatten().any(|r| r == role)
+    }
+
     /// Fill in defaults and check every rule a template must follow.
     fn checked(mut self, file: &str) -> Result<Template, TemplateError> {
         let fail = |step: Option<&StepId>, problem: String| TemplateError {

@@ -6,7 +6,7 @@ mod common;
 use baton_core::doc::AppendError;
 use baton_core::event::{Actor, EscalationReason, EscalationTo, EventBody, EventKind, FieldValue};
 use baton_core::fold::{Cause, HandoffStatus, Outcome, Status, StepStatus};
-use baton_core::rules::{Refusal, permitted_roles};
+use baton_core::rules::{Refusal, is_permitted, permitted_roles};
 use baton_core::{Author, HlcClock, TaskDoc, Template};
 use common::*;
 
@@ -893,6 +893,27 @@ fn default_permissions_follow_the_template_roles() {
         names(EventKind::StepCompleted),
         ["nurse", "pharmacist", "physician", "transport"]
     );
+}
+
+#[test]
+fn the_permission_check_agrees_with_the_listed_roles() {
+    let outsider = baton_core::ids::Role::from("visitor");
+    let registry = baton_core::TemplateRegistry::shipped();
+    for t in registry.iter().map(|t| &**t) {
+        let mut roles: Vec<baton_core::ids::Role> = t.roles().into_iter().cloned().collect();
+        roles.push(outsider.clone());
+        for kind in EventKind::ALL {
+            let listed = permitted_roles(t, kind);
+            for role in &roles {
+                assert_eq!(
+                    is_permitted(t, kind, role),
+                    listed.contains(&role),
+                    "{} {kind} {role}",
+                    t.id
+                );
+            }
+        }
+    }
 }
 
 // --- Concurrency: actions taken offline on two phones, merged. -------------------------------
