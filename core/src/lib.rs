@@ -8,6 +8,7 @@
 //! - [`doc`]: task documents in Automerge, changed only by appending [`event`]s.
 //! - [`fold`]: a task's state, derived deterministically from its events, with conflicts kept.
 //! - [`rules`]: what may happen to a task, in one place.
+//! - [`index`]: unit index documents, the server-written list of a unit's open tasks.
 //! - [`validate`]: the check every incoming change passes before it is stored or relayed.
 //! - [`policy`]: coverage (who is on) and escalation (what is due next).
 //! - [`hlc`]: the hybrid logical clock that orders events.
@@ -44,6 +45,7 @@ pub mod event;
 pub mod fold;
 pub mod hlc;
 pub mod ids;
+pub mod index;
 pub mod policy;
 pub mod rules;
 pub mod shipped;

@@ -22,6 +22,7 @@ use crate::event::{Event, EventKind};
 use crate::fold;
 use crate::hlc::Hlc;
 use crate::ids::{DeviceId, EventId, Role, UnitId, UserId};
+use crate::index;
 use crate::rules::{self, Refusal};
 use crate::template::{TemplateRef, TemplateRegistry};
 use crate::time::{Millis, Span};
@@ -69,6 +70,8 @@ pub enum ValidationError {
     NotATask { problem: String },
     #[error("unknown template {template}")]
     UnknownTemplate { template: TemplateRef },
+    #[error("unit index documents are written by the server only")]
+    ServerWritten,
     #[error("not allowed on unit {unit}")]
     UnitNotAllowed { unit: UnitId },
     #[error("only appends to `events` are allowed: {problem}")]
@@ -123,6 +126,13 @@ pub fn validate_changes(
     let changes = after.get_changes(&before_heads);
     if changes.is_empty() {
         return Ok(Vec::new());
+    }
+    if index::is_index(before) || index::is_index(after) {
+        return if auth.system {
+            Ok(Vec::new())
+        } else {
+            Err(ValidationError::ServerWritten)
+        };
     }
     if changes.len() > limits.max_changes {
         return Err(ValidationError::TooManyChanges {

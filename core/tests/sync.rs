@@ -538,3 +538,75 @@ fn a_forged_change_is_refused_and_reaches_no_one() {
         "nothing relayed"
     );
 }
+
+/// A peer whose change is accepted always hears the heads that include it, even when its next
+/// message (sent before the server answered) already announced those heads: that answer is its
+/// acknowledgment.
+#[test]
+fn accepted_changes_are_always_acknowledged() {
+    use automerge::sync::{self, SyncDoc};
+    use automerge::transaction::Transactable;
+    use baton_core::sync::DocSync;
+
+    let accept = |_: &Automerge, _: &Automerge| Ok::<(), ()>(());
+    let mut origin = Automerge::new();
+    origin
+        .transact::<_, _, automerge::AutomergeError>(|tx| tx.put(automerge::ROOT, "n", 0))
+        .unwrap();
+    let mut server = DocSync::new(origin.clone());
+    let (a, b) = ("a".to_owned(), "b".to_owned());
+    server.add_peer(a.clone());
+    server.add_peer(b.clone());
+
+    // Both phones start in sync with the server.
+    let mut phones: Vec<(Automerge, sync::State)> = (0..2)
+        .map(|_| (Automerge::new(), sync::State::new()))
+        .collect();
+    for (i, peer) in [&a, &b].into_iter().enumerate() {
+        for _ in 0..6 {
+            let (doc, state) = &mut phones[i];
+            if let Some(m) = doc.generate_sync_message(state) {
+                server.receive(peer, &m.encode(), accept).unwrap();
+            }
+            if let Some(bytes) = server.generate(peer) {
+                let (doc, state) = &mut phones[i];
+                doc.receive_sync_message(state, sync::Message::decode(&bytes).unwrap())
+                    .unwrap();
+            }
+        }
+    }
+    let edit = |doc: &mut Automerge, value: i64| {
+        doc.set_actor(automerge::ActorId::random());
+        doc.transact::<_, _, automerge::AutomergeError>(|tx| tx.put(automerge::ROOT, "n", value))
+            .unwrap();
+    };
+
+    // B changes the document; the server accepts it and has news for A.
+    edit(&mut phones[1].0, 1);
+    let (doc, state) = &mut phones[1];
+    let m = doc.generate_sync_message(state).unwrap();
+    server.receive(&b, &m.encode(), accept).unwrap();
+    let to_a = server.generate(&a).expect("A is told about B's change");
+
+    // A changes it too and sends before reading the server's news; then reads it and answers.
+    edit(&mut phones[0].0, 2);
+    let (doc, state) = &mut phones[0];
+    let first = doc.generate_sync_message(state).unwrap().encode();
+    doc.receive_sync_message(state, sync::Message::decode(&to_a).unwrap())
+        .unwrap();
+    let second = doc.generate_sync_message(state).unwrap().encode();
+    server.receive(&a, &first, accept).unwrap();
+    server.receive(&a, &second, accept).unwrap();
+
+    // The server holds what A holds, and says so to A.
+    let ack = server.generate(&a).expect("A's change is acknowledged");
+    let (doc, state) = &mut phones[0];
+    doc.receive_sync_message(state, sync::Message::decode(&ack).unwrap())
+        .unwrap();
+    let mut ours = doc.get_heads();
+    ours.sort();
+    let mut theirs = state.their_heads.clone().unwrap();
+    theirs.sort();
+    assert_eq!(ours, theirs);
+    assert_eq!(server.doc().get_heads().len(), 2);
+}

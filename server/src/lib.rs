@@ -1,12 +1,237 @@
 //! # baton-server
 //!
-//! The sync server: it merges task documents from devices, stores them durably, runs
-//! escalation, and serves the admin API. This crate currently exposes the template catalogue the
-//! server will serve; the network and storage layers build on it.
+//! The sync server: it merges task documents from devices over the automerge-repo protocol,
+//! validates every change before it stores or relays it, stores changes durably (SQLite by
+//! default, Postgres for production), keeps each unit's index document, and serves the REST API.
+//!
+//! [`Server::start`] builds and runs the whole server from a [`Config`]; `main.rs` only parses
+//! flags. Tests start the real server in-process on port 0.
 
-use baton_core::TemplateRegistry;
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod demo;
+pub mod hub;
+pub mod ws;
 
-/// The templates a fresh server starts with.
-pub fn default_templates() -> TemplateRegistry {
-    TemplateRegistry::shipped()
+pub use config::{Config, Storage};
+
+use auth::{AuthError, Keys, Session, Verifier};
+use axum::Router;
+use axum::routing::{get, post};
+use baton_core::{Template, TemplateRegistry};
+use db::{AuditRecord, Db};
+use hub::Hub;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Milliseconds since the Unix epoch, from the system clock: the server's time.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+    #[error(transparent)]
+    Key(#[from] auth::KeyError),
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("a stored template is unreadable: {0}")]
+    Template(String),
+    #[error("seeding demo data: {0}")]
+    Demo(String),
+}
+
+/// What every request handler and connection shares.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub hub: Hub,
+    pub templates: Arc<TemplateRegistry>,
+    pub verifier: Verifier,
+    pub connections: Arc<ws::Connections>,
+    pub cancel: CancellationToken,
+    /// The peer id this server announces in the handshake.
+    pub peer_id: String,
+}
+
+impl AppState {
+    /// Authenticate a bearer token against the server's records.
+    pub async fn session(&self, token: Option<String>) -> Result<Session, AuthError> {
+        let token = token.ok_or(AuthError::Missing)?;
+        let result = Session::establish(&self.db, &self.verifier, &token, now_ms()).await;
+        if let Err(e) = &result
+            && !matches!(e, AuthError::Missing | AuthError::Db(_))
+        {
+            let record = AuditRecord {
+                kind: "refused_token",
+                detail: format!("{}: {e}", ws::describe(e)),
+                ..AuditRecord::default()
+            };
+            if let Err(db) = self.db.audit(record, now_ms()).await {
+                tracing::error!(error = %db, "a security audit record could not be written");
+            }
+        }
+        result
+    }
+
+    async fn audit_admin(&self, admin: &Session, kind: &str, detail: String) {
+        let record = AuditRecord {
+            kind,
+            user: Some(admin.user.as_str()),
+            device: Some(admin.device.as_str()),
+            doc: None,
+            detail,
+        };
+        if let Err(e) = self.db.audit(record, now_ms()).await {
+            tracing::error!(error = %e, "an audit record could not be written");
+        }
+    }
+}
+
+/// The HTTP routes.
+pub fn router(app: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .route("/metrics", get(api::metrics))
+        .route("/sync", get(ws::upgrade))
+        .route("/api/v1/me", get(api::me))
+        .route("/api/v1/tasks/{id}", get(api::task))
+        .route("/api/v1/devices/{id}/revoke", post(api::revoke_device))
+        .route("/api/v1/audit/security", get(api::security_audit))
+        .with_state(app)
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    app: AppState,
+    tracker: TaskTracker,
+    serve: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Open storage, bring the schema up to date, load templates, and start listening.
+    pub async fn start(config: Config) -> Result<Server, StartError> {
+        let db = Db::open(&config.storage, &config.data_dir).await?;
+        let keys = Keys::load_or_create(&config.data_dir)?;
+        let verifier = Verifier::embedded(&keys, &config.tokens);
+        let templates = Arc::new(load_templates(&db).await?);
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let hub = Hub::new(
+            db.clone(),
+            (*templates).clone(),
+            Duration::from_millis(config.idle_document.as_millis()),
+            tracker.clone(),
+            cancel.clone(),
+        );
+        let app = AppState {
+            config: Arc::new(config.clone()),
+            db,
+            hub,
+            templates,
+            verifier,
+            connections: Arc::new(ws::Connections::default()),
+            cancel: cancel.clone(),
+            peer_id: format!("baton-server-{}", uuid::Uuid::new_v4()),
+        };
+        if config.demo {
+            demo::seed(&app)
+                .await
+                .map_err(|e| StartError::Demo(e.to_string()))?;
+        }
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        let routes = router(app.clone());
+        let stop = cancel.clone();
+        let serve = tokio::spawn(async move {
+            let result = axum::serve(listener, routes)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "the HTTP server stopped");
+            }
+        });
+        tracing::info!(%addr, backend = ?app.db.backend(), "listening");
+        Ok(Server {
+            addr,
+            app,
+            tracker,
+            serve,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.app
+    }
+
+    /// Stop accepting, close connections, let every document finish its batch, close storage.
+    pub async fn shutdown(self) {
+        self.app.cancel.cancel();
+        let _ = self.serve.await;
+        self.tracker.close();
+        self.tracker.wait().await;
+        self.app.db.close().await;
+    }
+
+    /// Run until `signal` completes, then shut down gracefully.
+    pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) {
+        signal.await;
+        tracing::info!("shutting down");
+        self.shutdown().await;
+    }
+}
+
+/// Store the shipped templates (new versions only), then load every stored version.
+async fn load_templates(db: &Db) -> Result<TemplateRegistry, StartError> {
+    let now = now_ms();
+    for template in TemplateRegistry::shipped().iter() {
+        let body = serde_json::to_string(template.as_ref())
+            .map_err(|e| StartError::Template(e.to_string()))?;
+        db.insert_template(
+            template.id.as_str(),
+            i64::from(template.version),
+            &body,
+            now,
+        )
+        .await?;
+    }
+    let mut registry = TemplateRegistry::new();
+    for body in db.templates().await? {
+        let template = Template::from_json("stored", &body)
+            .map_err(|e| StartError::Template(e.to_string()))?;
+        registry
+            .insert(template)
+            .map_err(|e| StartError::Template(e.to_string()))?;
+    }
+    Ok(registry)
 }

@@ -1,8 +1,179 @@
-//! `baton-server`: lists the templates it would serve. Network serving arrives with the sync
-//! layer.
+//! `baton-server`: flags and environment in, [`baton_server::Server`] out.
 
-fn main() {
-    for template in baton_server::default_templates().iter() {
-        println!("{}@{}  {}", template.id, template.version, template.name);
+use baton_core::time::Span;
+use baton_server::auth::{Keys, TokenRequest};
+use baton_server::config::{Config, Storage, TokenConfig};
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "baton-server",
+    version,
+    about = "Baton sync server: task documents, escalation, admin API"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(Serve),
+    /// Tokens of the embedded issuer.
+    #[command(subcommand)]
+    Token(Token),
+}
+
+#[derive(Args)]
+struct Common {
+    /// Holds the SQLite database (unless --database-url is given) and the embedded signing key.
+    #[arg(long, env = "BATON_DATA_DIR", default_value = "./baton-data")]
+    data_dir: PathBuf,
+    /// The `iss` claim of tokens.
+    #[arg(long, env = "BATON_ISSUER", default_value = "baton")]
+    issuer: String,
+    /// The `aud` claim of tokens.
+    #[arg(long, env = "BATON_AUDIENCE", default_value = "baton")]
+    audience: String,
+}
+
+#[derive(Args)]
+struct Serve {
+    /// Address to listen on.
+    #[arg(long, env = "BATON_LISTEN", default_value = "127.0.0.1:7700")]
+    listen: SocketAddr,
+    /// A Postgres URL (`postgres://…`); without it the server uses SQLite in --data-dir.
+    #[arg(long, env = "BATON_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Seed demo units, people, templates and tasks.
+    #[arg(long, env = "BATON_DEMO")]
+    demo: bool,
+    /// Log as JSON lines.
+    #[arg(long, env = "BATON_LOG_JSON")]
+    log_json: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Subcommand)]
+enum Token {
+    /// Print a token for a user on a device.
+    Issue(Issue),
+}
+
+#[derive(Args)]
+struct Issue {
+    #[arg(long)]
+    user: String,
+    #[arg(long)]
+    device: String,
+    /// A role the token may act in (repeat for several).
+    #[arg(long = "role")]
+    roles: Vec<String>,
+    /// A unit the token may act on (repeat for several).
+    #[arg(long = "unit")]
+    units: Vec<String>,
+    /// May use the admin API.
+    #[arg(long)]
+    admin: bool,
+    /// How long the token lasts (`30m`, `8h`, `2d`).
+    #[arg(long, default_value = "8h")]
+    ttl: Span,
+    #[command(flatten)]
+    common: Common,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(serve) => run(serve),
+        Command::Token(Token::Issue(issue)) => issue_token(issue),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("baton-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn tokens(common: &Common) -> TokenConfig {
+    TokenConfig {
+        issuer: common.issuer.clone(),
+        audience: common.audience.clone(),
+    }
+}
+
+fn issue_token(issue: Issue) -> Result<(), Box<dyn std::error::Error>> {
+    let keys = Keys::load_or_create(&issue.common.data_dir)?;
+    let request = TokenRequest {
+        user: issue.user,
+        device: issue.device,
+        roles: issue.roles,
+        units: issue.units,
+        admin: issue.admin,
+        ttl_secs: i64::try_from(issue.ttl.as_millis() / 1000)?,
+    };
+    let now = baton_server::now_ms() / 1000;
+    println!(
+        "{}",
+        keys.issue(&request.claims(&tokens(&issue.common), now))?
+    );
+    Ok(())
+}
+
+fn run(serve: Serve) -> Result<(), Box<dyn std::error::Error>> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BATON_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    if serve.log_json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+    let mut config = Config::new(serve.listen, serve.common.data_dir.clone());
+    config.storage = match serve.database_url {
+        Some(url) => Storage::Postgres(url),
+        None => Storage::Sqlite,
+    };
+    config.demo = serve.demo;
+    config.tokens = tokens(&serve.common);
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let server = baton_server::Server::start(config).await?;
+        if serve.demo {
+            println!(
+                "{}",
+                baton_server::demo::banner(server.addr(), &serve.common.data_dir)
+            );
+        }
+        server.run_until(shutdown_signal()).await;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
     }
 }

@@ -7,6 +7,10 @@
 //!
 //! The caller persists [`Received::changes`] **before** calling [`DocSync::generate`] for any
 //! peer, so no peer is ever told about heads that are not yet durable.
+//!
+//! A peer whose changes were accepted is always answered with the document's heads, even when
+//! Automerge's own bookkeeping would stay quiet (the peer's next message already announced the
+//! same heads): those heads are the peer's acknowledgment that its changes are stored.
 
 use super::message::PeerId;
 use automerge::sync::{self, SyncDoc};
@@ -39,6 +43,8 @@ struct PeerState {
     /// Sent changes that were refused: nothing more is taken from or sent to it on this
     /// connection (it would only send the same changes again).
     blocked: bool,
+    /// Sent changes that were accepted and not yet acknowledged.
+    owed_ack: bool,
 }
 
 impl PeerState {
@@ -46,8 +52,19 @@ impl PeerState {
         PeerState {
             sync: sync::State::new(),
             blocked: false,
+            owed_ack: false,
         }
     }
+}
+
+/// The next message for one peer, owed acknowledgments included.
+fn next_message(doc: &Automerge, peer: &mut PeerState) -> Option<Vec<u8>> {
+    if std::mem::take(&mut peer.owed_ack) {
+        // Forget what was last announced, so the current heads are sent.
+        peer.sync.last_sent_heads.clear();
+    }
+    doc.generate_sync_message(&mut peer.sync)
+        .map(sync::Message::encode)
 }
 
 /// A document being synced with some peers.
@@ -127,6 +144,7 @@ impl DocSync {
         }
         self.doc = candidate;
         entry.sync = state;
+        entry.owed_ack = !changes.is_empty();
         Ok(Received { changes })
     }
 
@@ -142,9 +160,7 @@ impl DocSync {
     /// The next sync message for `peer`, if it needs one.
     pub fn generate(&mut self, peer: &PeerId) -> Option<Vec<u8>> {
         let state = self.peers.get_mut(peer).filter(|p| !p.blocked)?;
-        self.doc
-            .generate_sync_message(&mut state.sync)
-            .map(sync::Message::encode)
+        next_message(&self.doc, state)
     }
 
     /// The next sync message for every peer that needs one.
@@ -153,10 +169,7 @@ impl DocSync {
         self.peers
             .iter_mut()
             .filter(|(_, state)| !state.blocked)
-            .filter_map(|(peer, state)| {
-                doc.generate_sync_message(&mut state.sync)
-                    .map(|m| (peer.clone(), m.encode()))
-            })
+            .filter_map(|(peer, state)| next_message(doc, state).map(|m| (peer.clone(), m)))
             .collect()
     }
 

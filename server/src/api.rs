@@ -1,0 +1,275 @@
+//! HTTP: health, metrics, and the REST API under `/api/v1`.
+//!
+//! Errors leave as a small JSON body with a stable `error` code and a message safe to show;
+//! internal detail goes to the log only.
+
+use crate::AppState;
+use crate::auth::{AuthError, Session};
+use crate::hub::HubError;
+use crate::now_ms;
+use crate::ws::bearer;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use baton_core::TaskDoc;
+use baton_core::sync::DocumentId;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// An error as an HTTP client sees it.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    wipe: bool,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            wipe: false,
+        }
+    }
+
+    fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "request failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the server could not complete the request",
+        )
+    }
+
+    fn not_found() -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.code, "message": self.message });
+        if self.wipe {
+            body["wipe"] = json!(true);
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        let (status, code) = match &e {
+            AuthError::Missing => (StatusCode::UNAUTHORIZED, "token_missing"),
+            AuthError::Expired => (StatusCode::UNAUTHORIZED, "token_expired"),
+            AuthError::Invalid(_) => (StatusCode::UNAUTHORIZED, "token_invalid"),
+            AuthError::UnknownUser(_) => (StatusCode::FORBIDDEN, "unknown_user"),
+            AuthError::UserDisabled(_) => (StatusCode::FORBIDDEN, "user_disabled"),
+            AuthError::DeviceRevoked(_) => (StatusCode::FORBIDDEN, "device_revoked"),
+            AuthError::NoAccess => (StatusCode::FORBIDDEN, "no_access"),
+            AuthError::NotAdmin => (StatusCode::FORBIDDEN, "not_admin"),
+            AuthError::Db(db) => return ApiError::internal(db),
+        };
+        let message = match &e {
+            // Say why a token failed in the log, not to the caller.
+            AuthError::Invalid(detail) => {
+                tracing::info!(%detail, "refused a token");
+                "the token is not valid".to_owned()
+            }
+            other => other.to_string(),
+        };
+        ApiError {
+            wipe: matches!(e, AuthError::DeviceRevoked(_)),
+            ..ApiError::new(status, code, message)
+        }
+    }
+}
+
+impl From<HubError> for ApiError {
+    fn from(e: HubError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl From<crate::db::DbError> for ApiError {
+    fn from(e: crate::db::DbError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+async fn session(app: &AppState, headers: &HeaderMap) -> Result<Session, ApiError> {
+    Ok(app.session(bearer(headers, None)).await?)
+}
+
+async fn admin(app: &AppState, headers: &HeaderMap) -> Result<Session, ApiError> {
+    let session = session(app, headers).await?;
+    if !session.admin {
+        return Err(AuthError::NotAdmin.into());
+    }
+    Ok(session)
+}
+
+pub(crate) async fn healthz() -> &'static str {
+    "ok"
+}
+
+pub(crate) async fn readyz(State(app): State<AppState>) -> Response {
+    match app.db.ping().await {
+        Ok(()) if !app.cancel.is_cancelled() => (StatusCode::OK, "ready").into_response(),
+        Ok(()) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        }
+    }
+}
+
+pub(crate) async fn metrics(State(app): State<AppState>) -> Response {
+    let body = format!(
+        "# HELP baton_connections Open WebSocket sync connections.\n\
+         # TYPE baton_connections gauge\n\
+         baton_connections {}\n\
+         # HELP baton_documents_loaded Documents held in memory.\n\
+         # TYPE baton_documents_loaded gauge\n\
+         baton_documents_loaded {}\n",
+        app.connections.count(),
+        app.hub.loaded_documents(),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+#[derive(Serialize)]
+struct MeUnit {
+    id: String,
+    name: String,
+    roles: Vec<String>,
+    /// The unit's index document: its open tasks and roster.
+    index_url: String,
+}
+
+#[derive(Serialize)]
+struct Me {
+    user: String,
+    display_name: String,
+    device: String,
+    admin: bool,
+    units: Vec<MeUnit>,
+    /// Where to sync.
+    sync_path: &'static str,
+}
+
+/// `GET /api/v1/me`: how a device bootstraps.
+pub(crate) async fn me(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let session = session(&app, &headers).await?;
+    let names = app.db.units().await?;
+    let mut units = Vec::new();
+    for unit in session.units() {
+        let index = app.hub.ensure_unit_index(unit.as_str()).await?;
+        units.push(MeUnit {
+            name: names
+                .iter()
+                .find(|(id, _)| *id == unit)
+                .map(|(_, n)| n.clone())
+                .unwrap_or_else(|| unit.to_string()),
+            roles: session
+                .grants
+                .iter()
+                .filter(|(u, _)| *u == unit)
+                .map(|(_, r)| r.to_string())
+                .collect(),
+            id: unit.to_string(),
+            index_url: index.url(),
+        });
+    }
+    let me = Me {
+        user: session.user.to_string(),
+        display_name: session.display_name,
+        device: session.device.to_string(),
+        admin: session.admin,
+        units,
+        sync_path: "/sync",
+    };
+    Ok(Json(serde_json::to_value(me).map_err(ApiError::internal)?))
+}
+
+/// `GET /api/v1/tasks/{id}`: a task's document fields and folded state.
+pub(crate) async fn task(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let session = session(&app, &headers).await?;
+    let id: DocumentId = id
+        .strip_prefix("automerge:")
+        .unwrap_or(&id)
+        .parse()
+        .map_err(|_| ApiError::not_found())?;
+    let record = app
+        .db
+        .document(&id.to_string())
+        .await?
+        .filter(|r| r.kind == crate::db::DocKind::Task)
+        .filter(|r| session.admin || session.may_see(&r.unit))
+        .ok_or_else(ApiError::not_found)?;
+    let doc = app.hub.load(&id).await?.ok_or_else(ApiError::not_found)?;
+    let task = TaskDoc::from_automerge(doc).map_err(ApiError::internal)?;
+    let template = app
+        .templates
+        .get(&task.meta().template)
+        .ok_or_else(|| ApiError::internal(format!("template of {} unknown", record.id)))?;
+    let state = task.state(template).map_err(ApiError::internal)?;
+    Ok(Json(json!({
+        "id": id.to_string(),
+        "url": id.url(),
+        "meta": task.meta(),
+        "state": state,
+    })))
+}
+
+/// `POST /api/v1/devices/{id}/revoke` (admin): refuse the device from now on and tell its open
+/// connections to wipe.
+pub(crate) async fn revoke_device(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(device): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let admin = admin(&app, &headers).await?;
+    if !app.db.revoke_device(&device, now_ms()).await? {
+        return Err(ApiError::not_found());
+    }
+    let closed = app.connections.kick_device(&device, true);
+    app.audit_admin(
+        &admin,
+        "device_revoked",
+        format!("device {device}; {closed} connection(s) closed"),
+    )
+    .await;
+    Ok(Json(
+        json!({ "device": device, "revoked": true, "connections_closed": closed }),
+    ))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct AuditQuery {
+    limit: Option<i64>,
+}
+
+/// `GET /api/v1/audit/security` (admin): the newest security audit records.
+pub(crate) async fn security_audit(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<AuditQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    admin(&app, &headers).await?;
+    let records = app
+        .db
+        .audit_records(query.limit.unwrap_or(100).clamp(1, 1_000))
+        .await?;
+    Ok(Json(json!({ "records": records })))
+}

@@ -1,0 +1,307 @@
+//! Tokens and sessions.
+//!
+//! Everyone authenticates with a JWT. The embedded issuer signs with an Ed25519 key generated in
+//! the data directory on first start (`baton-server token issue` uses the same key). A token says
+//! who the caller is; what they may do comes from the server's own records, checked on every
+//! connection: the user must exist and be enabled, the device must not be revoked, and the units
+//! and roles a session gets are those the token names **and** the records grant.
+
+use crate::config::TokenConfig;
+use crate::db::{Db, DbError};
+use baton_core::ids::{DeviceId, Role, UnitId, UserId};
+use baton_core::validate::AuthContext;
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The file in the data directory that holds the embedded signing key.
+pub const KEY_FILE: &str = "signing-key.pem";
+
+/// What a Baton token claims.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user.
+    pub sub: String,
+    /// The device the token was issued to.
+    pub device: String,
+    /// Roles the token may act in (narrowed by the server's records).
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Units the token may act on (narrowed by the server's records).
+    #[serde(default)]
+    pub units: Vec<String>,
+    /// May use the admin API.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub admin: bool,
+    #[serde(default)]
+    pub iss: String,
+    /// A string or a list of strings; checked by the verifier.
+    #[serde(default)]
+    pub aud: serde_json::Value,
+    pub exp: i64,
+    #[serde(default)]
+    pub iat: i64,
+    #[serde(default)]
+    pub jti: String,
+}
+
+/// Why a caller was not let in. The variants are what the caller may be told.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("a bearer token is required")]
+    Missing,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid: {0}")]
+    Invalid(String),
+    #[error("user `{0}` is not known here")]
+    UnknownUser(String),
+    #[error("user `{0}` is disabled")]
+    UserDisabled(String),
+    #[error("device `{0}` has been revoked; wipe its local data")]
+    DeviceRevoked(String),
+    #[error("this token grants no role on any unit the user belongs to")]
+    NoAccess,
+    #[error("admin rights are required")]
+    NotAdmin,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// Why the signing key could not be read or made.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("signing key {path}: {detail}")]
+    Key { path: String, detail: String },
+}
+
+/// The embedded issuer's key pair.
+#[derive(Clone)]
+pub struct Keys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keys(..)")
+    }
+}
+
+impl Keys {
+    /// Read the key from `data_dir`, generating it on first use (readable by the owner only).
+    pub fn load_or_create(data_dir: &Path) -> Result<Keys, KeyError> {
+        let path = data_dir.join(KEY_FILE);
+        let fail = |detail: String| KeyError::Key {
+            path: path.display().to_string(),
+            detail,
+        };
+        let signing = match std::fs::read_to_string(&path) {
+            Ok(pem) => SigningKey::from_pkcs8_pem(&pem).map_err(|e| fail(e.to_string()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut seed = [0u8; 32];
+                getrandom::fill(&mut seed).map_err(|e| fail(e.to_string()))?;
+                let key = SigningKey::from_bytes(&seed);
+                let pem = key
+                    .to_pkcs8_pem(LineEnding::LF)
+                    .map_err(|e| fail(e.to_string()))?;
+                std::fs::create_dir_all(data_dir).map_err(|e| fail(e.to_string()))?;
+                write_private(&path, pem.as_bytes()).map_err(|e| fail(e.to_string()))?;
+                key
+            }
+            Err(e) => return Err(fail(e.to_string())),
+        };
+        let private = signing
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|e| fail(e.to_string()))?;
+        let public = signing
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(Keys {
+            encoding: EncodingKey::from_ed_pem(private.as_bytes())
+                .map_err(|e| fail(e.to_string()))?,
+            decoding: DecodingKey::from_ed_pem(public.as_bytes())
+                .map_err(|e| fail(e.to_string()))?,
+        })
+    }
+
+    /// Sign `claims`.
+    pub fn issue(&self, claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
+        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), claims, &self.encoding)
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
+}
+
+/// What a token for the embedded issuer says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRequest {
+    pub user: String,
+    pub device: String,
+    pub roles: Vec<String>,
+    pub units: Vec<String>,
+    pub admin: bool,
+    /// Lifetime in seconds.
+    pub ttl_secs: i64,
+}
+
+impl TokenRequest {
+    /// The claims of this token, issued at `now` (Unix seconds).
+    pub fn claims(&self, tokens: &TokenConfig, now: i64) -> Claims {
+        Claims {
+            sub: self.user.clone(),
+            device: self.device.clone(),
+            roles: self.roles.clone(),
+            units: self.units.clone(),
+            admin: self.admin,
+            iss: tokens.issuer.clone(),
+            aud: serde_json::Value::String(tokens.audience.clone()),
+            exp: now.saturating_add(self.ttl_secs),
+            iat: now,
+            jti: uuid::Uuid::new_v4().to_string(),
+        }
+    }
+}
+
+/// Checks tokens' signatures, expiry, issuer and audience.
+#[derive(Clone)]
+pub struct Verifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("validation", &self.validation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    /// Verify tokens of the embedded issuer.
+    pub fn embedded(keys: &Keys, tokens: &TokenConfig) -> Self {
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[&tokens.issuer]);
+        validation.set_audience(&[&tokens.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = 30;
+        Verifier {
+            key: keys.decoding.clone(),
+            validation,
+        }
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        use jsonwebtoken::errors::ErrorKind;
+        jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                _ => AuthError::Invalid(e.to_string()),
+            })
+    }
+}
+
+/// An authenticated caller, as the server's records allow them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub user: UserId,
+    pub display_name: String,
+    pub device: DeviceId,
+    pub admin: bool,
+    /// The (unit, role) pairs this session may act in.
+    pub grants: Vec<(UnitId, Role)>,
+    /// When the token expires (Unix seconds).
+    pub expires_at: i64,
+}
+
+impl Session {
+    /// Check a token and the caller's records, and enroll the device on first use.
+    pub async fn establish(
+        db: &Db,
+        verifier: &Verifier,
+        token: &str,
+        now_ms: i64,
+    ) -> Result<Session, AuthError> {
+        let claims = verifier.verify(token)?;
+        let user = db
+            .user(&claims.sub)
+            .await?
+            .ok_or_else(|| AuthError::UnknownUser(claims.sub.clone()))?;
+        if user.disabled_at.is_some() {
+            return Err(AuthError::UserDisabled(claims.sub));
+        }
+        if let Some(device) = db.device(&claims.device).await?
+            && device.revoked_at.is_some()
+        {
+            return Err(AuthError::DeviceRevoked(claims.device));
+        }
+        let grants: Vec<(UnitId, Role)> = db
+            .memberships(&claims.sub)
+            .await?
+            .into_iter()
+            .filter(|(unit, role)| {
+                claims.units.iter().any(|u| u == unit.as_str())
+                    && claims.roles.iter().any(|r| r == role.as_str())
+            })
+            .collect();
+        if grants.is_empty() && !claims.admin {
+            return Err(AuthError::NoAccess);
+        }
+        db.touch_device(&claims.device, &claims.sub, now_ms).await?;
+        Ok(Session {
+            user: user.id,
+            display_name: user.display_name,
+            device: DeviceId::new(claims.device),
+            admin: claims.admin,
+            grants,
+            expires_at: claims.exp,
+        })
+    }
+
+    /// The units this session may act on, each once, in order.
+    pub fn units(&self) -> Vec<UnitId> {
+        let mut units: Vec<UnitId> = self.grants.iter().map(|(u, _)| u.clone()).collect();
+        units.dedup();
+        units
+    }
+
+    pub fn may_see(&self, unit: &UnitId) -> bool {
+        self.grants.iter().any(|(u, _)| u == unit)
+    }
+
+    /// What validation needs to know about the sender.
+    pub fn auth_context(&self) -> AuthContext {
+        let mut roles: Vec<Role> = self.grants.iter().map(|(_, r)| r.clone()).collect();
+        roles.sort();
+        roles.dedup();
+        AuthContext {
+            user: self.user.clone(),
+            device: self.device.clone(),
+            roles,
+            units: self.units(),
+            system: false,
+        }
+    }
+}

@@ -1,0 +1,611 @@
+//! Durable storage through sqlx: SQLite (one file in the data dir) or Postgres, with the same
+//! migrations (`server/migrations/`) and the same queries (`$n` placeholders, which both accept).
+//!
+//! Every query the server runs is here, so the schema has one reader and one writer.
+
+use crate::config::Storage;
+use baton_core::ids::{Role, UnitId, UserId};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor, Row};
+use std::path::Path;
+use std::str::FromStr;
+
+/// A storage failure. Its detail goes to the log, never to a client.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Which database the server talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The kind of an Automerge document the server holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DocKind {
+    Task,
+    UnitIndex,
+}
+
+impl DocKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            DocKind::Task => "task",
+            DocKind::UnitIndex => "unit_index",
+        }
+    }
+
+    fn parse(s: &str) -> Option<DocKind> {
+        match s {
+            "task" => Some(DocKind::Task),
+            "unit_index" => Some(DocKind::UnitIndex),
+            _ => None,
+        }
+    }
+}
+
+/// What the server knows about a document without loading it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DocRecord {
+    pub id: String,
+    pub kind: DocKind,
+    pub unit: UnitId,
+    pub template: Option<(String, i64)>,
+    pub created_at: i64,
+}
+
+/// A user as the server records them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserRecord {
+    pub id: UserId,
+    pub display_name: String,
+    pub disabled_at: Option<i64>,
+}
+
+/// A device as the server records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceRecord {
+    pub id: String,
+    pub last_user: UserId,
+    pub revoked_at: Option<i64>,
+}
+
+/// A security-relevant fact to record.
+#[derive(Clone, Debug, Default)]
+pub struct AuditRecord<'a> {
+    pub kind: &'a str,
+    pub user: Option<&'a str>,
+    pub device: Option<&'a str>,
+    pub doc: Option<&'a str>,
+    pub detail: String,
+}
+
+/// A stored audit record.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct StoredAudit {
+    pub at: i64,
+    pub kind: String,
+    pub user: Option<String>,
+    pub device: Option<String>,
+    pub doc: Option<String>,
+    pub detail: String,
+}
+
+/// The stored form of one document: its snapshot, if compacted, and the changes since.
+#[derive(Debug, Default)]
+pub struct StoredDoc {
+    pub snapshot: Option<Vec<u8>>,
+    pub changes: Vec<Vec<u8>>,
+}
+
+/// A connection pool and the backend behind it.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Db {
+    /// Open the configured database and bring its schema up to date.
+    pub async fn open(storage: &Storage, data_dir: &Path) -> Result<Db, DbError> {
+        sqlx::any::install_default_drivers();
+        let db = match storage {
+            Storage::Sqlite => {
+                std::fs::create_dir_all(data_dir).map_err(|source| DbError::DataDir {
+                    path: data_dir.display().to_string(),
+                    source,
+                })?;
+                let url = format!("sqlite://{}?mode=rwc", data_dir.join("baton.db").display());
+                let pool = AnyPoolOptions::new()
+                    .max_connections(4)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            // WAL lets readers run beside the writer; FULL makes every commit
+                            // durable before the server tells anyone about it.
+                            for pragma in [
+                                "PRAGMA journal_mode = WAL",
+                                "PRAGMA synchronous = FULL",
+                                "PRAGMA foreign_keys = ON",
+                                "PRAGMA busy_timeout = 10000",
+                            ] {
+                                conn.execute(pragma).await?;
+                            }
+                            Ok(())
+                        })
+                    })
+                    .connect_with(AnyConnectOptions::from_str(&url)?)
+                    .await?;
+                Db {
+                    pool,
+                    backend: Backend::Sqlite,
+                }
+            }
+            Storage::Postgres(url) => Db {
+                pool: AnyPoolOptions::new()
+                    .max_connections(16)
+                    .connect_with(AnyConnectOptions::from_str(url)?)
+                    .await?,
+                backend: Backend::Postgres,
+            },
+        };
+        sqlx::migrate!("./migrations").run(&db.pool).await?;
+        Ok(db)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    // --- directory: units, roles, users, memberships, devices ---
+
+    pub async fn upsert_unit(&self, id: &str, name: &str, now: i64) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO units (id, name, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name",
+        )
+        .bind(id)
+        .bind(name)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn units(&self) -> Result<Vec<(UnitId, String)>, DbError> {
+        let rows = sqlx::query("SELECT id, name FROM units ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((UnitId::new(r.try_get::<String, _>(0)?), r.try_get(1)?)))
+            .collect()
+    }
+
+    pub async fn upsert_role(&self, id: &str, name: &str) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO roles (id, name) VALUES ($1, $2)
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name",
+        )
+        .bind(id)
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn upsert_user(&self, id: &str, display_name: &str, now: i64) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO users (id, display_name, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET display_name = excluded.display_name",
+        )
+        .bind(id)
+        .bind(display_name)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn user(&self, id: &str) -> Result<Option<UserRecord>, DbError> {
+        let row = sqlx::query("SELECT id, display_name, disabled_at FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(UserRecord {
+                id: UserId::new(r.try_get::<String, _>(0)?),
+                display_name: r.try_get(1)?,
+                disabled_at: r.try_get(2)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Disable a user (`Some(now)`) or enable them again (`None`).
+    pub async fn set_user_disabled(&self, id: &str, at: Option<i64>) -> Result<bool, DbError> {
+        let done = sqlx::query("UPDATE users SET disabled_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub async fn add_membership(&self, user: &str, unit: &str, role: &str) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO memberships (user_id, unit_id, role_id) VALUES ($1, $2, $3)
+             ON CONFLICT (user_id, unit_id, role_id) DO NOTHING",
+        )
+        .bind(user)
+        .bind(unit)
+        .bind(role)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The (unit, role) pairs `user` holds.
+    pub async fn memberships(&self, user: &str) -> Result<Vec<(UnitId, Role)>, DbError> {
+        let rows = sqlx::query(
+            "SELECT unit_id, role_id FROM memberships WHERE user_id = $1 ORDER BY unit_id, role_id",
+        )
+        .bind(user)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    UnitId::new(r.try_get::<String, _>(0)?),
+                    Role::new(r.try_get::<String, _>(1)?),
+                ))
+            })
+            .collect()
+    }
+
+    /// Everyone on `unit`: (user, display name, role), ordered.
+    pub async fn unit_roster(&self, unit: &str) -> Result<Vec<(UserId, String, Role)>, DbError> {
+        let rows = sqlx::query(
+            "SELECT u.id, u.display_name, m.role_id FROM memberships m
+             JOIN users u ON u.id = m.user_id
+             WHERE m.unit_id = $1 AND u.disabled_at IS NULL
+             ORDER BY u.id, m.role_id",
+        )
+        .bind(unit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    UserId::new(r.try_get::<String, _>(0)?),
+                    r.try_get(1)?,
+                    Role::new(r.try_get::<String, _>(2)?),
+                ))
+            })
+            .collect()
+    }
+
+    pub async fn device(&self, id: &str) -> Result<Option<DeviceRecord>, DbError> {
+        let row = sqlx::query("SELECT id, last_user_id, revoked_at FROM devices WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(DeviceRecord {
+                id: r.try_get(0)?,
+                last_user: UserId::new(r.try_get::<String, _>(1)?),
+                revoked_at: r.try_get(2)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Record that `device` was used by `user` now, enrolling it on first use.
+    pub async fn touch_device(&self, id: &str, user: &str, now: i64) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO devices (id, last_user_id, first_seen_at, last_seen_at)
+             VALUES ($1, $2, $3, $3)
+             ON CONFLICT (id) DO UPDATE SET last_user_id = excluded.last_user_id,
+                                            last_seen_at = excluded.last_seen_at",
+        )
+        .bind(id)
+        .bind(user)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Revoke a device. Returns whether it was known.
+    pub async fn revoke_device(&self, id: &str, now: i64) -> Result<bool, DbError> {
+        let done = sqlx::query("UPDATE devices SET revoked_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    // --- templates ---
+
+    /// Store a template version unless it is already there.
+    pub async fn insert_template(
+        &self,
+        id: &str,
+        version: i64,
+        body: &str,
+        now: i64,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO templates (id, version, body, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (id, version) DO NOTHING",
+        )
+        .bind(id)
+        .bind(version)
+        .bind(body)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every stored template version, as JSON text.
+    pub async fn templates(&self) -> Result<Vec<String>, DbError> {
+        let rows = sqlx::query("SELECT body FROM templates ORDER BY id, version")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    // --- documents ---
+
+    pub async fn document(&self, id: &str) -> Result<Option<DocRecord>, DbError> {
+        let row = sqlx::query(
+            "SELECT id, kind, unit_id, template_id, template_version, created_at
+             FROM documents WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let kind: String = r.try_get(1)?;
+        let Some(kind) = DocKind::parse(&kind) else {
+            return Err(DbError::Sqlx(sqlx::Error::Decode(
+                format!("unknown document kind `{kind}`").into(),
+            )));
+        };
+        let template = match (
+            r.try_get::<Option<String>, _>(3)?,
+            r.try_get::<Option<i64>, _>(4)?,
+        ) {
+            (Some(id), Some(version)) => Some((id, version)),
+            _ => None,
+        };
+        Ok(Some(DocRecord {
+            id: r.try_get(0)?,
+            kind,
+            unit: UnitId::new(r.try_get::<String, _>(2)?),
+            template,
+            created_at: r.try_get(5)?,
+        }))
+    }
+
+    /// A document's stored bytes.
+    pub async fn load_doc(&self, id: &str) -> Result<StoredDoc, DbError> {
+        let snapshot = sqlx::query("SELECT bytes FROM doc_snapshots WHERE doc_id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.try_get::<Vec<u8>, _>(0))
+            .transpose()?;
+        let changes = sqlx::query("SELECT bytes FROM doc_changes WHERE doc_id = $1")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<Vec<u8>, _>(0))
+            .collect::<Result<_, _>>()?;
+        Ok(StoredDoc { snapshot, changes })
+    }
+
+    /// Store new changes of one or more documents in one transaction, registering documents seen
+    /// for the first time. Returns once the transaction is committed.
+    pub async fn store_changes(
+        &self,
+        new_docs: &[DocRecord],
+        changes: &[(&str, String, &[u8])],
+        now: i64,
+    ) -> Result<(), DbError> {
+        let mut tx = self.pool.begin().await?;
+        for doc in new_docs {
+            sqlx::query(
+                "INSERT INTO documents (id, kind, unit_id, template_id, template_version, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&doc.id)
+            .bind(doc.kind.as_str())
+            .bind(doc.unit.as_str())
+            .bind(doc.template.as_ref().map(|t| t.0.as_str()))
+            .bind(doc.template.as_ref().map(|t| t.1))
+            .bind(doc.created_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (doc, hash, bytes) in changes {
+            sqlx::query(
+                "INSERT INTO doc_changes (doc_id, hash, bytes, received_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (doc_id, hash) DO NOTHING",
+            )
+            .bind(*doc)
+            .bind(hash.as_str())
+            .bind(*bytes)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Replace the changes `hashes` of `doc` with a snapshot that includes them.
+    pub async fn compact(
+        &self,
+        doc: &str,
+        snapshot: &[u8],
+        heads: &str,
+        hashes: &[String],
+        now: i64,
+    ) -> Result<(), DbError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO doc_snapshots (doc_id, bytes, heads, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (doc_id) DO UPDATE SET bytes = excluded.bytes, heads = excluded.heads,
+                                                updated_at = excluded.updated_at",
+        )
+        .bind(doc)
+        .bind(snapshot)
+        .bind(heads)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        for hash in hashes {
+            sqlx::query("DELETE FROM doc_changes WHERE doc_id = $1 AND hash = $2")
+                .bind(doc)
+                .bind(hash.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// How many changes of `doc` are stored outside its snapshot.
+    pub async fn change_count(&self, doc: &str) -> Result<i64, DbError> {
+        let row = sqlx::query("SELECT COUNT(*) FROM doc_changes WHERE doc_id = $1")
+            .bind(doc)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    // --- unit indexes ---
+
+    pub async fn unit_index(&self, unit: &str) -> Result<Option<String>, DbError> {
+        let row = sqlx::query("SELECT doc_id FROM unit_indexes WHERE unit_id = $1")
+            .bind(unit)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    /// Register `doc` as the index of `unit` (with its first changes), unless the unit has one.
+    /// Returns the unit's index document id, which is `doc` unless another node got there first.
+    pub async fn create_unit_index(
+        &self,
+        unit: &str,
+        doc: &str,
+        changes: &[(String, Vec<u8>)],
+        now: i64,
+    ) -> Result<String, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO unit_indexes (unit_id, doc_id, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT (unit_id) DO NOTHING",
+        )
+        .bind(unit)
+        .bind(doc)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            tx.rollback().await?;
+            return self
+                .unit_index(unit)
+                .await?
+                .ok_or_else(|| DbError::Sqlx(sqlx::Error::RowNotFound));
+        }
+        sqlx::query(
+            "INSERT INTO documents (id, kind, unit_id, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(doc)
+        .bind(DocKind::UnitIndex.as_str())
+        .bind(unit)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        for (hash, bytes) in changes {
+            sqlx::query(
+                "INSERT INTO doc_changes (doc_id, hash, bytes, received_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(doc)
+            .bind(hash.as_str())
+            .bind(bytes.as_slice())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(doc.to_owned())
+    }
+
+    // --- security audit ---
+
+    pub async fn audit(&self, record: AuditRecord<'_>, now: i64) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO security_audit (id, at, kind, user_id, device_id, doc_id, detail)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(now)
+        .bind(record.kind)
+        .bind(record.user)
+        .bind(record.device)
+        .bind(record.doc)
+        .bind(record.detail)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The newest `limit` audit records, newest first.
+    pub async fn audit_records(&self, limit: i64) -> Result<Vec<StoredAudit>, DbError> {
+        let rows = sqlx::query(
+            "SELECT at, kind, user_id, device_id, doc_id, detail FROM security_audit
+             ORDER BY at DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredAudit {
+                    at: r.try_get(0)?,
+                    kind: r.try_get(1)?,
+                    user: r.try_get(2)?,
+                    device: r.try_get(3)?,
+                    doc: r.try_get(4)?,
+                    detail: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+}

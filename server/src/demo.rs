@@ -1,0 +1,214 @@
+//! `serve --demo`: two units, the people who work on them, and a few live tasks, so a new user can
+//! connect a phone (or any automerge-repo client) and see a worklist at once.
+//!
+//! Seeding is idempotent: people and units are upserted; tasks are opened only on a unit that has
+//! no index document yet.
+
+use crate::AppState;
+use crate::db::{DocKind, DocRecord};
+use crate::hub::HubError;
+use crate::now_ms;
+use baton_core::sync::DocumentId;
+use baton_core::{Author, HlcClock, NewTask, Subject, TaskDoc};
+
+/// The demo's units: (id, name).
+pub const UNITS: [(&str, &str); 2] = [
+    ("4W", "4 West, medical-surgical"),
+    ("ICU", "Intensive care"),
+];
+
+/// The demo's roles: (id, name).
+pub const ROLES: [(&str, &str); 6] = [
+    ("nurse", "Nurse"),
+    ("charge_nurse", "Charge nurse"),
+    ("physician", "Physician"),
+    ("pharmacist", "Pharmacist"),
+    ("case_manager", "Case manager"),
+    ("transport", "Transport"),
+];
+
+/// A person: (user, name, [(unit, role)]).
+pub type Person = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+/// The demo's people.
+pub const PEOPLE: [Person; 10] = [
+    ("rn.evans", "Riley Evans", &[("4W", "nurse")]),
+    ("rn.okafor", "Chidi Okafor", &[("4W", "nurse")]),
+    ("rn.silva", "Ana Silva", &[("ICU", "nurse")]),
+    ("rn.moreau", "Luc Moreau", &[("ICU", "nurse")]),
+    (
+        "cn.patel",
+        "Priya Patel",
+        &[("4W", "charge_nurse"), ("ICU", "charge_nurse")],
+    ),
+    (
+        "dr.fox",
+        "Dana Fox",
+        &[("4W", "physician"), ("ICU", "physician")],
+    ),
+    (
+        "ph.nguyen",
+        "Minh Nguyen",
+        &[("4W", "pharmacist"), ("ICU", "pharmacist")],
+    ),
+    (
+        "cm.garcia",
+        "Sofia Garcia",
+        &[("4W", "case_manager"), ("ICU", "case_manager")],
+    ),
+    (
+        "tr.kim",
+        "Jae Kim",
+        &[("4W", "transport"), ("ICU", "transport")],
+    ),
+    ("admin", "Baton administrator", &[]),
+];
+
+/// Live tasks per unit: (unit, template, author, role, subject ref, label, acuity).
+const TASKS: [(&str, &str, &str, &str, &str, &str, &str); 5] = [
+    (
+        "4W",
+        "discharge",
+        "dr.fox",
+        "physician",
+        "enc-4w-12",
+        "Bed 12 · J.D.",
+        "routine",
+    ),
+    (
+        "4W",
+        "consult",
+        "rn.evans",
+        "nurse",
+        "enc-4w-07",
+        "Bed 7 · M.R.",
+        "urgent",
+    ),
+    (
+        "4W",
+        "nonformulary_med",
+        "ph.nguyen",
+        "pharmacist",
+        "enc-4w-03",
+        "Bed 3 · A.K.",
+        "routine",
+    ),
+    (
+        "ICU",
+        "consult",
+        "rn.silva",
+        "nurse",
+        "enc-icu-02",
+        "Bed 2 · T.B.",
+        "urgent",
+    ),
+    (
+        "ICU",
+        "discharge",
+        "cn.patel",
+        "charge_nurse",
+        "enc-icu-05",
+        "Bed 5 · L.W.",
+        "routine",
+    ),
+];
+
+/// Seed the demo data.
+pub async fn seed(app: &AppState) -> Result<(), HubError> {
+    let db = &app.db;
+    let now = now_ms();
+    for (id, name) in ROLES {
+        db.upsert_role(id, name).await?;
+    }
+    for (id, name) in UNITS {
+        db.upsert_unit(id, name, now).await?;
+    }
+    for (user, name, grants) in PEOPLE {
+        db.upsert_user(user, name, now).await?;
+        for (unit, role) in grants {
+            db.add_membership(user, unit, role).await?;
+        }
+    }
+    for (unit, _) in UNITS {
+        let fresh = db.unit_index(unit).await?.is_none();
+        app.hub.ensure_unit_index(unit).await?;
+        app.hub.refresh_roster(unit).await?;
+        if !fresh {
+            continue;
+        }
+        for (_, template, user, role, reference, label, acuity) in
+            TASKS.iter().filter(|t| t.0 == unit)
+        {
+            open_task(app, unit, template, user, role, reference, label, acuity).await?;
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn open_task(
+    app: &AppState,
+    unit: &str,
+    template: &str,
+    user: &str,
+    role: &str,
+    reference: &str,
+    label: &str,
+    acuity: &str,
+) -> Result<(), HubError> {
+    let id = DocumentId::random();
+    let template = app
+        .templates
+        .latest(&template.into())
+        .ok_or_else(|| HubError::Doc(id, format!("template {template} is not loaded")))?;
+    let author = Author::new(user, role, "demo-seed");
+    let new = NewTask {
+        unit: unit.into(),
+        subject: Subject {
+            reference: reference.to_owned(),
+            label: label.to_owned(),
+        },
+        acuity: Some(acuity.to_owned()),
+        note: Some("Opened by the demo".to_owned()),
+    };
+    let (task, _) = TaskDoc::create(
+        template,
+        new,
+        &author,
+        &mut HlcClock::new(),
+        now_ms(),
+        automerge::ActorId::random(),
+    )
+    .map_err(|e| HubError::Doc(id, e.to_string()))?;
+    let record = DocRecord {
+        id: id.to_string(),
+        kind: DocKind::Task,
+        unit: unit.into(),
+        template: Some((template.id.to_string(), i64::from(template.version))),
+        created_at: now_ms(),
+    };
+    app.hub.import_task(id, record, task).await
+}
+
+/// What `serve --demo` prints once it is listening.
+pub fn banner(addr: std::net::SocketAddr, data_dir: &std::path::Path) -> String {
+    format!(
+        "Baton demo is running on http://{addr}\n\
+         \n\
+         Units: 4W (medical-surgical) and ICU. People: rn.evans, rn.okafor (4W nurses), rn.silva,\n\
+         rn.moreau (ICU nurses), cn.patel (charge nurse), dr.fox (physician), ph.nguyen (pharmacist),\n\
+         cm.garcia (case manager), tr.kim (transport), admin.\n\
+         \n\
+         Issue a token for a phone:\n\
+         \x20 baton-server token issue --data-dir {dir} --user rn.evans --device phone-1 --role nurse --unit 4W\n\
+         Bootstrap it:\n\
+         \x20 curl -H \"Authorization: Bearer $TOKEN\" http://{addr}/api/v1/me\n\
+         Then sync over ws://{addr}/sync with the same token (automerge-repo protocol): open the\n\
+         unit's index_url, and from it every open task.\n",
+        dir = data_dir.display(),
+    )
+}

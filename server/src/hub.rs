@@ -1,0 +1,725 @@
+//! Documents in memory: one actor task per document that someone is syncing.
+//!
+//! A document's actor owns its [`DocSync`] (the document and every peer's sync state) and handles
+//! that document's messages one batch at a time:
+//!
+//! 1. check that each sender may see the document (its unit, against the sender's session);
+//! 2. apply each sync message through the core's validation gate (a refused change is answered
+//!    with an error, recorded in the security audit, and neither stored nor forwarded);
+//! 3. **commit the batch's new changes to the database**;
+//! 4. only then generate sync messages for every peer, so no peer is ever told about heads that
+//!    are not durable.
+//!
+//! When no peer has synced a document for `idle_document`, its actor ends and the document
+//! leaves memory: memory follows the working set, not the number of stored documents.
+
+use crate::auth::Session;
+use crate::db::{AuditRecord, Db, DbError, DocKind, DocRecord};
+use crate::now_ms;
+use automerge::{ActorId, Automerge, Change};
+use baton_core::index::{self, IndexedTask, RosterEntry};
+use baton_core::sync::{DocSync, DocumentId, ReceiveError};
+use baton_core::validate::{AuthContext, Limits, ValidationError, validate_changes};
+use baton_core::{TaskDoc, TemplateRegistry, fold};
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Messages a document actor sends to a connection.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    Sync {
+        doc: DocumentId,
+        data: Vec<u8>,
+    },
+    Unavailable {
+        doc: DocumentId,
+    },
+    Error {
+        doc: Option<DocumentId>,
+        message: String,
+    },
+    Ephemeral(EphemeralRelay),
+}
+
+/// An ephemeral message passed on unchanged (original sender, session and count).
+#[derive(Debug, Clone)]
+pub(crate) struct EphemeralRelay {
+    pub doc: DocumentId,
+    pub sender: String,
+    pub session_id: String,
+    pub count: u64,
+    pub data: Vec<u8>,
+}
+
+/// One WebSocket connection, as the documents it syncs see it.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub id: u64,
+    pub session: Arc<Session>,
+    pub auth: AuthContext,
+    pub out: mpsc::Sender<Outbound>,
+    /// Cancelled to drop the connection (too slow, revoked, shutting down).
+    pub kick: CancellationToken,
+}
+
+impl Conn {
+    /// Queue a message; a connection whose queue is full is too slow and is dropped.
+    pub(crate) fn send(&self, message: Outbound) {
+        if self.out.try_send(message).is_err() {
+            self.kick.cancel();
+        }
+    }
+
+    fn key(&self) -> String {
+        self.id.to_string()
+    }
+}
+
+/// A change the server makes to a document.
+type LocalChange = Box<dyn FnOnce(&mut Automerge) -> Result<(), String> + Send>;
+
+enum DocCmd {
+    /// A `sync` or `request` message.
+    Sync {
+        conn: Arc<Conn>,
+        data: Vec<u8>,
+        request: bool,
+    },
+    Ephemeral {
+        conn: Arc<Conn>,
+        relay: EphemeralRelay,
+    },
+    Leave {
+        conn: u64,
+    },
+    /// A change the server itself makes.
+    Local {
+        change: LocalChange,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+/// Why the hub could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("document {0}: {1}")]
+    Doc(DocumentId, String),
+    #[error("the server is shutting down")]
+    Closed,
+}
+
+struct Shared {
+    db: Db,
+    templates: TemplateRegistry,
+    limits: Limits,
+    idle: Duration,
+    docs: Mutex<HashMap<DocumentId, mpsc::Sender<DocCmd>>>,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+    loaded: AtomicU64,
+}
+
+/// The documents in memory and the way to them.
+#[derive(Clone)]
+pub struct Hub {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("loaded", &self.loaded_documents())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Commands a document actor takes in one batch.
+const BATCH: usize = 64;
+/// Queued commands per document before senders wait.
+const DOC_QUEUE: usize = 1_024;
+
+impl Hub {
+    pub fn new(
+        db: Db,
+        templates: TemplateRegistry,
+        idle: Duration,
+        tracker: TaskTracker,
+        cancel: CancellationToken,
+    ) -> Self {
+        Hub {
+            shared: Arc::new(Shared {
+                db,
+                templates,
+                limits: Limits::default(),
+                idle,
+                docs: Mutex::new(HashMap::new()),
+                tracker,
+                cancel,
+                loaded: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Documents currently in memory.
+    pub fn loaded_documents(&self) -> u64 {
+        self.shared.loaded.load(Ordering::Relaxed)
+    }
+
+    pub(crate) async fn sync(
+        &self,
+        doc: DocumentId,
+        conn: Arc<Conn>,
+        data: Vec<u8>,
+        request: bool,
+    ) {
+        self.send(doc, || DocCmd::Sync {
+            conn: conn.clone(),
+            data: data.clone(),
+            request,
+        })
+        .await;
+    }
+
+    pub(crate) async fn ephemeral(&self, conn: Arc<Conn>, relay: EphemeralRelay) {
+        self.send(relay.doc, || DocCmd::Ephemeral {
+            conn: conn.clone(),
+            relay: relay.clone(),
+        })
+        .await;
+    }
+
+    pub(crate) async fn leave(&self, doc: DocumentId, conn: u64) {
+        let tx = self
+            .shared
+            .docs
+            .lock()
+            .expect("hub lock")
+            .get(&doc)
+            .cloned();
+        if let Some(tx) = tx {
+            let _ = tx.send(DocCmd::Leave { conn }).await;
+        }
+    }
+
+    /// Make a change as the server, persist it and send it to everyone syncing the document.
+    pub async fn change(
+        &self,
+        doc: DocumentId,
+        change: impl FnOnce(&mut Automerge) -> Result<(), String> + Send + 'static,
+    ) -> Result<(), HubError> {
+        let (done, wait) = oneshot::channel();
+        let mut change = Some(Box::new(change) as Box<_>);
+        let mut done = Some(done);
+        self.send(doc, || DocCmd::Local {
+            change: change.take().expect("a local change is sent once"),
+            done: done.take().expect("a local change is sent once"),
+        })
+        .await;
+        match wait.await {
+            Ok(result) => result.map_err(|e| HubError::Doc(doc, e)),
+            Err(_) => Err(HubError::Closed),
+        }
+    }
+
+    /// Deliver a command to the document's actor, starting it if needed. An actor that ended
+    /// between the lookup and the send is replaced.
+    async fn send(&self, doc: DocumentId, mut make: impl FnMut() -> DocCmd) {
+        for _ in 0..3 {
+            let tx = {
+                let mut docs = self.shared.docs.lock().expect("hub lock");
+                match docs.get(&doc) {
+                    Some(tx) if !tx.is_closed() => tx.clone(),
+                    _ => {
+                        if self.shared.cancel.is_cancelled() {
+                            return;
+                        }
+                        let (tx, rx) = mpsc::channel(DOC_QUEUE);
+                        docs.insert(doc, tx.clone());
+                        self.shared.loaded.fetch_add(1, Ordering::Relaxed);
+                        let hub = self.clone();
+                        self.shared
+                            .tracker
+                            .spawn(async move { hub.run_doc(doc, rx).await });
+                        tx
+                    }
+                }
+            };
+            if tx.send(make()).await.is_ok() {
+                return;
+            }
+        }
+        tracing::error!(%doc, "a document actor could not be reached");
+    }
+
+    /// Ensure `unit` has an index document, creating it with the current roster. Returns its id.
+    pub async fn ensure_unit_index(&self, unit: &str) -> Result<DocumentId, HubError> {
+        let db = &self.shared.db;
+        if let Some(id) = db.unit_index(unit).await? {
+            return parse_id(&id);
+        }
+        let roster = self.roster(unit).await?;
+        let id = DocumentId::random();
+        let doc = index::create(&unit.into(), &roster, now_ms(), server_actor())
+            .map_err(|e| HubError::Doc(id, e.to_string()))?;
+        let changes: Vec<(String, Vec<u8>)> = doc
+            .get_changes(&[])
+            .iter()
+            .map(|c| (c.hash().to_string(), c.raw_bytes().to_vec()))
+            .collect();
+        let stored = db
+            .create_unit_index(unit, &id.to_string(), &changes, now_ms())
+            .await?;
+        parse_id(&stored)
+    }
+
+    /// Rewrite the roster of `unit`'s index from the server's records.
+    pub async fn refresh_roster(&self, unit: &str) -> Result<(), HubError> {
+        let id = self.ensure_unit_index(unit).await?;
+        let roster = self.roster(unit).await?;
+        self.change(id, move |doc| {
+            index::set_roster(doc, &roster).map_err(|e| e.to_string())
+        })
+        .await
+    }
+
+    async fn roster(
+        &self,
+        unit: &str,
+    ) -> Result<BTreeMap<baton_core::ids::UserId, RosterEntry>, HubError> {
+        let mut roster: BTreeMap<_, RosterEntry> = BTreeMap::new();
+        for (user, name, role) in self.shared.db.unit_roster(unit).await? {
+            roster
+                .entry(user)
+                .or_insert_with(|| RosterEntry {
+                    name,
+                    roles: Vec::new(),
+                })
+                .roles
+                .push(role);
+        }
+        Ok(roster)
+    }
+
+    /// Store a task the server opened itself (demo data, inbound triggers) and list it on its
+    /// unit's index.
+    pub async fn import_task(
+        &self,
+        id: DocumentId,
+        record: DocRecord,
+        task: TaskDoc,
+    ) -> Result<(), HubError> {
+        let indexed = IndexedTask::of(&id, task.meta());
+        let doc = task.into_automerge();
+        let doc_id = id.to_string();
+        let changes = doc.get_changes(&[]);
+        let rows: Vec<(&str, String, &[u8])> = changes
+            .iter()
+            .map(|c| (doc_id.as_str(), c.hash().to_string(), c.raw_bytes()))
+            .collect();
+        self.shared
+            .db
+            .store_changes(std::slice::from_ref(&record), &rows, now_ms())
+            .await?;
+        let index = self.ensure_unit_index(record.unit.as_str()).await?;
+        self.change(index, move |doc| {
+            index::put_task(doc, &id, &indexed).map_err(|e| e.to_string())
+        })
+        .await
+    }
+
+    /// A document's current bytes, loaded from storage if it is not in memory.
+    pub async fn load(&self, id: &DocumentId) -> Result<Option<Automerge>, HubError> {
+        if self.shared.db.document(&id.to_string()).await?.is_none() {
+            return Ok(None);
+        }
+        load_stored(&self.shared.db, id).await.map(Some)
+    }
+
+    async fn run_doc(self, id: DocumentId, rx: mpsc::Receiver<DocCmd>) {
+        let actor = DocActor::start(self.clone(), id).await;
+        match actor {
+            Ok(actor) => actor.run(rx).await,
+            Err(e) => {
+                tracing::error!(doc = %id, error = %e, "a document could not be loaded");
+                fail_all(rx, "the document could not be loaded").await;
+            }
+        }
+        self.shared
+            .docs
+            .lock()
+            .expect("hub lock")
+            .retain(|doc, tx| *doc != id || !tx.is_closed());
+        self.shared.loaded.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Change `unit`'s index on the side: a document actor must never wait on another one.
+    fn update_index_later(
+        &self,
+        unit: String,
+        what: &'static str,
+        change: impl FnOnce(&mut Automerge) -> Result<(), String> + Send + 'static,
+    ) {
+        let hub = self.clone();
+        // Boxed as `dyn Future + Send`: the index update goes through the same actors that call
+        // this, and naming the type breaks the cycle for the compiler.
+        let update: Pin<Box<dyn Future<Output = Result<(), HubError>> + Send>> =
+            Box::pin(async move {
+                let index = hub.ensure_unit_index(&unit).await?;
+                hub.change(index, change).await
+            });
+        self.shared.tracker.spawn(async move {
+            if let Err(e) = update.await {
+                tracing::error!(error = %e, "{what}");
+            }
+        });
+    }
+}
+
+fn parse_id(id: &str) -> Result<DocumentId, HubError> {
+    id.parse()
+        .map_err(|e: baton_core::sync::doc_id::DocumentIdError| {
+            HubError::Db(DbError::Sqlx(sqlx::Error::Decode(e.to_string().into())))
+        })
+}
+
+/// The Automerge actor the server writes as (one per process; every node gets its own).
+fn server_actor() -> ActorId {
+    ActorId::random()
+}
+
+async fn load_stored(db: &Db, id: &DocumentId) -> Result<Automerge, HubError> {
+    let stored = db.load_doc(&id.to_string()).await?;
+    let mut doc = match &stored.snapshot {
+        Some(bytes) => Automerge::load(bytes).map_err(|e| HubError::Doc(*id, e.to_string()))?,
+        None => Automerge::new(),
+    };
+    for change in &stored.changes {
+        doc.load_incremental(change)
+            .map_err(|e| HubError::Doc(*id, e.to_string()))?;
+    }
+    doc.set_actor(server_actor());
+    Ok(doc)
+}
+
+async fn fail_all(mut rx: mpsc::Receiver<DocCmd>, message: &str) {
+    rx.close();
+    while let Some(cmd) = rx.recv().await {
+        match cmd {
+            DocCmd::Sync { conn, .. } => conn.send(Outbound::Error {
+                doc: None,
+                message: message.to_owned(),
+            }),
+            DocCmd::Local { done, .. } => {
+                let _ = done.send(Err(message.to_owned()));
+            }
+            DocCmd::Ephemeral { .. } | DocCmd::Leave { .. } => {}
+        }
+    }
+}
+
+/// A document's actor state.
+struct DocActor {
+    hub: Hub,
+    id: DocumentId,
+    record: Option<DocRecord>,
+    sync: DocSync,
+    conns: HashMap<u64, Arc<Conn>>,
+    /// Whether the task was open the last time its state was read (to update the unit index).
+    open: bool,
+}
+
+/// What one batch did that must happen after its changes are committed.
+#[derive(Default)]
+struct Batch {
+    changes: Vec<Change>,
+    new_doc: Option<(DocRecord, IndexedTask)>,
+    local_done: Vec<oneshot::Sender<Result<(), String>>>,
+    refusals: Vec<(Arc<Conn>, String, &'static str)>,
+}
+
+impl DocActor {
+    async fn start(hub: Hub, id: DocumentId) -> Result<DocActor, HubError> {
+        let record = hub.shared.db.document(&id.to_string()).await?;
+        let doc = match record {
+            Some(_) => load_stored(&hub.shared.db, &id).await?,
+            None => {
+                let mut doc = Automerge::new();
+                doc.set_actor(server_actor());
+                doc
+            }
+        };
+        let open = record.as_ref().is_some_and(|r| r.kind == DocKind::Task);
+        let mut actor = DocActor {
+            hub,
+            id,
+            record,
+            sync: DocSync::new(doc),
+            conns: HashMap::new(),
+            open,
+        };
+        actor.open = actor.task_is_open();
+        Ok(actor)
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<DocCmd>) {
+        let cancel = self.hub.shared.cancel.clone();
+        let idle = self.hub.shared.idle;
+        loop {
+            let first = tokio::select! {
+                cmd = rx.recv() => cmd,
+                () = tokio::time::sleep(idle), if self.conns.is_empty() => None,
+                () = cancel.cancelled() => None,
+            };
+            let Some(first) = first else { break };
+            let mut cmds = vec![first];
+            while cmds.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(cmd) => cmds.push(cmd),
+                    Err(_) => break,
+                }
+            }
+            if let Err(e) = self.handle(cmds).await {
+                tracing::error!(doc = %self.id, error = %e, "storing changes failed; the document is dropped from memory");
+                for conn in self.conns.values() {
+                    conn.send(Outbound::Error {
+                        doc: Some(self.id),
+                        message: "the server could not store changes; sync again".to_owned(),
+                    });
+                }
+                break;
+            }
+        }
+        // Nothing is pending here: every batch was committed before it was acknowledged.
+        rx.close();
+        fail_all(rx, "the document was closed; sync again").await;
+    }
+
+    async fn handle(&mut self, cmds: Vec<DocCmd>) -> Result<(), HubError> {
+        let mut batch = Batch::default();
+        for cmd in cmds {
+            match cmd {
+                DocCmd::Sync {
+                    conn,
+                    data,
+                    request,
+                } => self.receive(&mut batch, conn, &data, request),
+                DocCmd::Ephemeral { conn, relay } => self.relay(&conn, relay),
+                DocCmd::Leave { conn } => {
+                    if let Some(conn) = self.conns.remove(&conn) {
+                        self.sync.remove_peer(&conn.key());
+                    }
+                }
+                DocCmd::Local { change, done } => {
+                    let (result, changes) = self.sync.update(change);
+                    batch.changes.extend(changes);
+                    batch.local_done.push(done);
+                    if let Err(e) = result {
+                        tracing::error!(doc = %self.id, error = %e, "a server change failed");
+                    }
+                }
+            }
+        }
+        self.commit(&mut batch).await?;
+        for (conn, message, kind) in batch.refusals {
+            conn.send(Outbound::Error {
+                doc: Some(self.id),
+                message: message.clone(),
+            });
+            let audit = AuditRecord {
+                kind,
+                user: Some(conn.session.user.as_str()),
+                device: Some(conn.session.device.as_str()),
+                doc: Some(&self.id.to_string()),
+                detail: message,
+            };
+            if let Err(e) = self.hub.shared.db.audit(audit, now_ms()).await {
+                tracing::error!(error = %e, "a security audit record could not be written");
+            }
+        }
+        for done in batch.local_done {
+            let _ = done.send(Ok(()));
+        }
+        let outgoing = self.sync.generate_all();
+        tracing::debug!(doc = %self.id, changes = batch.changes.len(), messages = outgoing.len(), "batch");
+        for (key, data) in outgoing {
+            if let Some(conn) = key.parse().ok().and_then(|k: u64| self.conns.get(&k)) {
+                conn.send(Outbound::Sync { doc: self.id, data });
+            }
+        }
+        Ok(())
+    }
+
+    /// Apply one sync message from `conn`, if it may see this document and its changes are valid.
+    fn receive(&mut self, batch: &mut Batch, conn: Arc<Conn>, data: &[u8], request: bool) {
+        match &self.record {
+            Some(record) if !conn.session.may_see(&record.unit) => {
+                // Say nothing about whether it exists.
+                conn.send(Outbound::Unavailable { doc: self.id });
+                let detail = format!("requested a document of unit {}", record.unit);
+                let db = self.hub.shared.db.clone();
+                let (user, device, doc) = (
+                    conn.session.user.to_string(),
+                    conn.session.device.to_string(),
+                    self.id.to_string(),
+                );
+                self.hub.shared.tracker.spawn(async move {
+                    let audit = AuditRecord {
+                        kind: "document_outside_units",
+                        user: Some(&user),
+                        device: Some(&device),
+                        doc: Some(&doc),
+                        detail,
+                    };
+                    if let Err(e) = db.audit(audit, now_ms()).await {
+                        tracing::error!(error = %e, "a security audit record could not be written");
+                    }
+                });
+                return;
+            }
+            None if request && batch.new_doc.is_none() => {
+                // A peer asking for a document nobody has created.
+                conn.send(Outbound::Unavailable { doc: self.id });
+                return;
+            }
+            _ => {}
+        }
+        let key = conn.key();
+        let templates = &self.hub.shared.templates;
+        let limits = &self.hub.shared.limits;
+        let now = now_ms();
+        let auth = &conn.auth;
+        let result = self.sync.receive(&key, data, |before, after| {
+            validate_changes(before, after, auth, templates, now, limits).map(|_| ())
+        });
+        self.conns.entry(conn.id).or_insert_with(|| conn.clone());
+        match result {
+            Ok(received) => {
+                if received.changes.is_empty() {
+                    return;
+                }
+                if self.record.is_none() && batch.new_doc.is_none() {
+                    match self.new_task_record() {
+                        Some(new) => batch.new_doc = Some(new),
+                        None => {
+                            tracing::error!(doc = %self.id, "an accepted new document is not a task");
+                            return;
+                        }
+                    }
+                }
+                batch.changes.extend(received.changes);
+            }
+            Err(ReceiveError::Refused(refusal)) => {
+                let kind = match refusal {
+                    ValidationError::Impersonation { .. } => "forged_event",
+                    ValidationError::UnitNotAllowed { .. } => "document_outside_units",
+                    _ => "invalid_change",
+                };
+                tracing::warn!(doc = %self.id, user = %conn.session.user, device = %conn.session.device, %refusal, "refused a change");
+                batch
+                    .refusals
+                    .push((conn, format!("refused: {refusal}"), kind));
+            }
+            Err(ReceiveError::Blocked) => {}
+            Err(e @ (ReceiveError::Malformed(_) | ReceiveError::Apply(_))) => {
+                batch
+                    .refusals
+                    .push((conn, format!("refused: {e}"), "malformed_sync"));
+            }
+        }
+    }
+
+    /// The record of a task document created by the changes just accepted.
+    fn new_task_record(&self) -> Option<(DocRecord, IndexedTask)> {
+        let task = TaskDoc::from_automerge(self.sync.doc().clone()).ok()?;
+        let meta = task.meta();
+        Some((
+            DocRecord {
+                id: self.id.to_string(),
+                kind: DocKind::Task,
+                unit: meta.unit.clone(),
+                template: Some((
+                    meta.template.id.to_string(),
+                    i64::from(meta.template.version),
+                )),
+                created_at: now_ms(),
+            },
+            IndexedTask::of(&self.id, meta),
+        ))
+    }
+
+    fn relay(&mut self, from: &Conn, relay: EphemeralRelay) {
+        // Only a peer already syncing this document may speak on it.
+        if !self.conns.contains_key(&from.id) {
+            return;
+        }
+        for (id, conn) in &self.conns {
+            if *id != from.id {
+                conn.send(Outbound::Ephemeral(relay.clone()));
+            }
+        }
+    }
+
+    /// Commit the batch's changes; then update the unit index if a task opened or closed.
+    async fn commit(&mut self, batch: &mut Batch) -> Result<(), HubError> {
+        if batch.changes.is_empty() {
+            return Ok(());
+        }
+        let doc_id = self.id.to_string();
+        let new_docs: Vec<DocRecord> = batch.new_doc.iter().map(|(r, _)| r.clone()).collect();
+        let rows: Vec<(&str, String, &[u8])> = batch
+            .changes
+            .iter()
+            .map(|c| (doc_id.as_str(), c.hash().to_string(), c.raw_bytes()))
+            .collect();
+        self.hub
+            .shared
+            .db
+            .store_changes(&new_docs, &rows, now_ms())
+            .await?;
+        if let Some((record, task)) = batch.new_doc.take() {
+            self.record = Some(record.clone());
+            self.open = true;
+            let id = self.id;
+            self.hub.update_index_later(
+                record.unit.to_string(),
+                "a new task could not be listed on its unit index",
+                move |doc| index::put_task(doc, &id, &task).map_err(|e| e.to_string()),
+            );
+        }
+        if let Some(record) = self.record.as_ref().filter(|r| r.kind == DocKind::Task) {
+            let open = self.task_is_open();
+            if self.open && !open {
+                let id = self.id;
+                self.hub.update_index_later(
+                    record.unit.to_string(),
+                    "a closed task could not be taken off its unit index",
+                    move |doc| index::remove_task(doc, &id).map_err(|e| e.to_string()),
+                );
+            }
+            self.open = open;
+        }
+        Ok(())
+    }
+
+    /// Whether this document is a task that is still open.
+    fn task_is_open(&self) -> bool {
+        let Ok(task) = TaskDoc::from_automerge(self.sync.doc().clone()) else {
+            return false;
+        };
+        let Some(template) = self.hub.shared.templates.get(&task.meta().template) else {
+            return false;
+        };
+        task.events()
+            .map(|log| !fold(template, task.meta(), &log.events).status.is_closed())
+            .unwrap_or(false)
+    }
+}

@@ -1,0 +1,443 @@
+//! A real server in-process on port 0, on SQLite in a temporary directory or on a fresh Postgres
+//! database, and phones that speak the automerge-repo protocol to it over real WebSockets.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+
+use automerge::sync::{self, SyncDoc};
+use automerge::{Automerge, ReadDoc};
+use baton_core::sync::handshake::{join, read_peer};
+use baton_core::sync::{DocumentId, Message, PeerMetadata};
+use baton_server::auth::{Keys, TokenRequest};
+use baton_server::{Config, Server, Storage};
+use futures_util::{SinkExt, StreamExt};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
+
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Which database a test server uses.
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The Postgres server tests use: `BATON_TEST_POSTGRES`, or the local one. Tests that need it
+/// fail when it is unreachable; they never skip.
+pub fn postgres_admin_url() -> String {
+    std::env::var("BATON_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A fresh, empty Postgres database for one test.
+pub async fn fresh_postgres() -> String {
+    sqlx::any::install_default_drivers();
+    let admin = postgres_admin_url();
+    let name = format!("baton_test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("Postgres at {admin} is required for this test: {e}"));
+    let create = format!("CREATE DATABASE {name}");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(create))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap().to_owned();
+    format!("{base}/{name}")
+}
+
+pub struct TestServer {
+    pub server: Option<Server>,
+    pub data_dir: PathBuf,
+    pub storage: Storage,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// A demo-seeded server.
+    pub async fn start(backend: Backend) -> TestServer {
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("BATON_LOG")
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .try_init();
+        let dir = tempfile::tempdir().unwrap();
+        let storage = match backend {
+            Backend::Sqlite => Storage::Sqlite,
+            Backend::Postgres => Storage::Postgres(fresh_postgres().await),
+        };
+        let data_dir = dir.path().to_path_buf();
+        let server = Self::boot(&data_dir, &storage).await;
+        TestServer {
+            server: Some(server),
+            data_dir,
+            storage,
+            _dir: Some(dir),
+        }
+    }
+
+    async fn boot(data_dir: &std::path::Path, storage: &Storage) -> Server {
+        let mut config = Config::new("127.0.0.1:0".parse().unwrap(), data_dir);
+        config.storage = storage.clone();
+        config.demo = true;
+        Server::start(config).await.unwrap()
+    }
+
+    pub fn server(&self) -> &Server {
+        self.server.as_ref().unwrap()
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.server().addr()
+    }
+
+    /// Stop gracefully and start again on the same storage (a new port).
+    pub async fn restart(&mut self) {
+        self.server.take().unwrap().shutdown().await;
+        self.server = Some(Self::boot(&self.data_dir, &self.storage).await);
+    }
+
+    pub fn token(&self, user: &str, device: &str, roles: &[&str], units: &[&str]) -> String {
+        self.token_with(user, device, roles, units, false, 3_600)
+    }
+
+    pub fn admin_token(&self) -> String {
+        self.token_with("admin", "admin-console", &[], &[], true, 3_600)
+    }
+
+    pub fn token_with(
+        &self,
+        user: &str,
+        device: &str,
+        roles: &[&str],
+        units: &[&str],
+        admin: bool,
+        ttl_secs: i64,
+    ) -> String {
+        let keys = Keys::load_or_create(&self.data_dir).unwrap();
+        let request = TokenRequest {
+            user: user.into(),
+            device: device.into(),
+            roles: roles.iter().map(|s| s.to_string()).collect(),
+            units: units.iter().map(|s| s.to_string()).collect(),
+            admin,
+            ttl_secs,
+        };
+        let tokens = baton_server::config::TokenConfig::default();
+        keys.issue(&request.claims(&tokens, baton_server::now_ms() / 1000))
+            .unwrap()
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+        http(self.addr(), "GET", path, token).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+        http(self.addr(), "POST", path, token).await
+    }
+}
+
+/// A minimal HTTP/1.1 request over a real socket (no client library needed for a few calls).
+pub async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
+        .await
+        .expect("the server did not answer")
+        .unwrap();
+    let text = String::from_utf8_lossy(&response);
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    let json = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
+    (status, json)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// What a phone's copy of one document knows.
+pub struct Replica {
+    pub doc: Automerge,
+    pub state: sync::State,
+    pub unavailable: bool,
+}
+
+/// A phone: one WebSocket, the join handshake done, documents synced by hand.
+pub struct Phone {
+    socket: Socket,
+    pub peer: String,
+    pub server_peer: String,
+    pub docs: HashMap<DocumentId, Replica>,
+    pub errors: Vec<String>,
+    pub closed: Option<(u16, String)>,
+}
+
+/// Why a connection was refused at the upgrade.
+#[derive(Debug)]
+pub struct Refused {
+    pub status: u16,
+    pub body: String,
+}
+
+impl Phone {
+    pub async fn connect(addr: std::net::SocketAddr, token: &str) -> Result<Phone, Refused> {
+        let mut request = format!("ws://{addr}/sync").into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("Authorization", format!("Bearer {token}").parse().unwrap());
+        Self::connect_request(request).await
+    }
+
+    pub async fn connect_request(
+        request: tungstenite::handshake::client::Request,
+    ) -> Result<Phone, Refused> {
+        let (mut socket, _) = match tokio_tungstenite::connect_async(request).await {
+            Ok(ok) => ok,
+            Err(tungstenite::Error::Http(response)) => {
+                let body = response
+                    .body()
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                return Err(Refused {
+                    status: response.status().as_u16(),
+                    body,
+                });
+            }
+            Err(e) => panic!("connect: {e}"),
+        };
+        let peer = format!("phone-{}", uuid::Uuid::new_v4().simple());
+        let hello = join(&peer, &PeerMetadata::default());
+        socket
+            .send(WsMessage::Binary(hello.encode().into()))
+            .await
+            .unwrap();
+        let reply = loop {
+            match tokio::time::timeout(WAIT, socket.next()).await.unwrap() {
+                Some(Ok(WsMessage::Binary(bytes))) => break Message::decode(&bytes).unwrap(),
+                Some(Ok(_)) => continue,
+                other => panic!("no handshake reply: {other:?}"),
+            }
+        };
+        let (server_peer, _) = read_peer(&peer, reply).unwrap();
+        Ok(Phone {
+            socket,
+            peer,
+            server_peer,
+            docs: HashMap::new(),
+            errors: Vec::new(),
+            closed: None,
+        })
+    }
+
+    pub async fn send(&mut self, message: &Message) {
+        self.socket
+            .send(WsMessage::Binary(message.encode().into()))
+            .await
+            .unwrap();
+    }
+
+    pub async fn send_raw(&mut self, frame: WsMessage) {
+        self.socket.send(frame).await.unwrap();
+    }
+
+    fn replica(&mut self, id: DocumentId) -> &mut Replica {
+        self.docs.entry(id).or_insert_with(|| Replica {
+            doc: Automerge::new(),
+            state: sync::State::new(),
+            unavailable: false,
+        })
+    }
+
+    /// Send our side of a sync round for `id`, as `request` if we hold nothing of it.
+    async fn offer(&mut self, id: DocumentId) {
+        let (peer, server) = (self.peer.clone(), self.server_peer.clone());
+        let replica = self.replica(id);
+        let empty = replica.doc.get_heads().is_empty();
+        let Some(message) = replica.doc.generate_sync_message(&mut replica.state) else {
+            return;
+        };
+        let data = message.encode();
+        let message = if empty {
+            Message::Request {
+                sender_id: peer,
+                target_id: server,
+                document_id: id,
+                data,
+            }
+        } else {
+            Message::Sync {
+                sender_id: peer,
+                target_id: server,
+                document_id: id,
+                data,
+            }
+        };
+        self.send(&message).await;
+    }
+
+    /// Read one frame and act on it. Returns false once the connection is closed.
+    pub async fn step(&mut self) -> bool {
+        self.step_until(tokio::time::Instant::now() + WAIT).await
+    }
+
+    async fn step_until(&mut self, deadline: tokio::time::Instant) -> bool {
+        let next = tokio::time::timeout_at(deadline, self.socket.next())
+            .await
+            .expect("the server did not say what was expected in time");
+        let frame = match next {
+            Some(Ok(frame)) => frame,
+            Some(Err(_)) | None => {
+                self.closed.get_or_insert((0, "connection ended".into()));
+                return false;
+            }
+        };
+        match frame {
+            WsMessage::Binary(bytes) => match Message::decode(&bytes).unwrap() {
+                Message::Sync {
+                    document_id, data, ..
+                } => {
+                    let replica = self.replica(document_id);
+                    let message = sync::Message::decode(&data).unwrap();
+                    replica
+                        .doc
+                        .receive_sync_message(&mut replica.state, message)
+                        .unwrap();
+                    self.offer(document_id).await;
+                }
+                Message::DocUnavailable { document_id, .. } => {
+                    self.replica(document_id).unavailable = true;
+                }
+                Message::Error { message, .. } => self.errors.push(message),
+                _ => {}
+            },
+            WsMessage::Close(frame) => {
+                let (code, reason) = frame
+                    .map(|f| (u16::from(f.code), f.reason.to_string()))
+                    .unwrap_or((1005, String::new()));
+                self.closed = Some((code, reason));
+                return false;
+            }
+            _ => {}
+        }
+        true
+    }
+
+    /// Keep reading until `done` holds (pings do not extend the wait).
+    pub async fn until(&mut self, mut done: impl FnMut(&Phone) -> bool) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !done(self) {
+            assert!(
+                self.step_until(deadline).await,
+                "closed while waiting: {:?}",
+                self.closed
+            );
+        }
+    }
+
+    /// Fetch a document from the server: its content, or None if the server says it is
+    /// unavailable.
+    pub async fn open(&mut self, id: DocumentId) -> Option<Automerge> {
+        self.replica(id).unavailable = false;
+        self.offer(id).await;
+        self.until(|p| {
+            let r = &p.docs[&id];
+            r.unavailable || (!r.doc.get_heads().is_empty() && p.in_sync(id))
+        })
+        .await;
+        let replica = &self.docs[&id];
+        (!replica.unavailable).then(|| replica.doc.clone())
+    }
+
+    /// Whether the server has told us it holds exactly what we hold of `id`.
+    pub fn in_sync(&self, id: DocumentId) -> bool {
+        let r = &self.docs[&id];
+        let mut ours = r.doc.get_heads();
+        ours.sort();
+        r.state.their_heads.as_ref().is_some_and(|theirs| {
+            let mut theirs = theirs.clone();
+            theirs.sort();
+            theirs == ours
+        })
+    }
+
+    /// Replace our copy of `id` with `doc` (after local edits) and sync until the server has it,
+    /// or refuses it.
+    pub async fn push(&mut self, id: DocumentId, doc: Automerge) -> Result<(), String> {
+        let errors_before = self.errors.len();
+        self.replica(id).doc = doc;
+        self.offer(id).await;
+        self.until(|p| p.errors.len() > errors_before || p.in_sync(id))
+            .await;
+        match self.errors.get(errors_before) {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Keep syncing until `id` satisfies `check`.
+    pub async fn wait_for(&mut self, id: DocumentId, mut check: impl FnMut(&Automerge) -> bool) {
+        self.until(|p| p.docs.get(&id).is_some_and(|r| check(&r.doc)))
+            .await;
+    }
+
+    pub fn doc(&self, id: DocumentId) -> &Automerge {
+        &self.docs[&id].doc
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.socket.close(None).await;
+    }
+}
+
+/// The value at `key` of the root map, as a JSON-ish string (for quick checks).
+pub fn root_str(doc: &Automerge, key: &str) -> Option<String> {
+    match doc.get(automerge::ROOT, key).ok()?? {
+        (automerge::Value::Scalar(s), _) => s.as_str().map(str::to_owned),
+        _ => None,
+    }
+}

@@ -1,0 +1,624 @@
+//! The sync server end to end, in-process: real WebSockets, real JWTs, real SQLite files and a
+//! real Postgres server. Every scenario runs on both backends.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use automerge::{ActorId, ReadDoc};
+use baton_core::index;
+use baton_core::sync::{DocumentId, Message};
+use baton_core::{Author, EventBody, HlcClock, NewTask, Subject, TaskDoc, TemplateRegistry};
+use common::{Backend, Phone, TestServer};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+macro_rules! on_both_backends {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$scenario(Backend::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$scenario(Backend::Postgres).await;
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    me_bootstraps_a_device,
+    bad_tokens_are_refused,
+    a_phone_gets_the_worklist_from_the_server_alone,
+    two_phones_see_each_others_events,
+    a_forged_event_is_refused_recorded_and_not_stored,
+    an_event_the_rules_forbid_is_refused,
+    documents_outside_the_callers_units_are_unavailable,
+    a_task_created_on_a_phone_reaches_the_index_and_other_phones,
+    the_unit_index_is_read_only_for_devices,
+    changes_survive_a_restart,
+    a_revoked_device_is_cut_off_and_told_to_wipe,
+    malformed_frames_get_errors_and_harm_nothing,
+);
+
+fn nurse(server: &TestServer, device: &str) -> String {
+    server.token("rn.evans", device, &["nurse"], &["4W"])
+}
+
+fn physician(server: &TestServer, device: &str) -> String {
+    server.token("dr.fox", device, &["physician"], &["4W", "ICU"])
+}
+
+/// The unit's index URL from `/api/v1/me`.
+async fn index_of(server: &TestServer, token: &str, unit: &str) -> DocumentId {
+    let (status, me) = server.get("/api/v1/me", Some(token)).await;
+    assert_eq!(status, 200, "{me}");
+    let units = me["units"].as_array().unwrap();
+    let unit = units.iter().find(|u| u["id"] == unit).unwrap();
+    DocumentId::from_url(unit["index_url"].as_str().unwrap()).unwrap()
+}
+
+/// The open tasks on a unit's index, by template id.
+async fn tasks_on(phone: &mut Phone, index_id: DocumentId) -> Vec<(DocumentId, String)> {
+    let doc = phone.open(index_id).await.expect("the index is available");
+    let index = index::read(&doc).unwrap();
+    index
+        .tasks
+        .iter()
+        .map(|(id, t)| (id.parse().unwrap(), t.template.id.to_string()))
+        .collect()
+}
+
+async fn task_of(phone: &mut Phone, index_id: DocumentId, template: &str) -> DocumentId {
+    tasks_on(phone, index_id)
+        .await
+        .into_iter()
+        .find(|(_, t)| t == template)
+        .unwrap()
+        .0
+}
+
+fn event_count(doc: &automerge::Automerge) -> usize {
+    TaskDoc::from_automerge(doc.clone())
+        .unwrap()
+        .events()
+        .unwrap()
+        .events
+        .len()
+}
+
+/// Append `body` as `author` to our copy of a task, through the typed API.
+fn append(doc: &automerge::Automerge, author: &Author, body: EventBody) -> automerge::Automerge {
+    let templates = TemplateRegistry::shipped();
+    let mut task = TaskDoc::from_automerge(doc.clone()).unwrap();
+    task.set_actor(ActorId::random());
+    let template = templates.get(&task.meta().template).unwrap();
+    task.append(
+        template,
+        author,
+        &mut HlcClock::new(),
+        baton_server::now_ms(),
+        body,
+    )
+    .unwrap();
+    task.into_automerge()
+}
+
+async fn me_bootstraps_a_device(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let token = server.token("cn.patel", "phone-9", &["charge_nurse"], &["4W", "ICU"]);
+    let (status, me) = server.get("/api/v1/me", Some(&token)).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["user"], "cn.patel");
+    assert_eq!(me["device"], "phone-9");
+    let units: Vec<&str> = me["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(units, ["4W", "ICU"]);
+    for unit in me["units"].as_array().unwrap() {
+        assert_eq!(unit["roles"], serde_json::json!(["charge_nurse"]));
+        assert!(
+            unit["index_url"]
+                .as_str()
+                .unwrap()
+                .starts_with("automerge:")
+        );
+    }
+    // A token narrowed to one unit sees one unit, even though the records grant two.
+    let narrow = server.token("cn.patel", "phone-9", &["charge_nurse"], &["ICU"]);
+    let (_, me) = server.get("/api/v1/me", Some(&narrow)).await;
+    assert_eq!(me["units"].as_array().unwrap().len(), 1);
+    // A token cannot widen what the records grant: rn.evans is not a physician.
+    let widened = server.token(
+        "rn.evans",
+        "phone-1",
+        &["nurse", "physician"],
+        &["4W", "ICU"],
+    );
+    let (_, me) = server.get("/api/v1/me", Some(&widened)).await;
+    assert_eq!(me["units"].as_array().unwrap().len(), 1);
+    assert_eq!(me["units"][0]["roles"], serde_json::json!(["nurse"]));
+}
+
+async fn bad_tokens_are_refused(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (status, body) = server.get("/api/v1/me", None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("token_missing"))
+    );
+
+    let expired = server.token_with("rn.evans", "phone-1", &["nurse"], &["4W"], false, -3_600);
+    let (status, body) = server.get("/api/v1/me", Some(&expired)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("token_expired"))
+    );
+
+    // Signed by another server's key.
+    let other = TestServer::start(Backend::Sqlite).await;
+    let foreign = other.token("rn.evans", "phone-1", &["nurse"], &["4W"]);
+    let (status, body) = server.get("/api/v1/me", Some(&foreign)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("token_invalid"))
+    );
+
+    let mut tampered = nurse(&server, "phone-1");
+    tampered.insert(tampered.len() - 3, 'x');
+    let (status, _) = server.get("/api/v1/me", Some(&tampered)).await;
+    assert_eq!(status, 401);
+
+    let stranger = server.token("mallory", "phone-x", &["nurse"], &["4W"]);
+    let (status, body) = server.get("/api/v1/me", Some(&stranger)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("unknown_user"))
+    );
+
+    // The WebSocket upgrade refuses the same tokens, before any frame is exchanged.
+    let refused = Phone::connect(server.addr(), &expired).await.err().unwrap();
+    assert_eq!(refused.status, 401);
+    let refused = Phone::connect(server.addr(), &foreign).await.err().unwrap();
+    assert_eq!(refused.status, 401);
+
+    // Every refusal is in the security audit.
+    let (status, audit) = server
+        .get("/api/v1/audit/security", Some(&server.admin_token()))
+        .await;
+    assert_eq!(status, 200);
+    let kinds: Vec<&str> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.iter().filter(|k| **k == "refused_token").count() >= 5,
+        "{kinds:?}"
+    );
+    // The admin API is for admins only.
+    let (status, _) = server
+        .get("/api/v1/audit/security", Some(&nurse(&server, "phone-1")))
+        .await;
+    assert_eq!(status, 403);
+}
+
+async fn a_phone_gets_the_worklist_from_the_server_alone(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let token = nurse(&server, "phone-1");
+    let index_id = index_of(&server, &token, "4W").await;
+    let mut phone = Phone::connect(server.addr(), &token).await.unwrap();
+    let tasks = tasks_on(&mut phone, index_id).await;
+    let mut templates: Vec<&str> = tasks.iter().map(|(_, t)| t.as_str()).collect();
+    templates.sort();
+    assert_eq!(templates, ["consult", "discharge", "nonformulary_med"]);
+    let index = index::read(phone.doc(index_id)).unwrap();
+    assert!(index.roster.contains_key(&"rn.okafor".into()));
+    assert!(
+        !index.roster.contains_key(&"rn.silva".into()),
+        "ICU staff are not on 4W"
+    );
+    for (id, template) in tasks {
+        let doc = phone.open(id).await.expect("an open task is available");
+        let task = TaskDoc::from_automerge(doc).unwrap();
+        assert_eq!(task.meta().template.id.as_str(), template);
+        assert_eq!(task.meta().unit.as_str(), "4W");
+        assert_eq!(task.events().unwrap().events.len(), 1);
+    }
+}
+
+async fn two_phones_see_each_others_events(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let token_a = nurse(&server, "phone-a");
+    let index_id = index_of(&server, &token_a, "4W").await;
+    let mut a = Phone::connect(server.addr(), &token_a).await.unwrap();
+    let mut b = Phone::connect(server.addr(), &physician(&server, "phone-b"))
+        .await
+        .unwrap();
+    let consult = task_of(&mut a, index_id, "consult").await;
+    let doc_a = a.open(consult).await.unwrap();
+    let doc_b = b.open(consult).await.unwrap();
+
+    // Both act at once: the physician acknowledges, the nurse adds a note.
+    let fox = Author::new("dr.fox", "physician", "phone-b");
+    let evans = Author::new("rn.evans", "nurse", "phone-a");
+    let acked = append(&doc_b, &fox, EventBody::Acknowledged {});
+    let noted = append(
+        &doc_a,
+        &evans,
+        EventBody::Note {
+            text: "Family at bedside".into(),
+        },
+    );
+    b.push(consult, acked).await.unwrap();
+    a.push(consult, noted).await.unwrap();
+    a.wait_for(consult, |d| event_count(d) == 3).await;
+    b.wait_for(consult, |d| event_count(d) == 3).await;
+
+    let templates = TemplateRegistry::shipped();
+    let state_of = |doc: &automerge::Automerge| {
+        let task = TaskDoc::from_automerge(doc.clone()).unwrap();
+        let template = templates.get(&task.meta().template).unwrap().clone();
+        task.state(&template).unwrap()
+    };
+    let (sa, sb) = (state_of(a.doc(consult)), state_of(b.doc(consult)));
+    assert_eq!(sa, sb);
+    assert_eq!(sa.owner.unwrap().user.as_str(), "dr.fox");
+
+    // The server's own view agrees.
+    let (status, view) = server
+        .get(&format!("/api/v1/tasks/{consult}"), Some(&token_a))
+        .await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["state"]["owner"]["user"], "dr.fox");
+    assert_eq!(view["state"]["history"].as_array().unwrap().len(), 3);
+}
+
+async fn a_forged_event_is_refused_recorded_and_not_stored(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let token = nurse(&server, "phone-1");
+    let index_id = index_of(&server, &token, "4W").await;
+    let mut phone = Phone::connect(server.addr(), &token).await.unwrap();
+    let consult = task_of(&mut phone, index_id, "consult").await;
+    let doc = phone.open(consult).await.unwrap();
+
+    // The nurse's phone writes an acknowledgment in the physician's name.
+    let forged = append(
+        &doc,
+        &Author::new("dr.fox", "physician", "phone-1"),
+        EventBody::Acknowledged {},
+    );
+    let error = phone.push(consult, forged).await.unwrap_err();
+    assert!(error.contains("dr.fox"), "{error}");
+
+    // Nothing was stored or relayed: a fresh device sees one event.
+    let mut other = Phone::connect(server.addr(), &physician(&server, "phone-2"))
+        .await
+        .unwrap();
+    let fresh = other.open(consult).await.unwrap();
+    assert_eq!(event_count(&fresh), 1);
+    let (_, view) = server
+        .get(&format!("/api/v1/tasks/{consult}"), Some(&token))
+        .await;
+    assert_eq!(view["state"]["history"].as_array().unwrap().len(), 1);
+
+    let (_, audit) = server
+        .get("/api/v1/audit/security", Some(&server.admin_token()))
+        .await;
+    let record = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "forged_event")
+        .expect("a security audit record");
+    assert_eq!(record["user"], "rn.evans");
+    assert_eq!(record["device"], "phone-1");
+    assert_eq!(record["doc"], consult.to_string());
+
+    // The same phone can still write valid events on another task.
+    let discharge = task_of(&mut phone, index_id, "discharge").await;
+    let doc = phone.open(discharge).await.unwrap();
+    let noted = append(
+        &doc,
+        &Author::new("rn.evans", "nurse", "phone-1"),
+        EventBody::Note {
+            text: "Patient asks about transport".into(),
+        },
+    );
+    phone.push(discharge, noted).await.unwrap();
+}
+
+async fn an_event_the_rules_forbid_is_refused(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let token = server.token("tr.kim", "phone-t", &["transport"], &["4W"]);
+    let index_id = index_of(&server, &token, "4W").await;
+    let mut phone = Phone::connect(server.addr(), &token).await.unwrap();
+    let consult = task_of(&mut phone, index_id, "consult").await;
+    let doc = phone.open(consult).await.unwrap();
+    // Transport has no part in a consult: it may not acknowledge one. The typed API refuses it
+    // locally, so write the event the way a careless third-party client would.
+    let mut raw = doc.clone();
+    raw.set_actor(ActorId::random());
+    let event = serde_json::json!({
+        "id": uuid::Uuid::new_v4().to_string(),
+        "kind": "acknowledged",
+        "actor": { "user": "tr.kim", "role": "transport" },
+        "device": "phone-t",
+        "device_time": baton_server::now_ms(),
+        "hlc": format!("{:015}-000000", baton_server::now_ms()),
+        "payload": {}
+    });
+    append_raw(&mut raw, &event);
+    let error = phone.push(consult, raw).await.unwrap_err();
+    assert!(error.contains("refused"), "{error}");
+    let (_, view) = server
+        .get(
+            &format!("/api/v1/tasks/{consult}"),
+            Some(&nurse(&server, "p")),
+        )
+        .await;
+    assert_eq!(view["state"]["history"].as_array().unwrap().len(), 1);
+}
+
+/// Append a JSON event to the `events` list with plain Automerge calls.
+fn append_raw(doc: &mut automerge::Automerge, event: &serde_json::Value) {
+    use automerge::transaction::Transactable;
+    let events = match doc.get(automerge::ROOT, "events").unwrap() {
+        Some((_, id)) => id,
+        None => panic!("no events list"),
+    };
+    let at = doc.length(&events);
+    let map = event.as_object().unwrap().clone();
+    doc.transact::<_, _, automerge::AutomergeError>(|tx| {
+        let obj = tx.insert_object(&events, at, automerge::ObjType::Map)?;
+        baton_core::codec::write_map(tx, &obj, &map)
+    })
+    .unwrap();
+}
+
+async fn documents_outside_the_callers_units_are_unavailable(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let evans = nurse(&server, "phone-1");
+    let index_4w = index_of(&server, &evans, "4W").await;
+    let mut phone = Phone::connect(server.addr(), &evans).await.unwrap();
+    let consult_4w = task_of(&mut phone, index_4w, "consult").await;
+
+    let silva = server.token("rn.silva", "phone-icu", &["nurse"], &["ICU"]);
+    let mut icu = Phone::connect(server.addr(), &silva).await.unwrap();
+    assert!(icu.open(consult_4w).await.is_none(), "a 4W task");
+    assert!(icu.open(index_4w).await.is_none(), "the 4W index");
+    assert!(
+        icu.open(DocumentId::random()).await.is_none(),
+        "a document nobody has"
+    );
+    assert!(
+        icu.docs[&consult_4w].doc.get_heads().is_empty(),
+        "no bytes were sent"
+    );
+    assert!(
+        icu.docs[&index_4w].doc.get_heads().is_empty(),
+        "no bytes were sent"
+    );
+
+    let (status, _) = server
+        .get(&format!("/api/v1/tasks/{consult_4w}"), Some(&silva))
+        .await;
+    assert_eq!(status, 404);
+    let (_, audit) = server
+        .get("/api/v1/audit/security", Some(&server.admin_token()))
+        .await;
+    assert!(
+        audit["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "document_outside_units" && r["user"] == "rn.silva"),
+        "{audit}"
+    );
+}
+
+async fn a_task_created_on_a_phone_reaches_the_index_and_other_phones(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let evans = nurse(&server, "phone-1");
+    let index_id = index_of(&server, &evans, "4W").await;
+    let mut creator = Phone::connect(server.addr(), &evans).await.unwrap();
+    let mut watcher = Phone::connect(server.addr(), &physician(&server, "phone-2"))
+        .await
+        .unwrap();
+    assert_eq!(tasks_on(&mut watcher, index_id).await.len(), 3);
+
+    let templates = TemplateRegistry::shipped();
+    let consult = templates.latest(&"consult".into()).unwrap();
+    let author = Author::new("rn.evans", "nurse", "phone-1");
+    let new = |unit: &str| NewTask {
+        unit: unit.into(),
+        subject: Subject {
+            reference: "enc-4w-20".into(),
+            label: "Bed 20 · R.P.".into(),
+        },
+        acuity: Some("stat".into()),
+        note: None,
+    };
+    let now = baton_server::now_ms();
+    let (task, _) = TaskDoc::create(
+        consult,
+        new("4W"),
+        &author,
+        &mut HlcClock::new(),
+        now,
+        ActorId::random(),
+    )
+    .unwrap();
+    let id = DocumentId::random();
+    creator.push(id, task.into_automerge()).await.unwrap();
+
+    // The index lists it, and the other phone can open it.
+    watcher
+        .wait_for(index_id, |d| {
+            index::read(d).is_ok_and(|i| i.tasks.contains_key(&id.to_string()))
+        })
+        .await;
+    let doc = watcher.open(id).await.expect("the new task");
+    assert_eq!(event_count(&doc), 1);
+
+    // A task on a unit the nurse does not work on is refused and not stored.
+    let (elsewhere, _) = TaskDoc::create(
+        consult,
+        new("ICU"),
+        &author,
+        &mut HlcClock::new(),
+        now,
+        ActorId::random(),
+    )
+    .unwrap();
+    let other = DocumentId::random();
+    let error = creator
+        .push(other, elsewhere.into_automerge())
+        .await
+        .unwrap_err();
+    assert!(error.contains("ICU"), "{error}");
+    let mut third = Phone::connect(server.addr(), &physician(&server, "phone-3"))
+        .await
+        .unwrap();
+    assert!(third.open(other).await.is_none());
+}
+
+async fn the_unit_index_is_read_only_for_devices(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let evans = nurse(&server, "phone-1");
+    let index_id = index_of(&server, &evans, "4W").await;
+    let mut phone = Phone::connect(server.addr(), &evans).await.unwrap();
+    let mut doc = phone.open(index_id).await.unwrap();
+    doc.set_actor(ActorId::random());
+    let tasks = match doc.get(automerge::ROOT, "tasks").unwrap() {
+        Some((_, id)) => id,
+        None => panic!("no tasks map"),
+    };
+    let victim = index::read(&doc)
+        .unwrap()
+        .tasks
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    doc.transact::<_, _, automerge::AutomergeError>(|tx| {
+        use automerge::transaction::Transactable;
+        tx.delete(&tasks, victim.as_str())
+    })
+    .unwrap();
+    let error = phone.push(index_id, doc).await.unwrap_err();
+    assert!(error.contains("server"), "{error}");
+    let mut other = Phone::connect(server.addr(), &physician(&server, "phone-2"))
+        .await
+        .unwrap();
+    assert_eq!(tasks_on(&mut other, index_id).await.len(), 3);
+}
+
+async fn changes_survive_a_restart(backend: Backend) {
+    let mut server = TestServer::start(backend).await;
+    let evans = nurse(&server, "phone-1");
+    let index_id = index_of(&server, &evans, "4W").await;
+    let mut phone = Phone::connect(server.addr(), &evans).await.unwrap();
+    let task = task_of(&mut phone, index_id, "nonformulary_med").await;
+    let doc = phone.open(task).await.unwrap();
+    let acked = append(
+        &doc,
+        &Author::new("rn.evans", "nurse", "phone-1"),
+        EventBody::Acknowledged {},
+    );
+    phone.push(task, acked).await.unwrap();
+    phone.close().await;
+
+    server.restart().await;
+    // The demo seed ran again and added nothing.
+    let mut again = Phone::connect(server.addr(), &evans).await.unwrap();
+    assert_eq!(tasks_on(&mut again, index_id).await.len(), 3);
+    let doc = again.open(task).await.unwrap();
+    assert_eq!(event_count(&doc), 2);
+}
+
+async fn a_revoked_device_is_cut_off_and_told_to_wipe(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let token = nurse(&server, "phone-lost");
+    let index_id = index_of(&server, &token, "4W").await;
+    let mut phone = Phone::connect(server.addr(), &token).await.unwrap();
+    tasks_on(&mut phone, index_id).await;
+
+    let (status, body) = server
+        .post(
+            "/api/v1/devices/phone-lost/revoke",
+            Some(&server.admin_token()),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["connections_closed"], 1);
+    while phone.step().await {}
+    assert_eq!(phone.closed.as_ref().unwrap().0, 4403, "{:?}", phone.closed);
+    assert!(
+        phone.errors.iter().any(|e| e.contains("wipe")),
+        "{:?}",
+        phone.errors
+    );
+
+    // The device cannot come back, with this token or a new one.
+    let refused = Phone::connect(server.addr(), &token).await.err().unwrap();
+    assert_eq!(refused.status, 403);
+    let (status, body) = server
+        .get("/api/v1/me", Some(&nurse(&server, "phone-lost")))
+        .await;
+    assert_eq!(
+        (status, &body["error"], &body["wipe"]),
+        (
+            403,
+            &serde_json::json!("device_revoked"),
+            &serde_json::json!(true)
+        )
+    );
+    // Other devices of the same user are unaffected.
+    assert!(
+        Phone::connect(server.addr(), &nurse(&server, "phone-new"))
+            .await
+            .is_ok()
+    );
+}
+
+async fn malformed_frames_get_errors_and_harm_nothing(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let evans = nurse(&server, "phone-1");
+    let index_id = index_of(&server, &evans, "4W").await;
+    let mut phone = Phone::connect(server.addr(), &evans).await.unwrap();
+    let task = task_of(&mut phone, index_id, "consult").await;
+
+    phone
+        .send_raw(WsMessage::Binary(vec![0xff, 0x00, 0x13].into()))
+        .await;
+    phone.until(|p| !p.errors.is_empty()).await;
+    phone.send_raw(WsMessage::Text("hello".into())).await;
+    phone.until(|p| p.errors.len() >= 2).await;
+    // A sync frame whose payload is not a sync message.
+    phone
+        .send(&Message::Sync {
+            sender_id: phone.peer.clone(),
+            target_id: phone.server_peer.clone(),
+            document_id: task,
+            data: vec![0x42, 0xde, 0xad],
+        })
+        .await;
+    phone.until(|p| p.errors.len() >= 3).await;
+
+    // The connection still works and the document is whole.
+    let mut other = Phone::connect(server.addr(), &physician(&server, "phone-2"))
+        .await
+        .unwrap();
+    let doc = other.open(task).await.unwrap();
+    assert_eq!(event_count(&doc), 1);
+    assert_eq!(
+        common::root_str(&doc, "type").as_deref(),
+        Some(baton_core::doc::TASK_TYPE)
+    );
+}
