@@ -102,11 +102,12 @@ pub struct StoredAudit {
     pub detail: String,
 }
 
-/// The stored form of one document: its snapshot, if compacted, and the changes since.
+/// The stored form of one document: its snapshot, if compacted, and the changes since, each
+/// with its hash.
 #[derive(Debug, Default)]
 pub struct StoredDoc {
     pub snapshot: Option<Vec<u8>>,
-    pub changes: Vec<Vec<u8>>,
+    pub changes: Vec<(String, Vec<u8>)>,
 }
 
 /// A connection pool and the backend behind it.
@@ -417,13 +418,13 @@ impl Db {
             .await?
             .map(|r| r.try_get::<Vec<u8>, _>(0))
             .transpose()?;
-        let changes = sqlx::query("SELECT bytes FROM doc_changes WHERE doc_id = $1")
+        let changes = sqlx::query("SELECT hash, bytes FROM doc_changes WHERE doc_id = $1")
             .bind(id)
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(|r| r.try_get::<Vec<u8>, _>(0))
-            .collect::<Result<_, _>>()?;
+            .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<Vec<u8>, _>(1)?)))
+            .collect::<Result<_, sqlx::Error>>()?;
         Ok(StoredDoc { snapshot, changes })
     }
 

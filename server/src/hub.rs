@@ -341,7 +341,9 @@ impl Hub {
         if self.shared.db.document(&id.to_string()).await?.is_none() {
             return Ok(None);
         }
-        load_stored(&self.shared.db, id).await.map(Some)
+        load_stored(&self.shared.db, id)
+            .await
+            .map(|(doc, _)| Some(doc))
     }
 
     async fn run_doc(self, id: DocumentId, rx: mpsc::Receiver<DocCmd>) {
@@ -396,18 +398,21 @@ fn server_actor() -> ActorId {
     ActorId::random()
 }
 
-async fn load_stored(db: &Db, id: &DocumentId) -> Result<Automerge, HubError> {
+/// Load a stored document. Returns it with the hashes of its changes stored outside the snapshot.
+async fn load_stored(db: &Db, id: &DocumentId) -> Result<(Automerge, Vec<String>), HubError> {
     let stored = db.load_doc(&id.to_string()).await?;
     let mut doc = match &stored.snapshot {
         Some(bytes) => Automerge::load(bytes).map_err(|e| HubError::Doc(*id, e.to_string()))?,
         None => Automerge::new(),
     };
-    for change in &stored.changes {
-        doc.load_incremental(change)
+    let mut hashes = Vec::with_capacity(stored.changes.len());
+    for (hash, change) in stored.changes {
+        doc.load_incremental(&change)
             .map_err(|e| HubError::Doc(*id, e.to_string()))?;
+        hashes.push(hash);
     }
     doc.set_actor(server_actor());
-    Ok(doc)
+    Ok((doc, hashes))
 }
 
 async fn fail_all(mut rx: mpsc::Receiver<DocCmd>, message: &str) {
@@ -435,7 +440,12 @@ struct DocActor {
     conns: HashMap<u64, Arc<Conn>>,
     /// Whether the task was open the last time its state was read (to update the unit index).
     open: bool,
+    /// Hashes of the stored changes not yet folded into the stored snapshot.
+    unsnapshotted: Vec<String>,
 }
+
+/// Stored changes of one document that trigger a compaction into a snapshot.
+const COMPACT_AFTER: usize = 256;
 
 /// What one batch did that must happen after its changes are committed.
 #[derive(Default)]
@@ -449,12 +459,12 @@ struct Batch {
 impl DocActor {
     async fn start(hub: Hub, id: DocumentId) -> Result<DocActor, HubError> {
         let record = hub.shared.db.document(&id.to_string()).await?;
-        let doc = match record {
+        let (doc, unsnapshotted) = match record {
             Some(_) => load_stored(&hub.shared.db, &id).await?,
             None => {
                 let mut doc = Automerge::new();
                 doc.set_actor(server_actor());
-                doc
+                (doc, Vec::new())
             }
         };
         let open = record.as_ref().is_some_and(|r| r.kind == DocKind::Task);
@@ -465,6 +475,7 @@ impl DocActor {
             sync: DocSync::new(doc),
             conns: HashMap::new(),
             open,
+            unsnapshotted,
         };
         actor.open = actor.task_is_open();
         Ok(actor)
@@ -685,6 +696,11 @@ impl DocActor {
             .db
             .store_changes(&new_docs, &rows, now_ms())
             .await?;
+        self.unsnapshotted
+            .extend(rows.into_iter().map(|(_, hash, _)| hash));
+        if self.unsnapshotted.len() >= COMPACT_AFTER {
+            self.compact().await;
+        }
         if let Some((record, task)) = batch.new_doc.take() {
             self.record = Some(record.clone());
             self.open = true;
@@ -708,6 +724,28 @@ impl DocActor {
             self.open = open;
         }
         Ok(())
+    }
+
+    /// Fold the stored changes into one snapshot. A failure costs only space: the changes stay.
+    async fn compact(&mut self) {
+        let doc = self.sync.doc();
+        let heads: Vec<String> = doc.get_heads().iter().map(ToString::to_string).collect();
+        let result = self
+            .hub
+            .shared
+            .db
+            .compact(
+                &self.id.to_string(),
+                &doc.save(),
+                &heads.join(","),
+                &self.unsnapshotted,
+                now_ms(),
+            )
+            .await;
+        match result {
+            Ok(()) => self.unsnapshotted.clear(),
+            Err(e) => tracing::warn!(doc = %self.id, error = %e, "compaction failed"),
+        }
     }
 
     /// Whether this document is a task that is still open.

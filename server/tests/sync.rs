@@ -40,6 +40,7 @@ on_both_backends!(
     changes_survive_a_restart,
     a_revoked_device_is_cut_off_and_told_to_wipe,
     malformed_frames_get_errors_and_harm_nothing,
+    stored_changes_are_compacted_into_snapshots,
 );
 
 fn nurse(server: &TestServer, device: &str) -> String {
@@ -621,4 +622,36 @@ async fn malformed_frames_get_errors_and_harm_nothing(backend: Backend) {
         common::root_str(&doc, "type").as_deref(),
         Some(baton_core::doc::TASK_TYPE)
     );
+}
+
+async fn stored_changes_are_compacted_into_snapshots(backend: Backend) {
+    let mut server = TestServer::start(backend).await;
+    let evans = nurse(&server, "phone-1");
+    let index_id = index_of(&server, &evans, "4W").await;
+    let hub = server.server().state().hub.clone();
+    for n in 0..300 {
+        hub.change(index_id, move |doc| {
+            use automerge::transaction::Transactable;
+            doc.transact::<_, _, automerge::AutomergeError>(|tx| {
+                tx.put(automerge::ROOT, "generation", n as i64)
+            })
+            .map(|_| ())
+            .map_err(|f| f.error.to_string())
+        })
+        .await
+        .unwrap();
+    }
+    let db = server.server().state().db.clone();
+    let loose = db.change_count(&index_id.to_string()).await.unwrap();
+    assert!(loose < 256, "{loose} changes left outside the snapshot");
+
+    // A restarted server reads snapshot and changes back, and phones get all of it.
+    server.restart().await;
+    let mut phone = Phone::connect(server.addr(), &evans).await.unwrap();
+    let doc = phone.open(index_id).await.unwrap();
+    assert_eq!(
+        doc.get(automerge::ROOT, "generation").unwrap().unwrap().0,
+        automerge::Value::int(299)
+    );
+    assert_eq!(index::read(&doc).unwrap().tasks.len(), 3);
 }
