@@ -1,6 +1,12 @@
-//! A real server in-process on port 0, on SQLite in a temporary directory or on a fresh Postgres
-//! database, and phones that speak the automerge-repo protocol to it over real WebSockets.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+//! The end-to-end harness: a real server in-process on port 0, on SQLite in a temporary
+//! directory or on a fresh Postgres database; phones that speak the automerge-repo protocol to
+//! it over real WebSockets; and stock JavaScript automerge-repo clients run by Node.
+//!
+//! Failures here are test failures, so the harness panics with a message instead of returning
+//! errors.
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
+
+pub mod js;
 
 use automerge::sync::{self, SyncDoc};
 use automerge::{Automerge, ReadDoc};
@@ -48,6 +54,7 @@ pub async fn fresh_postgres() -> String {
     format!("{base}/{name}")
 }
 
+#[derive(Debug)]
 pub struct TestServer {
     pub server: Option<Server>,
     pub data_dir: PathBuf,
@@ -200,6 +207,7 @@ type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// What a phone's copy of one document knows.
+#[derive(Debug)]
 pub struct Replica {
     pub doc: Automerge,
     pub state: sync::State,
@@ -207,6 +215,7 @@ pub struct Replica {
 }
 
 /// A phone: one WebSocket, the join handshake done, documents synced by hand.
+#[derive(Debug)]
 pub struct Phone {
     socket: Socket,
     pub peer: String,

@@ -2,13 +2,11 @@
 //! real Postgres server. Every scenario runs on both backends.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use automerge::{ActorId, ReadDoc};
 use baton_core::index;
 use baton_core::sync::{DocumentId, Message};
 use baton_core::{Author, EventBody, HlcClock, NewTask, Subject, TaskDoc, TemplateRegistry};
-use common::{Backend, Phone, TestServer};
+use baton_e2e::{Backend, Phone, TestServer};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 macro_rules! on_both_backends {
@@ -619,7 +617,7 @@ async fn malformed_frames_get_errors_and_harm_nothing(backend: Backend) {
     let doc = other.open(task).await.unwrap();
     assert_eq!(event_count(&doc), 1);
     assert_eq!(
-        common::root_str(&doc, "type").as_deref(),
+        baton_e2e::root_str(&doc, "type").as_deref(),
         Some(baton_core::doc::TASK_TYPE)
     );
 }
