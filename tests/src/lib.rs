@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 pub mod js;
+pub mod process;
 
 use automerge::sync::{self, SyncDoc};
 use automerge::{Automerge, ReadDoc};
@@ -428,6 +429,76 @@ impl Phone {
         }
     }
 
+    /// Like [`Phone::push`], for a server that may die meanwhile: `Ok(true)` once the server's
+    /// heads include ours (acknowledged: durable), `Ok(false)` if the connection ended first.
+    pub async fn try_push(&mut self, id: DocumentId, doc: Automerge) -> Result<bool, String> {
+        let errors_before = self.errors.len();
+        self.replica(id).doc = doc;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        // Send without panicking: the socket may already be gone.
+        let (peer, server) = (self.peer.clone(), self.server_peer.clone());
+        let replica = self.replica(id);
+        if let Some(message) = replica.doc.generate_sync_message(&mut replica.state) {
+            let frame = Message::Sync {
+                sender_id: peer,
+                target_id: server,
+                document_id: id,
+                data: message.encode(),
+            };
+            if self
+                .socket
+                .send(WsMessage::Binary(frame.encode().into()))
+                .await
+                .is_err()
+            {
+                return Ok(false);
+            }
+        }
+        while !(self.errors.len() > errors_before || self.in_sync(id)) {
+            let next = tokio::time::timeout_at(deadline, self.socket.next())
+                .await
+                .expect("the server neither answered nor went away");
+            match next {
+                Some(Ok(WsMessage::Binary(bytes))) => match Message::decode(&bytes).unwrap() {
+                    Message::Sync {
+                        document_id, data, ..
+                    } => {
+                        let replica = self.replica(document_id);
+                        let message = sync::Message::decode(&data).unwrap();
+                        replica
+                            .doc
+                            .receive_sync_message(&mut replica.state, message)
+                            .unwrap();
+                        if let Some(reply) = replica.doc.generate_sync_message(&mut replica.state) {
+                            let frame = Message::Sync {
+                                sender_id: self.peer.clone(),
+                                target_id: self.server_peer.clone(),
+                                document_id,
+                                data: reply.encode(),
+                            };
+                            if self
+                                .socket
+                                .send(WsMessage::Binary(frame.encode().into()))
+                                .await
+                                .is_err()
+                            {
+                                return Ok(false);
+                            }
+                        }
+                    }
+                    Message::Error { message, .. } => self.errors.push(message),
+                    _ => {}
+                },
+                Some(Ok(WsMessage::Close(_))) | Some(Err(_)) | None => return Ok(false),
+                Some(Ok(_)) => {}
+            }
+        }
+        match self.errors.get(errors_before) {
+            Some(e) => Err(e.clone()),
+            None => Ok(true),
+        }
+    }
+
     /// Keep syncing until `id` satisfies `check`.
     pub async fn wait_for(&mut self, id: DocumentId, mut check: impl FnMut(&Automerge) -> bool) {
         self.until(|p| p.docs.get(&id).is_some_and(|r| check(&r.doc)))
@@ -449,4 +520,68 @@ pub fn root_str(doc: &Automerge, key: &str) -> Option<String> {
         (automerge::Value::Scalar(s), _) => s.as_str().map(str::to_owned),
         _ => None,
     }
+}
+
+/// The number of events in a task document.
+pub fn event_count(doc: &Automerge) -> usize {
+    baton_core::TaskDoc::from_automerge(doc.clone())
+        .unwrap()
+        .events()
+        .unwrap()
+        .events
+        .len()
+}
+
+/// Append `body` as `author` to a copy of a task, through the typed API (the core's rules run
+/// first), as a new Automerge actor.
+pub fn append(
+    doc: &Automerge,
+    author: &baton_core::Author,
+    body: baton_core::EventBody,
+) -> (Automerge, baton_core::Event) {
+    let templates = baton_core::TemplateRegistry::shipped();
+    let mut task = baton_core::TaskDoc::from_automerge(doc.clone()).unwrap();
+    task.set_actor(automerge::ActorId::random());
+    let template = templates.get(&task.meta().template).unwrap();
+    let event = task
+        .append(
+            template,
+            author,
+            &mut baton_core::HlcClock::new(),
+            baton_server::now_ms(),
+            body,
+        )
+        .unwrap();
+    (task.into_automerge(), event)
+}
+
+/// The unit's index document from `GET /api/v1/me`.
+pub async fn index_of(addr: std::net::SocketAddr, token: &str, unit: &str) -> DocumentId {
+    let (status, me) = http(addr, "GET", "/api/v1/me", Some(token)).await;
+    assert_eq!(status, 200, "{me}");
+    let units = me["units"].as_array().unwrap();
+    let unit = units.iter().find(|u| u["id"] == unit).unwrap();
+    DocumentId::from_url(unit["index_url"].as_str().unwrap()).unwrap()
+}
+
+/// A token for the embedded issuer whose key is in `data_dir`.
+pub fn token_in(
+    data_dir: &std::path::Path,
+    user: &str,
+    device: &str,
+    roles: &[&str],
+    units: &[&str],
+) -> String {
+    let keys = Keys::load_or_create(data_dir).unwrap();
+    let request = TokenRequest {
+        user: user.into(),
+        device: device.into(),
+        roles: roles.iter().map(|s| s.to_string()).collect(),
+        units: units.iter().map(|s| s.to_string()).collect(),
+        admin: false,
+        ttl_secs: 3_600,
+    };
+    let tokens = baton_server::config::TokenConfig::default();
+    keys.issue(&request.claims(&tokens, baton_server::now_ms() / 1000))
+        .unwrap()
 }

@@ -6,7 +6,7 @@ use automerge::{ActorId, ReadDoc};
 use baton_core::index;
 use baton_core::sync::{DocumentId, Message};
 use baton_core::{Author, EventBody, HlcClock, NewTask, Subject, TaskDoc, TemplateRegistry};
-use baton_e2e::{Backend, Phone, TestServer};
+use baton_e2e::{Backend, Phone, TestServer, event_count};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 macro_rules! on_both_backends {
@@ -51,11 +51,7 @@ fn physician(server: &TestServer, device: &str) -> String {
 
 /// The unit's index URL from `/api/v1/me`.
 async fn index_of(server: &TestServer, token: &str, unit: &str) -> DocumentId {
-    let (status, me) = server.get("/api/v1/me", Some(token)).await;
-    assert_eq!(status, 200, "{me}");
-    let units = me["units"].as_array().unwrap();
-    let unit = units.iter().find(|u| u["id"] == unit).unwrap();
-    DocumentId::from_url(unit["index_url"].as_str().unwrap()).unwrap()
+    baton_e2e::index_of(server.addr(), token, unit).await
 }
 
 /// The open tasks on a unit's index, by template id.
@@ -78,30 +74,8 @@ async fn task_of(phone: &mut Phone, index_id: DocumentId, template: &str) -> Doc
         .0
 }
 
-fn event_count(doc: &automerge::Automerge) -> usize {
-    TaskDoc::from_automerge(doc.clone())
-        .unwrap()
-        .events()
-        .unwrap()
-        .events
-        .len()
-}
-
-/// Append `body` as `author` to our copy of a task, through the typed API.
 fn append(doc: &automerge::Automerge, author: &Author, body: EventBody) -> automerge::Automerge {
-    let templates = TemplateRegistry::shipped();
-    let mut task = TaskDoc::from_automerge(doc.clone()).unwrap();
-    task.set_actor(ActorId::random());
-    let template = templates.get(&task.meta().template).unwrap();
-    task.append(
-        template,
-        author,
-        &mut HlcClock::new(),
-        baton_server::now_ms(),
-        body,
-    )
-    .unwrap();
-    task.into_automerge()
+    baton_e2e::append(doc, author, body).0
 }
 
 async fn me_bootstraps_a_device(backend: Backend) {
