@@ -84,6 +84,17 @@ task.change((d) => {
 });
 
 if (config.mode === "note") {
+  // Stored? The server's view of the task lists every event it accepted.
+  const taskId = taskUrl.replace(/^automerge:/, "");
+  let stored = false;
+  while (!stored) {
+    if (Date.now() > deadline) fail(`the server never listed event ${id}`);
+    const view = await fetch(`${config.http}/api/v1/tasks/${taskId}`, {
+      headers: { authorization: `Bearer ${config.token}` },
+    }).then((r) => r.json());
+    stored = (view.state?.history ?? []).some((h) => h.event === id);
+    if (!stored) await new Promise((r) => setTimeout(r, 20));
+  }
   const texts = () =>
     task
       .doc()
