@@ -291,16 +291,24 @@ impl Session {
         self.grants.iter().any(|(u, _)| u == unit)
     }
 
-    /// What validation needs to know about the sender.
-    pub fn auth_context(&self) -> AuthContext {
-        let mut roles: Vec<Role> = self.grants.iter().map(|(_, r)| r.clone()).collect();
-        roles.sort();
-        roles.dedup();
+    /// What validation needs to know about the sender acting on a document of `unit`: the roles
+    /// it holds there, and that unit alone (none, when the unit is unknown).
+    pub fn auth_context_on(&self, unit: Option<&UnitId>) -> AuthContext {
+        let roles: Vec<Role> = self
+            .grants
+            .iter()
+            .filter(|(u, _)| Some(u) == unit)
+            .map(|(_, r)| r.clone())
+            .collect();
         AuthContext {
             user: self.user.clone(),
             device: self.device.clone(),
+            units: if roles.is_empty() {
+                Vec::new()
+            } else {
+                unit.into_iter().cloned().collect()
+            },
             roles,
-            units: self.units(),
             system: false,
         }
     }

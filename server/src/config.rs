@@ -45,6 +45,8 @@ pub struct ConnectionLimits {
     pub join_timeout: Span,
     /// Documents one connection may have open at once.
     pub max_documents: usize,
+    /// Initial read and write buffer of a connection, in bytes.
+    pub buffer_bytes: usize,
 }
 
 impl Default for ConnectionLimits {
@@ -55,6 +57,7 @@ impl Default for ConnectionLimits {
             ping_interval: Span::from_millis(15_000),
             join_timeout: Span::from_millis(10_000),
             max_documents: 10_000,
+            buffer_bytes: 4 * 1024,
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::now_ms;
 use automerge::{ActorId, Automerge, Change};
 use baton_core::index::{self, IndexedTask, RosterEntry};
 use baton_core::sync::{DocSync, DocumentId, ReceiveError};
-use baton_core::validate::{AuthContext, Limits, ValidationError, validate_changes};
+use baton_core::validate::{Limits, ValidationError, validate_changes};
 use baton_core::{TaskDoc, TemplateRegistry, fold};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -63,7 +63,6 @@ pub(crate) struct EphemeralRelay {
 pub(crate) struct Conn {
     pub id: u64,
     pub session: Arc<Session>,
-    pub auth: AuthContext,
     pub out: mpsc::Sender<Outbound>,
     /// Cancelled to drop the connection (too slow, revoked, shutting down).
     pub kick: CancellationToken,
@@ -393,9 +392,11 @@ fn parse_id(id: &str) -> Result<DocumentId, HubError> {
         })
 }
 
-/// The Automerge actor the server writes as (one per process; every node gets its own).
+/// The Automerge actor this server process writes as: one per process, so every node (and every
+/// restart) has its own and their changes never collide.
 fn server_actor() -> ActorId {
-    ActorId::random()
+    static ACTOR: std::sync::OnceLock<ActorId> = std::sync::OnceLock::new();
+    ACTOR.get_or_init(ActorId::random).clone()
 }
 
 /// Load a stored document. Returns it with the hashes of its changes stored outside the snapshot.
@@ -607,9 +608,17 @@ impl DocActor {
         let templates = &self.hub.shared.templates;
         let limits = &self.hub.shared.limits;
         let now = now_ms();
-        let auth = &conn.auth;
+        let known_unit = self.record.as_ref().map(|r| r.unit.clone());
+        let session = &conn.session;
         let result = self.sync.receive(&key, data, |before, after| {
-            validate_changes(before, after, auth, templates, now, limits).map(|_| ())
+            // The roles the sender holds on this document's unit, and only those.
+            let unit = known_unit.clone().or_else(|| {
+                TaskDoc::from_automerge(after.clone())
+                    .ok()
+                    .map(|t| t.meta().unit.clone())
+            });
+            let auth = session.auth_context_on(unit.as_ref());
+            validate_changes(before, after, &auth, templates, now, limits).map(|_| ())
         });
         self.conns.entry(conn.id).or_insert_with(|| conn.clone());
         match result {

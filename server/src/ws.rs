@@ -31,9 +31,9 @@ pub mod close {
     pub const TOKEN_EXPIRED: u16 = 4401;
     /// The device was revoked: wipe local data.
     pub const DEVICE_REVOKED: u16 = 4403;
-    /// The connection did not keep up with what it was sent, or broke the protocol.
+    /// The connection broke the protocol (no `join`, a refused handshake, no pongs).
     pub const POLICY: u16 = 1008;
-    /// The server is shutting down.
+    /// The server is shutting down, or the connection did not keep up with what it was sent.
     pub const GOING_AWAY: u16 = 1001;
 }
 
@@ -67,6 +67,9 @@ pub(crate) async fn upgrade(
     let limits = app.config.limits.clone();
     ws.max_message_size(limits.max_message_bytes)
         .max_frame_size(limits.max_message_bytes)
+        // Small buffers that grow with large messages: idle connections stay cheap.
+        .read_buffer_size(limits.buffer_bytes)
+        .write_buffer_size(limits.buffer_bytes)
         .on_upgrade(move |socket| async move {
             connection(app, Arc::new(session), socket).await;
         })
@@ -96,7 +99,6 @@ async fn connection(app: AppState, session: Arc<Session>, socket: WebSocket) {
     );
     let conn = Arc::new(Conn {
         id,
-        auth: session.auth_context(),
         session: session.clone(),
         out: out_tx,
         kick: kick.clone(),
@@ -365,7 +367,7 @@ struct Tracked {
     wipe: CancellationToken,
 }
 
-/// Live connections by device, so revoking a device or disabling a user cuts them off at once.
+/// Live connections by device, so revoking a device cuts it off at once.
 #[derive(Debug, Default)]
 pub struct Connections {
     by_device: std::sync::Mutex<std::collections::HashMap<String, Vec<Tracked>>>,

@@ -39,6 +39,7 @@ on_both_backends!(
     a_revoked_device_is_cut_off_and_told_to_wipe,
     malformed_frames_get_errors_and_harm_nothing,
     stored_changes_are_compacted_into_snapshots,
+    roles_count_only_on_the_unit_that_grants_them,
 );
 
 fn nurse(server: &TestServer, device: &str) -> String {
@@ -626,4 +627,50 @@ async fn stored_changes_are_compacted_into_snapshots(backend: Backend) {
         automerge::Value::int(299)
     );
     assert_eq!(index::read(&doc).unwrap().tasks.len(), 3);
+}
+
+async fn roles_count_only_on_the_unit_that_grants_them(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let db = &server.server().state().db;
+    db.upsert_user("mx.dual", "Morgan Dual", 0).await.unwrap();
+    db.add_membership("mx.dual", "4W", "nurse").await.unwrap();
+    db.add_membership("mx.dual", "ICU", "physician")
+        .await
+        .unwrap();
+    let token = server.token(
+        "mx.dual",
+        "phone-d",
+        &["nurse", "physician"],
+        &["4W", "ICU"],
+    );
+    let mut phone = Phone::connect(server.addr(), &token).await.unwrap();
+    let as_physician = Author::new("mx.dual", "physician", "phone-d");
+
+    // A physician on ICU is only a nurse on 4W: acknowledging a 4W consult as physician fails.
+    let consult_4w = task_of(&mut phone, index_of(&server, &token, "4W").await, "consult").await;
+    let doc = phone.open(consult_4w).await.unwrap();
+    let error = phone
+        .push(
+            consult_4w,
+            append(&doc, &as_physician, EventBody::Acknowledged {}),
+        )
+        .await
+        .unwrap_err();
+    assert!(error.contains("physician"), "{error}");
+
+    // On ICU the same act is theirs to do.
+    let consult_icu = task_of(
+        &mut phone,
+        index_of(&server, &token, "ICU").await,
+        "consult",
+    )
+    .await;
+    let doc = phone.open(consult_icu).await.unwrap();
+    phone
+        .push(
+            consult_icu,
+            append(&doc, &as_physician, EventBody::Acknowledged {}),
+        )
+        .await
+        .unwrap();
 }

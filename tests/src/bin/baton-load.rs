@@ -1,0 +1,561 @@
+//! `baton-load`: drives simulated devices over real WebSockets against a sync server that speaks
+//! the automerge-repo protocol (Baton, or the stock JavaScript sync server) and reports:
+//!
+//! - connect time (WebSocket upgrade + join/peer) per device, p50/p99;
+//! - server memory per idle connection (RSS growth / devices, with `--server-pid`);
+//! - fan-out: all devices open one shared document (the shape of a unit index) at once; the time
+//!   until every one of them holds it;
+//! - propagation: a write on one device → visible on another device syncing the same task,
+//!   p50/p99, at a target rate of changes per second;
+//! - sustained changes/s: changes the server acknowledged (its heads included them) per second.
+//!
+//! Every write is a valid Baton event (a note on a task), so both servers carry the same data.
+//! Only ever point it at 127.0.0.1.
+
+use automerge::sync::{self, SyncDoc};
+use automerge::{Automerge, ChangeHash};
+use baton_core::sync::handshake::{join, read_peer};
+use baton_core::sync::{DocumentId, Message, PeerMetadata};
+use baton_core::{Author, EventBody, HlcClock, NewTask, Subject, TaskDoc, TemplateRegistry};
+use clap::{Parser, ValueEnum};
+use futures_util::{SinkExt, StreamExt};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Target {
+    /// A Baton server: tokens are minted with the key in --data-dir.
+    Baton,
+    /// The stock automerge-repo sync server: no authentication.
+    Stock,
+}
+
+#[derive(Parser, Debug)]
+#[command(about = "Load generator for automerge-repo sync servers")]
+struct Args {
+    #[arg(long, value_enum)]
+    target: Target,
+    /// WebSocket URL of the sync endpoint.
+    #[arg(long)]
+    url: String,
+    /// Baton's data directory (its embedded signing key mints the devices' tokens).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Simulated devices.
+    #[arg(long, default_value_t = 1000)]
+    devices: usize,
+    /// Devices per task in the write phase (one writes, the others watch).
+    #[arg(long, default_value_t = 4)]
+    per_task: usize,
+    /// Target changes per second in the write phase.
+    #[arg(long, default_value_t = 1000)]
+    rate: u32,
+    /// Length of the write phase, in seconds.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// The server's process id, to read its memory from /proc.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// A label for the report.
+    #[arg(long, default_value = "")]
+    label: String,
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// When each change was written, by hash; filled by writers, read by observers.
+type Written = Arc<Mutex<HashMap<ChangeHash, Instant>>>;
+
+/// What devices report.
+#[derive(Debug)]
+enum Report {
+    /// A change someone else wrote became visible here.
+    Seen(Duration),
+    /// The server acknowledged one of this device's changes.
+    Acked,
+    /// This device now holds the document it was asked to open.
+    Opened(DocumentId, Instant),
+}
+
+/// Commands to a device.
+#[derive(Debug)]
+enum Command {
+    Open(DocumentId),
+    /// Hold this new document (written by this device) and sync it to the server.
+    Adopt(DocumentId, Box<Automerge>),
+    Write(DocumentId),
+    Stop,
+}
+
+struct Device {
+    socket: Socket,
+    peer: String,
+    server: String,
+    author: Author,
+    docs: HashMap<DocumentId, (Automerge, sync::State)>,
+    /// Documents this device was asked to open and does not hold yet.
+    opening: HashMap<DocumentId, ()>,
+    /// Own changes not yet acknowledged.
+    unacked: Vec<ChangeHash>,
+    written: Written,
+    reports: mpsc::UnboundedSender<Report>,
+    clock: HlcClock,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn token(data_dir: &std::path::Path, device: &str) -> Result<String, Box<dyn std::error::Error>> {
+    let keys = baton_server::auth::Keys::load_or_create(data_dir)?;
+    let request = baton_server::auth::TokenRequest {
+        user: "rn.evans".into(),
+        device: device.into(),
+        roles: vec!["nurse".into()],
+        units: vec!["4W".into()],
+        admin: false,
+        ttl_secs: 3_600,
+    };
+    let claims = request.claims(
+        &baton_server::config::TokenConfig::default(),
+        now_ms() / 1000,
+    );
+    Ok(keys.issue(&claims)?)
+}
+
+impl Device {
+    async fn connect(
+        url: &str,
+        token: Option<String>,
+        name: String,
+        written: Written,
+        reports: mpsc::UnboundedSender<Report>,
+    ) -> Result<Device, Box<dyn std::error::Error + Send + Sync>> {
+        let mut request = url.into_client_request()?;
+        if let Some(token) = token {
+            request
+                .headers_mut()
+                .insert("Authorization", format!("Bearer {token}").parse()?);
+        }
+        let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
+        let peer = format!("load-{name}");
+        let hello = join(&peer, &PeerMetadata::default());
+        socket
+            .send(WsMessage::Binary(hello.encode().into()))
+            .await?;
+        let server = loop {
+            match socket.next().await {
+                Some(Ok(WsMessage::Binary(bytes))) => {
+                    break read_peer(&peer, Message::decode(&bytes)?)?.0;
+                }
+                Some(Ok(_)) => continue,
+                other => return Err(format!("no handshake reply: {other:?}").into()),
+            }
+        };
+        Ok(Device {
+            socket,
+            peer,
+            server,
+            author: Author::new("rn.evans", "nurse", name.as_str()),
+            docs: HashMap::new(),
+            opening: HashMap::new(),
+            unacked: Vec::new(),
+            written,
+            reports,
+            clock: HlcClock::new(),
+        })
+    }
+
+    async fn offer(&mut self, id: DocumentId) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+        let Some((doc, state)) = self.docs.get_mut(&id) else {
+            return Ok(());
+        };
+        let empty = doc.get_heads().is_empty();
+        let Some(message) = doc.generate_sync_message(state) else {
+            return Ok(());
+        };
+        let (sender_id, target_id, data) =
+            (self.peer.clone(), self.server.clone(), message.encode());
+        let message = if empty {
+            Message::Request {
+                sender_id,
+                target_id,
+                document_id: id,
+                data,
+            }
+        } else {
+            Message::Sync {
+                sender_id,
+                target_id,
+                document_id: id,
+                data,
+            }
+        };
+        self.socket
+            .send(WsMessage::Binary(message.encode().into()))
+            .await
+    }
+
+    fn on_sync(&mut self, id: DocumentId, data: &[u8]) {
+        let Some((doc, state)) = self.docs.get_mut(&id) else {
+            return;
+        };
+        let Ok(message) = sync::Message::decode(data) else {
+            return;
+        };
+        let before = doc.get_heads();
+        if doc.receive_sync_message(state, message).is_err() {
+            return;
+        }
+        let now = Instant::now();
+        if !self.written.lock().expect("written").is_empty() {
+            let written = self.written.lock().expect("written");
+            for change in doc.get_changes(&before) {
+                if let Some(at) = written.get(&change.hash()) {
+                    let _ = self.reports.send(Report::Seen(now - *at));
+                }
+            }
+        }
+        if let Some(theirs) = &state.their_heads {
+            let before = self.unacked.len();
+            // Still unacknowledged: what the server's heads do not cover yet.
+            let missing: std::collections::HashSet<ChangeHash> =
+                doc.get_changes(theirs).iter().map(|c| c.hash()).collect();
+            self.unacked.retain(|h| missing.contains(h));
+            for _ in self.unacked.len()..before {
+                let _ = self.reports.send(Report::Acked);
+            }
+        }
+        if self.opening.contains_key(&id) && !doc.get_heads().is_empty() {
+            self.opening.remove(&id);
+            let _ = self.reports.send(Report::Opened(id, now));
+        }
+    }
+
+    fn write(&mut self, id: DocumentId, templates: &TemplateRegistry) {
+        let Some((doc, _)) = self.docs.get_mut(&id) else {
+            return;
+        };
+        let Ok(mut task) = TaskDoc::from_automerge(std::mem::take(doc)) else {
+            return;
+        };
+        task.set_actor(automerge::ActorId::random());
+        let Some(template) = templates.get(&task.meta().template).cloned() else {
+            return;
+        };
+        let before = task.heads();
+        let appended = task.append(
+            &template,
+            &self.author,
+            &mut self.clock,
+            now_ms(),
+            EventBody::Note {
+                text: "load".into(),
+            },
+        );
+        let written_at = Instant::now();
+        *doc = task.into_automerge();
+        if appended.is_ok() {
+            let mut written = self.written.lock().expect("written");
+            for change in doc.get_changes(&before) {
+                written.insert(change.hash(), written_at);
+                self.unacked.push(change.hash());
+            }
+        }
+    }
+
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let templates = TemplateRegistry::shipped();
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(Command::Open(id)) => {
+                        self.docs.entry(id).or_insert_with(|| (Automerge::new(), sync::State::new()));
+                        self.opening.insert(id, ());
+                        if self.offer(id).await.is_err() { return; }
+                    }
+                    Some(Command::Adopt(id, doc)) => {
+                        self.unacked.extend(doc.get_heads());
+                        self.docs.insert(id, (*doc, sync::State::new()));
+                        if self.offer(id).await.is_err() { return; }
+                    }
+                    Some(Command::Write(id)) => {
+                        self.write(id, &templates);
+                        if self.offer(id).await.is_err() { return; }
+                    }
+                    Some(Command::Stop) | None => {
+                        let _ = self.socket.close(None).await;
+                        return;
+                    }
+                },
+                frame = self.socket.next() => match frame {
+                    Some(Ok(WsMessage::Binary(bytes))) => {
+                        if let Ok(Message::Sync { document_id, data, .. }) = Message::decode(&bytes) {
+                            self.on_sync(document_id, &data);
+                            if self.offer(document_id).await.is_err() { return; }
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    _ => return,
+                },
+            }
+        }
+    }
+}
+
+/// Wait (up to a minute) for `count` reports that match.
+async fn wait_for(
+    reports: &mut mpsc::UnboundedReceiver<Report>,
+    count: usize,
+    matches: impl Fn(&Report) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut seen = 0;
+    while seen < count {
+        match tokio::time::timeout_at(deadline, reports.recv()).await {
+            Ok(Some(report)) if matches(&report) => seen += 1,
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => {
+                eprintln!("gave up waiting: {seen} of {count}");
+                return;
+            }
+        }
+    }
+}
+
+fn rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1_000.0
+}
+
+fn new_task(templates: &TemplateRegistry, creator: &Author, n: usize) -> Automerge {
+    let consult = templates.latest(&"consult".into()).expect("shipped");
+    let (task, _) = TaskDoc::create(
+        consult,
+        NewTask {
+            unit: "4W".into(),
+            subject: Subject {
+                reference: format!("load-{n}"),
+                label: format!("Load {n}"),
+            },
+            acuity: Some("routine".into()),
+            note: None,
+        },
+        creator,
+        &mut HlcClock::new(),
+        now_ms(),
+        automerge::ActorId::random(),
+    )
+    .expect("a nurse may open a consult");
+    task.into_automerge()
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let args = Args::parse();
+    let written: Written = Arc::new(Mutex::new(HashMap::new()));
+    let (report_tx, mut reports) = mpsc::unbounded_channel();
+    let templates = TemplateRegistry::shipped();
+    let rss_before = args.server_pid.and_then(rss_kb);
+
+    // 1. Connect every device.
+    let started = Instant::now();
+    let mut connects = Vec::with_capacity(args.devices);
+    let mut handles = Vec::with_capacity(args.devices);
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut pending = tokio::task::JoinSet::new();
+    for i in 0..args.devices {
+        let token = match (args.target, &args.data_dir) {
+            (Target::Baton, Some(dir)) => {
+                Some(token(dir, &format!("load-{i}")).map_err(|e| e.to_string())?)
+            }
+            (Target::Baton, None) => return Err("--data-dir is required for Baton".into()),
+            (Target::Stock, _) => None,
+        };
+        let (url, written, reports) = (args.url.clone(), written.clone(), report_tx.clone());
+        pending.spawn(async move {
+            let t = Instant::now();
+            let device = Device::connect(&url, token, format!("load-{i}"), written, reports).await;
+            (i, t.elapsed(), device)
+        });
+        // Bounded concurrency while connecting, as phones coming online would be.
+        while pending.len() >= 64 {
+            let (i, took, device) = pending.join_next().await.expect("pending")?;
+            connects.push(took);
+            handles.push((i, device.map_err(|e| e.to_string())?));
+        }
+    }
+    while let Some(done) = pending.join_next().await {
+        let (i, took, device) = done?;
+        connects.push(took);
+        handles.push((i, device.map_err(|e| e.to_string())?));
+    }
+    let connect_all = started.elapsed();
+    handles.sort_by_key(|(i, _)| *i);
+    let mut senders = Vec::with_capacity(args.devices);
+    for (_, device) in handles {
+        let (tx, rx) = mpsc::channel(1_024);
+        senders.push(tx);
+        tasks.spawn(device.run(rx));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_idle = args.server_pid.and_then(rss_kb);
+
+    // 2. Fan-out: one shared document, opened by every device at once.
+    let creator = Author::new("rn.evans", "nurse", "load-0");
+    let shared = DocumentId::random();
+    senders[0]
+        .send(Command::Adopt(
+            shared,
+            Box::new(new_task(&templates, &creator, 0)),
+        ))
+        .await?;
+    loop {
+        match reports.recv().await {
+            Some(Report::Acked) => break,
+            Some(_) => {}
+            None => return Err("devices stopped".into()),
+        }
+    }
+    // Wait until the creator's change is acknowledged, then everyone opens it.
+    let fanout_start = Instant::now();
+    for tx in &senders[1..] {
+        tx.send(Command::Open(shared)).await?;
+    }
+    let mut opened = 1;
+    let mut fanout_last = fanout_start;
+    while opened < args.devices {
+        match tokio::time::timeout(Duration::from_secs(60), reports.recv()).await {
+            Ok(Some(Report::Opened(id, at))) if id == shared => {
+                opened += 1;
+                fanout_last = at;
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    let fanout = fanout_last - fanout_start;
+
+    // 3. Writes: tasks of `per_task` devices. The first of each group opens the task, the others
+    // fetch it once the server has it; then they take turns writing notes.
+    let per_task = args.per_task.clamp(1, args.devices);
+    let groups = (args.devices / per_task).max(1);
+    let mut task_ids = Vec::with_capacity(groups);
+    for g in 0..groups {
+        let id = DocumentId::random();
+        let opener = Author::new(
+            "rn.evans",
+            "nurse",
+            format!("load-{}", g * per_task).as_str(),
+        );
+        senders[g * per_task]
+            .send(Command::Adopt(
+                id,
+                Box::new(new_task(&templates, &opener, g + 1)),
+            ))
+            .await?;
+        task_ids.push(id);
+    }
+    wait_for(&mut reports, groups, |r| matches!(r, Report::Acked)).await;
+    for (g, id) in task_ids.iter().enumerate() {
+        for member in 1..per_task {
+            senders[g * per_task + member]
+                .send(Command::Open(*id))
+                .await?;
+        }
+    }
+    wait_for(&mut reports, groups * (per_task - 1), |r| {
+        matches!(r, Report::Opened(..))
+    })
+    .await;
+    written.lock().expect("written").clear();
+
+    let interval = Duration::from_secs_f64(1.0 / f64::from(args.rate.max(1)));
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let phase = Instant::now();
+    let end = phase + Duration::from_secs(args.seconds);
+    let (mut seen, mut acked, mut issued) = (Vec::new(), 0usize, 0usize);
+    let mut g = 0usize;
+    while Instant::now() < end {
+        tokio::select! {
+            _ = ticker.tick() => {
+                let writer = (g % groups) * per_task + (g / groups) % per_task;
+                if writer < senders.len() && senders[writer].try_send(Command::Write(task_ids[g % groups])).is_ok() {
+                    issued += 1;
+                }
+                g += 1;
+            }
+            report = reports.recv() => match report {
+                Some(Report::Seen(d)) => seen.push(d),
+                Some(Report::Acked) => acked += 1,
+                Some(Report::Opened(..)) => {}
+                None => break,
+            },
+        }
+    }
+    let elapsed = phase.elapsed();
+    // Drain what is in flight for a moment (counted for latency, not for throughput).
+    let drain_end = Instant::now() + Duration::from_secs(2);
+    while let Ok(Some(report)) = tokio::time::timeout_at(drain_end.into(), reports.recv()).await {
+        if let Report::Seen(d) = report {
+            seen.push(d);
+        }
+    }
+    for tx in &senders {
+        let _ = tx.try_send(Command::Stop);
+    }
+    drop(senders);
+    while tasks.join_next().await.is_some() {}
+
+    connects.sort();
+    seen.sort();
+    let per_conn = match (rss_before, rss_idle) {
+        (Some(a), Some(b)) => format!("{:.1}", (b.saturating_sub(a)) as f64 / args.devices as f64),
+        _ => "n/a".into(),
+    };
+    println!(
+        "{{\"label\":{:?},\"target\":\"{:?}\",\"devices\":{},\"connect_all_ms\":{:.0},\"connect_p50_ms\":{:.1},\"connect_p99_ms\":{:.1},\
+\"rss_kb_per_idle_connection\":\"{}\",\"fanout_devices\":{},\"fanout_all_current_ms\":{:.0},\
+\"rate_target\":{},\"issued\":{},\"acked_per_s\":{:.0},\"propagation_samples\":{},\"propagation_p50_ms\":{:.1},\"propagation_p99_ms\":{:.1}}}",
+        args.label,
+        args.target,
+        args.devices,
+        connect_all.as_secs_f64() * 1_000.0,
+        percentile(&connects, 0.5),
+        percentile(&connects, 0.99),
+        per_conn,
+        opened,
+        fanout.as_secs_f64() * 1_000.0,
+        args.rate,
+        issued,
+        acked as f64 / elapsed.as_secs_f64(),
+        seen.len(),
+        percentile(&seen, 0.5),
+        percentile(&seen, 0.99),
+    );
+    Ok(())
+}
