@@ -439,8 +439,8 @@ struct DocActor {
     record: Option<DocRecord>,
     sync: DocSync,
     conns: HashMap<u64, Arc<Conn>>,
-    /// Whether the task was open the last time its state was read (to update the unit index).
-    open: bool,
+    /// What the unit index lists for this task: its entry while it is open, nothing once closed.
+    listed: Option<IndexedTask>,
     /// Hashes of the stored changes not yet folded into the stored snapshot.
     unsnapshotted: Vec<String>,
 }
@@ -452,7 +452,7 @@ const COMPACT_AFTER: usize = 256;
 #[derive(Default)]
 struct Batch {
     changes: Vec<Change>,
-    new_doc: Option<(DocRecord, IndexedTask)>,
+    new_doc: Option<DocRecord>,
     local_done: Vec<oneshot::Sender<Result<(), String>>>,
     refusals: Vec<(Arc<Conn>, String, &'static str)>,
 }
@@ -468,17 +468,16 @@ impl DocActor {
                 (doc, Vec::new())
             }
         };
-        let open = record.as_ref().is_some_and(|r| r.kind == DocKind::Task);
         let mut actor = DocActor {
             hub,
             id,
             record,
             sync: DocSync::new(doc),
             conns: HashMap::new(),
-            open,
+            listed: None,
             unsnapshotted,
         };
-        actor.open = actor.task_is_open();
+        actor.listed = actor.index_entry();
         Ok(actor)
     }
 
@@ -658,22 +657,19 @@ impl DocActor {
     }
 
     /// The record of a task document created by the changes just accepted.
-    fn new_task_record(&self) -> Option<(DocRecord, IndexedTask)> {
+    fn new_task_record(&self) -> Option<DocRecord> {
         let task = TaskDoc::from_automerge(self.sync.doc().clone()).ok()?;
         let meta = task.meta();
-        Some((
-            DocRecord {
-                id: self.id.to_string(),
-                kind: DocKind::Task,
-                unit: meta.unit.clone(),
-                template: Some((
-                    meta.template.id.to_string(),
-                    i64::from(meta.template.version),
-                )),
-                created_at: now_ms(),
-            },
-            IndexedTask::of(&self.id, meta),
-        ))
+        Some(DocRecord {
+            id: self.id.to_string(),
+            kind: DocKind::Task,
+            unit: meta.unit.clone(),
+            template: Some((
+                meta.template.id.to_string(),
+                i64::from(meta.template.version),
+            )),
+            created_at: now_ms(),
+        })
     }
 
     fn relay(&mut self, from: &Conn, relay: EphemeralRelay) {
@@ -694,7 +690,7 @@ impl DocActor {
             return Ok(());
         }
         let doc_id = self.id.to_string();
-        let new_docs: Vec<DocRecord> = batch.new_doc.iter().map(|(r, _)| r.clone()).collect();
+        let new_docs: Vec<DocRecord> = batch.new_doc.iter().cloned().collect();
         let rows: Vec<(&str, String, &[u8])> = batch
             .changes
             .iter()
@@ -710,29 +706,42 @@ impl DocActor {
         if self.unsnapshotted.len() >= COMPACT_AFTER {
             self.compact().await;
         }
-        if let Some((record, task)) = batch.new_doc.take() {
-            self.record = Some(record.clone());
-            self.open = true;
-            let id = self.id;
-            self.hub.update_index_later(
-                record.unit.to_string(),
-                "a new task could not be listed on its unit index",
-                move |doc| index::put_task(doc, &id, &task).map_err(|e| e.to_string()),
-            );
+        if let Some(record) = batch.new_doc.take() {
+            self.record = Some(record);
         }
-        if let Some(record) = self.record.as_ref().filter(|r| r.kind == DocKind::Task) {
-            let open = self.task_is_open();
-            if self.open && !open {
-                let id = self.id;
-                self.hub.update_index_later(
-                    record.unit.to_string(),
-                    "a closed task could not be taken off its unit index",
-                    move |doc| index::remove_task(doc, &id).map_err(|e| e.to_string()),
-                );
-            }
-            self.open = open;
-        }
+        self.update_index();
         Ok(())
+    }
+
+    /// Keep the unit index in step with this task: listed while open (with its current acuity),
+    /// taken off once closed.
+    fn update_index(&mut self) {
+        let Some(unit) = self
+            .record
+            .as_ref()
+            .filter(|r| r.kind == DocKind::Task)
+            .map(|r| r.unit.to_string())
+        else {
+            return;
+        };
+        let entry = self.index_entry();
+        if entry == self.listed {
+            return;
+        }
+        let id = self.id;
+        match entry.clone() {
+            Some(task) => self.hub.update_index_later(
+                unit,
+                "a task could not be listed on its unit index",
+                move |doc| index::put_task(doc, &id, &task).map_err(|e| e.to_string()),
+            ),
+            None => self.hub.update_index_later(
+                unit,
+                "a closed task could not be taken off its unit index",
+                move |doc| index::remove_task(doc, &id).map_err(|e| e.to_string()),
+            ),
+        }
+        self.listed = entry;
     }
 
     /// Fold the stored changes into one snapshot. A failure costs only space: the changes stay.
@@ -757,16 +766,14 @@ impl DocActor {
         }
     }
 
-    /// Whether this document is a task that is still open.
-    fn task_is_open(&self) -> bool {
-        let Ok(task) = TaskDoc::from_automerge(self.sync.doc().clone()) else {
-            return false;
-        };
-        let Some(template) = self.hub.shared.templates.get(&task.meta().template) else {
-            return false;
-        };
-        task.events()
-            .map(|log| !fold(template, task.meta(), &log.events).status.is_closed())
-            .unwrap_or(false)
+    /// The index entry this document should have: a task that is still open, as it stands.
+    fn index_entry(&self) -> Option<IndexedTask> {
+        let task = TaskDoc::from_automerge(self.sync.doc().clone()).ok()?;
+        let template = self.hub.shared.templates.get(&task.meta().template)?;
+        let state = fold(template, task.meta(), &task.events().ok()?.events);
+        (!state.status.is_closed()).then(|| IndexedTask {
+            acuity: state.acuity,
+            ..IndexedTask::of(&self.id, task.meta())
+        })
     }
 }

@@ -40,6 +40,7 @@ on_both_backends!(
     malformed_frames_get_errors_and_harm_nothing,
     stored_changes_are_compacted_into_snapshots,
     roles_count_only_on_the_unit_that_grants_them,
+    the_unit_index_follows_acuity_and_closes_with_the_task,
 );
 
 fn nurse(server: &TestServer, device: &str) -> String {
@@ -673,4 +674,45 @@ async fn roles_count_only_on_the_unit_that_grants_them(backend: Backend) {
         )
         .await
         .unwrap();
+}
+
+async fn the_unit_index_follows_acuity_and_closes_with_the_task(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let token = server.token("cn.patel", "phone-c", &["charge_nurse"], &["4W"]);
+    let index_id = index_of(&server, &token, "4W").await;
+    let mut phone = Phone::connect(server.addr(), &token).await.unwrap();
+    let consult = task_of(&mut phone, index_id, "consult").await;
+    let charge = Author::new("cn.patel", "charge_nurse", "phone-c");
+    let listed = |d: &automerge::Automerge| {
+        index::read(d)
+            .unwrap()
+            .tasks
+            .get(&consult.to_string())
+            .cloned()
+    };
+
+    let doc = phone.open(consult).await.unwrap();
+    let raised = append(
+        &doc,
+        &charge,
+        EventBody::AcuityChanged {
+            acuity: "stat".into(),
+        },
+    );
+    phone.push(consult, raised).await.unwrap();
+    phone
+        .wait_for(index_id, |d| listed(d).is_some_and(|t| t.acuity == "stat"))
+        .await;
+
+    let doc = phone.doc(consult).clone();
+    let cancelled = append(
+        &doc,
+        &charge,
+        EventBody::Cancelled {
+            reason: "Patient transferred".into(),
+        },
+    );
+    phone.push(consult, cancelled).await.unwrap();
+    phone.wait_for(index_id, |d| listed(d).is_none()).await;
+    assert_eq!(index::read(phone.doc(index_id)).unwrap().tasks.len(), 2);
 }
