@@ -57,7 +57,7 @@ impl Default for ConnectionLimits {
             ping_interval: Span::from_millis(15_000),
             join_timeout: Span::from_millis(10_000),
             max_documents: 10_000,
-            buffer_bytes: 4 * 1024,
+            buffer_bytes: 1024,
         }
     }
 }
