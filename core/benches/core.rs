@@ -12,7 +12,7 @@ use baton_core::fold::TaskState;
 use baton_core::policy::coverage::{Rotation, Schedule};
 use baton_core::policy::escalation;
 use baton_core::time::Span;
-use baton_core::validate::{AuthContext, Limits, validate_changes};
+use baton_core::validate::{AuthContext, Limits, validate_changes, validate_changes_with};
 use baton_core::{Author, Event, HlcClock, Millis, TaskDoc, Template, TemplateRegistry};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use std::collections::{BTreeMap, VecDeque};
@@ -732,7 +732,10 @@ fn bench_merge(c: &mut Criterion, base: &History) {
     g.finish();
 }
 
-fn bench_validate(c: &mut Criterion, h: &History) {
+/// `validate/append_one_to_{n}` (and `_known`, given `before`'s decoded events); with `ten`, the
+/// same for a batch of ten changes.
+fn bench_validate(c: &mut Criterion, h: &History, ten: bool) {
+    let n = h.events.len();
     let registry = TemplateRegistry::shipped();
     let before = h.doc.automerge();
     let nurse = &h.people["rn.evans"];
@@ -757,7 +760,7 @@ fn bench_validate(c: &mut Criterion, h: &History) {
         after.into_automerge()
     };
     let one = with_notes(1);
-    let ten = with_notes(10);
+    let batch = with_notes(10);
     let auth = AuthContext {
         user: nurse.author.user.clone(),
         device: nurse.author.device.clone(),
@@ -766,14 +769,20 @@ fn bench_validate(c: &mut Criterion, h: &History) {
         system: false,
     };
     let limits = Limits::default();
-    for (after, n) in [(&one, 1), (&ten, 10)] {
+    // What a server that keeps the task's decoded events in memory holds.
+    let known = h.doc.events().expect("read").events;
+    for (after, count) in [(&one, 1), (&batch, 10)] {
         let accepted = validate_changes(before, after, &auth, &registry, now, &limits)
             .expect("the changes are valid");
-        assert_eq!(accepted.len(), n);
+        assert_eq!(accepted.len(), count);
+        let with_known =
+            validate_changes_with(before, after, Some(&known), &auth, &registry, now, &limits)
+                .expect("the changes are valid");
+        assert_eq!(with_known, accepted);
     }
 
     let mut g = c.benchmark_group("validate");
-    g.bench_function("append_one_to_1000", |b| {
+    g.bench_function(format!("append_one_to_{n}"), |b| {
         b.iter(|| {
             validate_changes(
                 black_box(before),
@@ -786,13 +795,45 @@ fn bench_validate(c: &mut Criterion, h: &History) {
             .expect("valid")
         });
     });
+    g.bench_function(format!("append_one_to_{n}_known"), |b| {
+        b.iter(|| {
+            validate_changes_with(
+                black_box(before),
+                black_box(&one),
+                Some(black_box(&known)),
+                &auth,
+                &registry,
+                now,
+                &limits,
+            )
+            .expect("valid")
+        });
+    });
+    if !ten {
+        g.finish();
+        return;
+    }
     // One batch of ten changes, as a device sends after a while offline.
     g.sample_size(10);
-    g.bench_function("append_ten_to_1000", |b| {
+    g.bench_function(format!("append_ten_to_{n}"), |b| {
         b.iter(|| {
             validate_changes(
                 black_box(before),
-                black_box(&ten),
+                black_box(&batch),
+                &auth,
+                &registry,
+                now,
+                &limits,
+            )
+            .expect("valid")
+        });
+    });
+    g.bench_function(format!("append_ten_to_{n}_known"), |b| {
+        b.iter(|| {
+            validate_changes_with(
+                black_box(before),
+                black_box(&batch),
+                Some(black_box(&known)),
                 &auth,
                 &registry,
                 now,
@@ -811,7 +852,8 @@ fn benches(c: &mut Criterion) {
     bench_fold(c, &thousand, &hundred);
     bench_append(c, &hundred);
     bench_merge(c, &hundred);
-    bench_validate(c, &thousand);
+    bench_validate(c, &thousand, true);
+    bench_validate(c, &hundred, false);
 }
 
 fn config() -> Criterion {

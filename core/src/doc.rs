@@ -387,6 +387,29 @@ pub(crate) fn read_meta(root: &hydrate::Value) -> Result<TaskMeta, DocError> {
     }
 }
 
+/// Read the fixed fields of a task without hydrating its event list (which only has to be a list).
+pub fn read_meta_of(doc: &Automerge) -> Result<TaskMeta, DocError> {
+    let encoding = doc.text_encoding();
+    let mut root = hydrate::Map::default();
+    for item in doc.map_range(ROOT, ..) {
+        let value = match item.value.clone().into_value() {
+            automerge::Value::Object(_) if item.key != EVENTS => {
+                ReadDoc::hydrate(doc, item.id(), None)
+                    .map_err(|e| DocError::Automerge(e.to_string()))?
+            }
+            value => hydrate::Value::new(value, encoding),
+        };
+        root.insert(
+            item.key.to_string(),
+            hydrate::MapValue {
+                value,
+                conflict: item.conflict,
+            },
+        );
+    }
+    read_meta(&hydrate::Value::Map(root))
+}
+
 /// Read the events of `doc` as they were at `heads` (now, when `None`).
 pub fn read_events(doc: &Automerge, heads: Option<&[ChangeHash]>) -> Result<EventLog, DocError> {
     Ok(events_of(&doc.hydrate(heads)))
@@ -410,7 +433,7 @@ pub(crate) fn events_of(root: &hydrate::Value) -> EventLog {
     log
 }
 
-fn parse_event(value: &hydrate::Value) -> Result<Event, String> {
+pub(crate) fn parse_event(value: &hydrate::Value) -> Result<Event, String> {
     if !matches!(value, hydrate::Value::Map(_)) {
         return Err("an event must be a map".into());
     }

@@ -13,6 +13,7 @@
 //! - [`policy`]: coverage (who is on) and escalation (what is due next).
 //! - [`hlc`]: the hybrid logical clock that orders events.
 //! - [`sync`]: the automerge-repo sync protocol: messages, handshake, per-peer document sync.
+//! - `client` (feature `client`): the device client, the I/O shell around all of the above.
 //!
 //! ```
 //! use baton_core::{Author, EventBody, HlcClock, NewTask, Subject, TaskDoc, TemplateRegistry};
@@ -39,6 +40,8 @@
 //! # }
 //! ```
 
+#[cfg(feature = "client")]
+pub mod client;
 pub mod codec;
 pub mod doc;
 pub mod event;

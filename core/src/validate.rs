@@ -3,8 +3,9 @@
 //!
 //! Given a task document before and after a set of changes, and the authenticated party that
 //! sent them, [`validate_changes`] accepts the changes only if:
-//! - nothing but the event list changed: the fixed fields are untouched, every existing event is
-//!   still there exactly as it was, nothing holds conflicting values;
+//! - nothing but the event list changed: each change only inserts new items into `events` and
+//!   writes inside the objects it created there, so the fixed fields are untouched, every
+//!   existing event is still there exactly as it was, and no new event holds conflicting values;
 //! - each new event reads as an event, has a fresh id, and names the authenticated user, one of
 //!   their roles, and their device;
 //! - its HLC stamp sorts after every event its author had seen and is not ahead of the server's
@@ -15,20 +16,22 @@
 //!   refused for what happened elsewhere meanwhile.
 //!
 //! A new document is accepted when its first change creates a task (all fixed fields, an event
-//! list whose first event is `created`) on a unit the party may act on, from a known template.
+//! list whose first event is `created`) on a unit the party may act on, from a known template;
+//! any further changes in the same batch are appends like any other.
 
-use crate::doc::{self, EVENTS, EventLog};
+use crate::doc::{self, EVENTS, TaskMeta};
 use crate::event::{Event, EventKind};
 use crate::fold;
 use crate::hlc::Hlc;
 use crate::ids::{DeviceId, EventId, Role, UnitId, UserId};
 use crate::index;
 use crate::rules::{self, Refusal};
-use crate::template::{TemplateRef, TemplateRegistry};
+use crate::template::{Template, TemplateRef, TemplateRegistry};
 use crate::time::{Millis, Span};
-use automerge::{Automerge, hydrate};
+use automerge::{Automerge, ChangeHash, ObjId, ObjType, Prop, ROOT, ReadDoc, hydrate, legacy};
 use serde::Serialize;
-use std::collections::BTreeSet;
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// Who sent the changes, as authenticated and checked against the server's records.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,9 +117,36 @@ fn not_an_append(problem: impl Into<String>) -> ValidationError {
 }
 
 /// Check the changes that turn `before` into `after`. Returns the new events, in fold order.
+///
+/// The same as [`validate_changes_with`] without events known in advance: `before`'s events are
+/// read from it when a change needs them.
 pub fn validate_changes(
     before: &Automerge,
     after: &Automerge,
+    auth: &AuthContext,
+    templates: &TemplateRegistry,
+    now: Millis,
+    limits: &Limits,
+) -> Result<Vec<Event>, ValidationError> {
+    validate_changes_with(before, after, None, auth, templates, now, limits)
+}
+
+/// Check the changes that turn `before` into `after`. Returns the new events, in fold order.
+///
+/// `known`, when given, are the readable events of `before` (in any order), as a server that
+/// keeps each task's decoded events in memory holds them. They stand for what the author of a
+/// change saw whenever the change was written on top of everything in `before`, so `before` is
+/// never read again. Without them they are read from `before`, once, when needed.
+///
+/// Only the new changes and the objects they create are read: the changes' operations show that
+/// they do nothing but add new items to `events` and fill them; the new events are read from
+/// those items alone. A change written without having seen all of `before` (offline work
+/// arriving after concurrent changes) is judged against the document as it stood at the
+/// change's dependencies, read in full.
+pub fn validate_changes_with(
+    before: &Automerge,
+    after: &Automerge,
+    known: Option<&[Event]>,
     auth: &AuthContext,
     templates: &TemplateRegistry,
     now: Millis,
@@ -141,13 +171,27 @@ pub fn validate_changes(
         });
     }
 
-    let after_root = after.hydrate(None);
-    if before_heads.is_empty() {
+    let creating = before_heads.is_empty();
+    if creating {
         check_creation(&changes)?;
-    } else {
-        check_append_only(&before.hydrate(None), &after_root)?;
     }
-    let meta = doc::read_meta(&after_root).map_err(|e| ValidationError::NotATask {
+    let events_list = events_list(after);
+    let mut appended = Vec::with_capacity(changes.len());
+    for (i, change) in changes.iter().enumerate() {
+        let lays_out = creating && i == 0;
+        appended.push(appended_items(
+            before,
+            after,
+            change,
+            events_list.as_ref(),
+            lays_out,
+        )?);
+    }
+    if !creating && events_list.is_none() {
+        return Err(not_an_append("`events` is not a list"));
+    }
+
+    let meta = doc::read_meta_of(after).map_err(|e| ValidationError::NotATask {
         problem: e.to_string(),
     })?;
     if !auth.system && !auth.units.contains(&meta.unit) {
@@ -167,42 +211,73 @@ pub fn validate_changes(
             ),
         });
     }
-    let total = doc::events_of(&after_root);
-    if total.events.len() + total.unreadable.len() > limits.max_events {
+    let total = events_list.as_ref().map_or(0, |list| after.length(list));
+    if total > limits.max_events {
         return Err(ValidationError::TooManyEvents {
             limit: limits.max_events,
         });
     }
 
-    let mut accepted = Vec::new();
-    for change in &changes {
-        let seen = doc::read_events(after, Some(change.deps())).map_err(|e| {
-            ValidationError::NotATask {
-                problem: e.to_string(),
+    let context = Context {
+        template,
+        meta: &meta,
+        auth,
+        now,
+        limits,
+    };
+    let batch: HashMap<ChangeHash, usize> = changes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.hash(), i))
+        .collect();
+    let mut before_events: Option<Cow<'_, [Event]>> = known.map(Cow::Borrowed);
+    // The events each change added, once checked.
+    let mut added_by: Vec<Option<Vec<Event>>> = vec![None; changes.len()];
+    for (i, (change, items)) in changes.iter().zip(appended).enumerate() {
+        let added = read_items(after, change, events_list.as_ref(), items)?;
+        let seen = match saw_all_of_before(change, &changes, &batch, &before_heads, &added_by) {
+            Some(ancestors) => {
+                let base = match &mut before_events {
+                    Some(events) => events,
+                    None => before_events.insert(Cow::Owned(
+                        doc::read_events(before, None)
+                            .map_err(|e| ValidationError::NotATask {
+                                problem: e.to_string(),
+                            })?
+                            .events,
+                    )),
+                };
+                let mut seen = base.to_vec();
+                for a in ancestors {
+                    if let Some(Some(events)) = added_by.get(a) {
+                        seen.extend(events.iter().cloned());
+                    }
+                }
+                seen
             }
-        })?;
-        let with = doc::read_events(after, Some(&[change.hash()])).map_err(|e| {
-            ValidationError::NotATask {
-                problem: e.to_string(),
+            None => {
+                doc::read_events(after, Some(change.deps()))
+                    .map_err(|e| ValidationError::NotATask {
+                        problem: e.to_string(),
+                    })?
+                    .events
             }
-        })?;
-        let mut added = new_events(&seen, with)?;
-        added.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
-        let mut view = seen.events;
-        for event in added {
-            check_event(&view, &event, auth, now, limits)?;
-            let state = fold::fold(template, &meta, &view);
-            rules::check(template, &state, &event).map_err(|refusal| ValidationError::Refused {
-                event: event.id.clone(),
-                kind: event.kind(),
-                refusal,
-            })?;
-            view.push(event.clone());
-            accepted.push(event);
-        }
+        };
+        let added = check_added(&context, seen, added)?;
+        added_by[i] = Some(added);
     }
+    let mut accepted: Vec<Event> = added_by.into_iter().flatten().flatten().collect();
     accepted.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
     Ok(accepted)
+}
+
+/// What the per-event checks need besides the events.
+struct Context<'a> {
+    template: &'a Template,
+    meta: &'a TaskMeta,
+    auth: &'a AuthContext,
+    now: Millis,
+    limits: &'a Limits,
 }
 
 /// The first change of a new document must lay out the whole task.
@@ -215,48 +290,106 @@ fn check_creation(changes: &[automerge::Change]) -> Result<(), ValidationError> 
     }
 }
 
-/// Fixed fields untouched, every earlier event still present and unchanged, no conflicts.
-fn check_append_only(
-    before: &hydrate::Value,
-    after: &hydrate::Value,
-) -> Result<(), ValidationError> {
-    let (hydrate::Value::Map(before), hydrate::Value::Map(after)) = (before, after) else {
-        return Err(not_an_append("the root is not a map"));
-    };
-    let keys = |m: &hydrate::Map| m.iter().map(|(k, _)| k.clone()).collect::<BTreeSet<_>>();
-    if keys(before) != keys(after) {
-        return Err(not_an_append("top-level fields were added or removed"));
+/// The task's event list, if it has one.
+fn events_list(doc: &Automerge) -> Option<ObjId> {
+    match doc.get(ROOT, EVENTS) {
+        Ok(Some((automerge::Value::Object(ObjType::List), id))) => Some(id),
+        _ => None,
     }
-    for (key, value) in after.iter() {
-        if value.conflict {
-            return Err(not_an_append(format!(
-                "`{key}` now holds conflicting values"
-            )));
+}
+
+/// One item a change inserted into `events`.
+struct Item {
+    /// The operation that inserted it (for an object, the object's id).
+    id: ObjId,
+    /// Its value as the document holds it.
+    value: hydrate::Value,
+}
+
+/// The items `change` adds to `events`, after checking that it does nothing else: every
+/// operation inserts a new item into `events` or writes inside an object the same change created
+/// there. `lays_out` allows anything else in the change that creates the document.
+fn appended_items(
+    before: &Automerge,
+    after: &Automerge,
+    change: &automerge::Change,
+    events: Option<&ObjId>,
+    lays_out: bool,
+) -> Result<Vec<Item>, ValidationError> {
+    let expanded = change.decode();
+    let actor = &expanded.actor_id;
+    let start = expanded.start_op.get();
+    // Counters of the objects this change created and may fill.
+    let mut own = HashSet::new();
+    let mut items = Vec::new();
+    for (i, op) in expanded.operations.iter().enumerate() {
+        let counter = u64::try_from(i)
+            .ok()
+            .and_then(|i| start.checked_add(i))
+            .ok_or_else(|| not_an_append("the change's operation ids run out"))?;
+        let made = matches!(op.action, legacy::OpType::Make(_));
+        let target = match &op.obj {
+            legacy::ObjectId::Root if lays_out => None,
+            legacy::ObjectId::Root => return Err(root_key_changed(before, &op.key)),
+            legacy::ObjectId::Id(obj) => Some(obj),
+        };
+        match target {
+            Some(obj) if events.is_some_and(|list| same_object(list, obj)) => {
+                if !op.insert || !op.pred.is_empty() {
+                    return Err(not_an_append("an existing event was changed or removed"));
+                }
+                let id = ObjId::Id(counter, actor.clone(), 0);
+                let value = match &op.action {
+                    legacy::OpType::Make(_) => ReadDoc::hydrate(after, &id, None)
+                        .map_err(|e| not_an_append(e.to_string()))?,
+                    legacy::OpType::Put(scalar) => hydrate::Value::Scalar(scalar.clone()),
+                    _ => return Err(not_an_append("`events` may only receive new events")),
+                };
+                if has_conflict(&value) {
+                    return Err(not_an_append("an event holds conflicting values"));
+                }
+                items.push(Item { id, value });
+            }
+            Some(obj) if obj.actor() == actor && own.contains(&obj.counter()) => {}
+            Some(obj) if !lays_out => return Err(existing_object_changed(after, obj)),
+            Some(_) | None => {}
         }
-        if key != EVENTS && Some(&value.value) != before.get(key) {
-            return Err(not_an_append(format!("`{key}` was changed")));
+        if made {
+            own.insert(counter);
         }
     }
-    let (Some(hydrate::Value::List(old)), Some(hydrate::Value::List(new))) =
-        (before.get(EVENTS), after.get(EVENTS))
-    else {
-        return Err(not_an_append("`events` is not a list"));
-    };
-    // Earlier events must appear, unchanged and in order, among the new list's items (concurrent
-    // appends may land between them).
-    let mut new_items = new.iter();
-    for item in old.iter() {
-        if !new_items.any(|n| n.value == item.value) {
-            return Err(not_an_append("an existing event was changed or removed"));
+    Ok(items)
+}
+
+fn same_object(list: &ObjId, obj: &legacy::OpId) -> bool {
+    matches!(list, ObjId::Id(counter, actor, _) if *counter == obj.counter() && actor == obj.actor())
+}
+
+/// The problem with a write to the root of a task.
+fn root_key_changed(before: &Automerge, key: &legacy::Key) -> ValidationError {
+    match key {
+        legacy::Key::Map(key) if key.as_str() == EVENTS => {
+            not_an_append("an existing event was changed or removed")
         }
+        legacy::Key::Map(key) if matches!(before.get(ROOT, key.as_str()), Ok(Some(_))) => {
+            not_an_append(format!("`{key}` was changed"))
+        }
+        _ => not_an_append("top-level fields were added or removed"),
     }
-    if new
-        .iter()
-        .any(|item| item.conflict || has_conflict(&item.value))
-    {
-        return Err(not_an_append("an event holds conflicting values"));
+}
+
+/// The problem with a write inside an object that existed before the change.
+fn existing_object_changed(after: &Automerge, obj: &legacy::OpId) -> ValidationError {
+    let id = ObjId::Id(obj.counter(), obj.actor().clone(), 0);
+    let top = after
+        .parents(&id)
+        .ok()
+        .and_then(|parents| parents.last())
+        .map(|p| p.prop);
+    match top {
+        Some(Prop::Map(key)) if key != EVENTS => not_an_append(format!("`{key}` was changed")),
+        _ => not_an_append("an existing event was changed or removed"),
     }
-    Ok(())
 }
 
 fn has_conflict(value: &hydrate::Value) -> bool {
@@ -267,41 +400,116 @@ fn has_conflict(value: &hydrate::Value) -> bool {
     }
 }
 
-/// The events in `with` that are not in `seen`: what one change added.
-fn new_events(seen: &EventLog, with: EventLog) -> Result<Vec<Event>, ValidationError> {
-    if let Some(bad) = with
-        .unreadable
-        .iter()
-        .find(|u| !seen.unreadable.contains(u))
-    {
-        return Err(ValidationError::Unreadable {
-            index: bad.index,
-            problem: bad.problem.clone(),
-        });
-    }
-    let seen_ids: BTreeSet<&EventId> = seen.events.iter().map(|e| &e.id).collect();
-    let with_ids: BTreeSet<&EventId> = with.events.iter().map(|e| &e.id).collect();
-    if !seen_ids.is_subset(&with_ids) {
-        return Err(not_an_append("events were removed"));
-    }
-    let mut fresh = BTreeSet::new();
-    let mut added = Vec::new();
-    for event in with.events.iter().cloned() {
-        if seen_ids.contains(&event.id) {
-            if !seen.events.contains(&event) {
-                return Err(ValidationError::DuplicateId { event: event.id });
+/// The events a change added, read from the items it inserted.
+fn read_items(
+    after: &Automerge,
+    change: &automerge::Change,
+    events: Option<&ObjId>,
+    items: Vec<Item>,
+) -> Result<Vec<Event>, ValidationError> {
+    let mut added = Vec::with_capacity(items.len());
+    for item in items {
+        match doc::parse_event(&item.value) {
+            Ok(event) => added.push(event),
+            Err(problem) => {
+                return Err(ValidationError::Unreadable {
+                    index: index_of(after, change, events, &item.id),
+                    problem,
+                });
             }
-            continue;
         }
-        if !fresh.insert(event.id.clone()) {
-            return Err(ValidationError::DuplicateId { event: event.id });
-        }
-        added.push(event);
     }
     Ok(added)
 }
 
-/// Identity, stamp and id checks for one new event.
+/// Where an item stands in `events` once `change` is applied.
+fn index_of(
+    after: &Automerge,
+    change: &automerge::Change,
+    events: Option<&ObjId>,
+    id: &ObjId,
+) -> usize {
+    let Some(events) = events else {
+        return 0;
+    };
+    let heads = [change.hash()];
+    after
+        .list_range_at(events, .., &heads)
+        .find(|item| &item.id() == id)
+        .map_or_else(|| after.length_at(events, &heads), |item| item.index)
+}
+
+/// Whether `change` was written on top of all of `before`: all of `before`'s heads are in its
+/// causal past, reached through changes of this batch that are already checked. Returns those
+/// changes (their indices in the batch), or `None` when the change must be judged at its deps.
+fn saw_all_of_before(
+    change: &automerge::Change,
+    changes: &[automerge::Change],
+    batch: &HashMap<ChangeHash, usize>,
+    before_heads: &[ChangeHash],
+    checked: &[Option<Vec<Event>>],
+) -> Option<BTreeSet<usize>> {
+    let mut ancestors = BTreeSet::new();
+    let mut reached = BTreeSet::new();
+    let mut stack: Vec<ChangeHash> = change.deps().to_vec();
+    while let Some(hash) = stack.pop() {
+        match batch.get(&hash) {
+            Some(&i) => {
+                if checked.get(i).is_none_or(Option::is_none) {
+                    return None;
+                }
+                if ancestors.insert(i)
+                    && let Some(c) = changes.get(i)
+                {
+                    stack.extend_from_slice(c.deps());
+                }
+            }
+            None => {
+                reached.insert(hash);
+            }
+        }
+    }
+    before_heads
+        .iter()
+        .all(|h| reached.contains(h))
+        .then_some(ancestors)
+}
+
+/// The checks every new event passes, against the events its author had seen: fresh ids;
+/// identity, stamp ([`check_event`]); and the task's rules in the state the author saw.
+fn check_added(
+    cx: &Context<'_>,
+    seen: Vec<Event>,
+    mut added: Vec<Event>,
+) -> Result<Vec<Event>, ValidationError> {
+    {
+        let seen_ids: HashSet<&EventId> = seen.iter().map(|e| &e.id).collect();
+        let mut fresh = HashSet::new();
+        if let Some(dup) = added
+            .iter()
+            .find(|e| seen_ids.contains(&e.id) || !fresh.insert(&e.id))
+        {
+            return Err(ValidationError::DuplicateId {
+                event: dup.id.clone(),
+            });
+        }
+    }
+    added.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+    let mut view = seen;
+    for event in &added {
+        check_event(&view, event, cx.auth, cx.now, cx.limits)?;
+        let state = fold::fold(cx.template, cx.meta, &view);
+        rules::check(cx.template, &state, event).map_err(|refusal| ValidationError::Refused {
+            event: event.id.clone(),
+            kind: event.kind(),
+            refusal,
+        })?;
+        view.push(event.clone());
+    }
+    Ok(added)
+}
+
+/// Identity and stamp checks for one new event.
 fn check_event(
     view: &[Event],
     event: &Event,
@@ -355,11 +563,6 @@ fn check_event(
             event: event.id.clone(),
             hlc: event.hlc,
             now,
-        });
-    }
-    if view.iter().any(|e| e.id == event.id) {
-        return Err(ValidationError::DuplicateId {
-            event: event.id.clone(),
         });
     }
     Ok(())

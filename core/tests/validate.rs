@@ -6,7 +6,9 @@ use automerge::{ActorId, Automerge, ObjType, ROOT, ReadDoc, transaction::Transac
 use baton_core::codec;
 use baton_core::event::{EventBody, FieldValue};
 use baton_core::rules::Refusal;
-use baton_core::validate::{AuthContext, Limits, ValidationError, validate_changes};
+use baton_core::validate::{
+    AuthContext, Limits, ValidationError, validate_changes, validate_changes_with,
+};
 use baton_core::{Hlc, TaskDoc, TemplateRegistry};
 use common::*;
 use serde_json::{Value, json};
@@ -547,4 +549,298 @@ fn every_append_through_the_typed_api_passes_validation() {
             Ok(vec![event])
         );
     }
+}
+
+/// `validate_changes_with`, given `before`'s decoded events.
+fn check_known(
+    before: &Automerge,
+    after: &Automerge,
+    who: &AuthContext,
+) -> Result<Vec<baton_core::Event>, ValidationError> {
+    let mut known = TaskDoc::from_automerge(before.clone())
+        .expect("task")
+        .events()
+        .expect("events")
+        .events;
+    // Any order will do.
+    known.reverse();
+    validate_changes_with(
+        before,
+        after,
+        Some(&known),
+        who,
+        &TemplateRegistry::shipped(),
+        T0 + 10 * HOUR,
+        &Limits::default(),
+    )
+}
+
+#[test]
+fn known_events_give_the_same_verdicts() {
+    let (t, mut server, mut nurse) = server_copy();
+    for i in 0..3 {
+        nurse.act(
+            &mut server,
+            &t,
+            T0 + i,
+            EventBody::Note {
+                text: format!("note {i}"),
+            },
+        );
+    }
+    let mut phone = replica(&server);
+    let mut dr = Person::new("dr.fox", "physician");
+    let claim = dr.act(&mut phone, &t, T0 + MINUTE, EventBody::Claimed {});
+    let ack = dr.act(
+        &mut phone,
+        &t,
+        T0 + 2 * MINUTE,
+        EventBody::Note {
+            text: "on my way".into(),
+        },
+    );
+    let valid = check_known(server.automerge(), phone.automerge(), &auth(&dr));
+    assert_eq!(valid, Ok(vec![claim, ack]));
+    assert_eq!(
+        valid,
+        check(server.automerge(), phone.automerge(), &auth(&dr))
+    );
+
+    let last = server.events().expect("events").events[3].hlc;
+    let bad = [
+        note_json(
+            "a",
+            "rn.other",
+            "nurse",
+            "rn.evans-phone",
+            Hlc::new(T0 + MINUTE, 0),
+        ),
+        note_json("b", "rn.evans", "nurse", "rn.evans-phone", last),
+        note_json(
+            "c",
+            "rn.evans",
+            "nurse",
+            "rn.evans-phone",
+            Hlc::new(T0 + 11 * HOUR, 0),
+        ),
+    ];
+    for event in bad {
+        let mut after = fork(&server);
+        raw_append(&mut after, event.clone());
+        let known = check_known(server.automerge(), &after, &auth(&nurse));
+        assert!(known.is_err(), "{event}");
+        assert_eq!(
+            known,
+            check(server.automerge(), &after, &auth(&nurse)),
+            "{event}"
+        );
+    }
+}
+
+#[test]
+fn offline_work_with_known_events_is_judged_by_what_its_author_saw() {
+    // As in `offline_work_is_judged_by_what_its_author_saw`, but the server passes the events it
+    // holds: the physician's changes were not written on top of them and are read at their deps.
+    let (t, mut server, _) = server_copy();
+    let mut phone = replica(&server);
+    let mut dr = Person::new("dr.fox", "physician");
+    dr.act(&mut phone, &t, T0 + MINUTE, EventBody::Claimed {});
+    let mut charge = Person::new("cn.hill", "charge_nurse");
+    charge.act(
+        &mut server,
+        &t,
+        T0 + 30_000,
+        EventBody::Cancelled {
+            reason: "duplicate request".into(),
+        },
+    );
+    let before = server.automerge().clone();
+    let mut merged = server.clone();
+    merged.merge(&mut phone).expect("merge");
+    let accepted = check_known(&before, merged.automerge(), &auth(&dr)).expect("valid");
+    assert_eq!(accepted.len(), 1);
+    assert_eq!(Ok(accepted), check(&before, merged.automerge(), &auth(&dr)));
+}
+
+#[test]
+fn each_change_of_a_batch_is_judged_with_the_batch_changes_before_it() {
+    let (t, server, _) = server_copy();
+    let mut phone = replica(&server);
+    let mut dr = Person::new("dr.fox", "physician");
+    let claim = dr.act(&mut phone, &t, T0 + MINUTE, EventBody::Claimed {});
+    // The next change's stamp does not follow the claim its author had just written.
+    let mut after = phone.automerge().clone();
+    raw_append(
+        &mut after,
+        note_json("late", "dr.fox", "physician", "dr.fox-phone", claim.hlc),
+    );
+    assert!(matches!(
+        check_known(server.automerge(), &after, &auth(&dr)),
+        Err(ValidationError::StampNotAfterSeen { .. })
+    ));
+    // Nor may it reuse the claim's id.
+    let mut after = phone.automerge().clone();
+    raw_append(
+        &mut after,
+        note_json(
+            claim.id.as_str(),
+            "dr.fox",
+            "physician",
+            "dr.fox-phone",
+            Hlc::new(T0 + 2 * MINUTE, 0),
+        ),
+    );
+    assert_eq!(
+        check_known(server.automerge(), &after, &auth(&dr)),
+        Err(ValidationError::DuplicateId {
+            event: claim.id.clone()
+        })
+    );
+    // The rules see the claim: the owner may now complete the first step.
+    let step = dr.act(
+        &mut phone,
+        &t,
+        T0 + 2 * MINUTE,
+        EventBody::StepCompleted {
+            step: "request".into(),
+            fields: fields! { "question" => FieldValue::Text("q".into()), "urgency" => FieldValue::Text("routine".into()) },
+        },
+    );
+    let accepted = check_known(server.automerge(), phone.automerge(), &auth(&dr));
+    assert_eq!(accepted, Ok(vec![claim, step]));
+    assert_eq!(
+        accepted,
+        check(server.automerge(), phone.automerge(), &auth(&dr))
+    );
+}
+
+#[test]
+fn editing_an_event_inside_its_nested_maps_is_refused() {
+    let (_, server, nurse) = server_copy();
+    for field in ["actor", "payload"] {
+        let mut after = fork(&server);
+        let events = after.get(ROOT, "events").expect("get").expect("events").1;
+        let first = after.get(&events, 0).expect("get").expect("event").1;
+        after
+            .transact::<_, _, automerge::AutomergeError>(|tx| {
+                let inner = tx.put_object(&first, field, ObjType::Map)?;
+                tx.put(&inner, "user", "rn.other")
+            })
+            .expect("write");
+        assert!(
+            matches!(
+                check_known(server.automerge(), &after, &auth(&nurse)),
+                Err(ValidationError::NotAnAppend { .. })
+            ),
+            "{field}"
+        );
+    }
+    let mut after = fork(&server);
+    let actor = {
+        let events = after.get(ROOT, "events").expect("get").expect("events").1;
+        let first = after.get(&events, 0).expect("get").expect("event").1;
+        after.get(&first, "actor").expect("get").expect("actor").1
+    };
+    after
+        .transact::<_, _, automerge::AutomergeError>(|tx| tx.put(&actor, "role", "charge_nurse"))
+        .expect("write");
+    assert!(matches!(
+        check(server.automerge(), &after, &auth(&nurse)),
+        Err(ValidationError::NotAnAppend { .. })
+    ));
+}
+
+#[test]
+fn a_later_change_may_not_edit_an_event_added_earlier_in_the_same_batch() {
+    let (_, server, nurse) = server_copy();
+    let mut a = fork(&server);
+    raw_append(
+        &mut a,
+        note_json(
+            "n1",
+            "rn.evans",
+            "nurse",
+            "rn.evans-phone",
+            Hlc::new(T0 + MINUTE, 0),
+        ),
+    );
+    // Two devices that have the note both rewrite its id: a conflict inside the new event.
+    let mut b = a.fork();
+    b.set_actor(ActorId::random());
+    let mut c = a.fork();
+    c.set_actor(ActorId::random());
+    for (doc, id) in [(&mut b, "n2"), (&mut c, "n3")] {
+        let events = doc.get(ROOT, "events").expect("get").expect("events").1;
+        let note = doc.get(&events, 1).expect("get").expect("note").1;
+        doc.transact::<_, _, automerge::AutomergeError>(|tx| tx.put(&note, "id", id))
+            .expect("write");
+    }
+    b.merge(&mut c).expect("merge");
+    for after in [&a, &b] {
+        let r = check_known(server.automerge(), after, &auth(&nurse));
+        if std::ptr::eq(after, &a) {
+            assert_eq!(r.map(|e| e.len()), Ok(1));
+        } else {
+            assert!(
+                matches!(r, Err(ValidationError::NotAnAppend { .. })),
+                "{r:?}"
+            );
+            assert_eq!(r, check(server.automerge(), after, &auth(&nurse)));
+        }
+    }
+}
+
+#[test]
+fn a_copy_of_an_existing_event_is_a_reused_id() {
+    let (_, server, nurse) = server_copy();
+    let created = server.events().expect("events").events[0].clone();
+    let mut after = fork(&server);
+    raw_append(&mut after, serde_json::to_value(&created).expect("json"));
+    assert_eq!(
+        check(server.automerge(), &after, &auth(&nurse)),
+        Err(ValidationError::DuplicateId { event: created.id })
+    );
+}
+
+#[test]
+fn an_unreadable_event_is_reported_at_its_place_in_the_list() {
+    let (t, mut server, mut nurse) = server_copy();
+    nurse.act(
+        &mut server,
+        &t,
+        T0 + 1,
+        EventBody::Note { text: "one".into() },
+    );
+    let mut after = fork(&server);
+    raw_append(&mut after, json!({ "id": "x", "kind": "note" }));
+    match check_known(server.automerge(), &after, &auth(&nurse)) {
+        Err(ValidationError::Unreadable { index, .. }) => assert_eq!(index, 2),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn after_the_change_that_creates_a_task_only_appends_follow() {
+    let (t, created, mut nurse) = server_copy();
+    let empty = Automerge::new();
+    // Created and then added to before the first sync: both changes are checked.
+    let mut offline = created.clone();
+    let note = nurse.act(
+        &mut offline,
+        &t,
+        T0 + 1,
+        EventBody::Note { text: "one".into() },
+    );
+    let accepted = check(&empty, offline.automerge(), &auth(&nurse)).expect("valid");
+    assert_eq!(accepted.len(), 2);
+    assert_eq!(accepted[1], note);
+    // A later change that rewrites a fixed field is not an append.
+    let mut after = fork(&created);
+    after
+        .transact::<_, _, automerge::AutomergeError>(|tx| tx.put(ROOT, "acuity", "stat"))
+        .expect("write");
+    assert!(matches!(
+        check(&empty, &after, &auth(&nurse)),
+        Err(ValidationError::NotAnAppend { .. })
+    ));
 }

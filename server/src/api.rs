@@ -71,6 +71,14 @@ impl From<AuthError> for ApiError {
             AuthError::DeviceRevoked(_) => (StatusCode::FORBIDDEN, "device_revoked"),
             AuthError::NoAccess => (StatusCode::FORBIDDEN, "no_access"),
             AuthError::NotAdmin => (StatusCode::FORBIDDEN, "not_admin"),
+            AuthError::Keys(detail) => {
+                tracing::error!(%detail, "identity provider keys unavailable");
+                return ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "keys_unavailable",
+                    "tokens cannot be checked right now",
+                );
+            }
             AuthError::Db(db) => return ApiError::internal(db),
         };
         let message = match &e {

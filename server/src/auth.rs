@@ -13,9 +13,12 @@ use baton_core::validate::AuthContext;
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
+use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 /// The file in the data directory that holds the embedded signing key.
 pub const KEY_FILE: &str = "signing-key.pem";
@@ -27,12 +30,12 @@ pub struct Claims {
     pub sub: String,
     /// The device the token was issued to.
     pub device: String,
-    /// Roles the token may act in (narrowed by the server's records).
-    #[serde(default)]
-    pub roles: Vec<String>,
-    /// Units the token may act on (narrowed by the server's records).
-    #[serde(default)]
-    pub units: Vec<String>,
+    /// Roles the token may act in; absent: whatever the server's records grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+    /// Units the token may act on; absent: whatever the server's records grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub units: Option<Vec<String>>,
     /// May use the admin API.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub admin: bool,
@@ -67,6 +70,8 @@ pub enum AuthError {
     NoAccess,
     #[error("admin rights are required")]
     NotAdmin,
+    #[error("the identity provider's keys could not be fetched: {0}")]
+    Keys(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -171,8 +176,8 @@ impl TokenRequest {
         Claims {
             sub: self.user.clone(),
             device: self.device.clone(),
-            roles: self.roles.clone(),
-            units: self.units.clone(),
+            roles: Some(self.roles.clone()),
+            units: Some(self.units.clone()),
             admin: self.admin,
             iss: tokens.issuer.clone(),
             aud: serde_json::Value::String(tokens.audience.clone()),
@@ -183,44 +188,163 @@ impl TokenRequest {
     }
 }
 
-/// Checks tokens' signatures, expiry, issuer and audience.
+/// Checks tokens' signatures, expiry, issuer and audience: against the embedded issuer's key,
+/// or against an identity provider's published keys (JWKS).
 #[derive(Clone)]
-pub struct Verifier {
-    key: DecodingKey,
-    validation: Validation,
+pub enum Verifier {
+    Embedded {
+        key: DecodingKey,
+        validation: Box<Validation>,
+    },
+    Jwks(Arc<Jwks>),
 }
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Verifier")
-            .field("validation", &self.validation)
-            .finish_non_exhaustive()
+        match self {
+            Verifier::Embedded { .. } => f.write_str("Verifier::Embedded"),
+            Verifier::Jwks(jwks) => write!(f, "Verifier::Jwks({})", jwks.url),
+        }
     }
+}
+
+/// The checks every token passes, whoever signed it.
+fn validation(algorithm: Algorithm, tokens: &TokenConfig) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.set_issuer(&[&tokens.issuer]);
+    validation.set_audience(&[&tokens.audience]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    validation.leeway = 30;
+    validation
+}
+
+fn decode(token: &str, key: &DecodingKey, validation: &Validation) -> Result<Claims, AuthError> {
+    use jsonwebtoken::errors::ErrorKind;
+    jsonwebtoken::decode::<Claims>(token, key, validation)
+        .map(|data| data.claims)
+        .map_err(|e| match e.kind() {
+            ErrorKind::ExpiredSignature => AuthError::Expired,
+            _ => AuthError::Invalid(e.to_string()),
+        })
 }
 
 impl Verifier {
     /// Verify tokens of the embedded issuer.
     pub fn embedded(keys: &Keys, tokens: &TokenConfig) -> Self {
-        let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.set_issuer(&[&tokens.issuer]);
-        validation.set_audience(&[&tokens.audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = 30;
-        Verifier {
+        Verifier::Embedded {
             key: keys.decoding.clone(),
-            validation,
+            validation: Box::new(validation(Algorithm::EdDSA, tokens)),
         }
     }
 
-    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        use jsonwebtoken::errors::ErrorKind;
-        jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|e| match e.kind() {
-                ErrorKind::ExpiredSignature => AuthError::Expired,
-                _ => AuthError::Invalid(e.to_string()),
-            })
+    /// Verify an identity provider's tokens with the keys it publishes at `url`, fetching them
+    /// again for an unknown key id at most once per `min_refresh`. Fetches them once now, so a
+    /// wrong URL stops the server at start.
+    pub async fn jwks(
+        url: &str,
+        tokens: &TokenConfig,
+        min_refresh: Duration,
+    ) -> Result<Self, AuthError> {
+        let jwks = Jwks {
+            url: url.to_owned(),
+            tokens: tokens.clone(),
+            min_refresh,
+            keys: RwLock::new(None),
+            refresh: tokio::sync::Mutex::new(None),
+        };
+        jwks.refresh().await?;
+        Ok(Verifier::Jwks(Arc::new(jwks)))
     }
+
+    pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        match self {
+            Verifier::Embedded { key, validation } => decode(token, key, validation),
+            Verifier::Jwks(jwks) => jwks.verify(token).await,
+        }
+    }
+}
+
+/// An identity provider's signing keys, fetched from its JWKS URL and refreshed when a token
+/// names a key id not seen yet (at most once per `min_refresh`, so made-up key ids cannot make
+/// the server hammer the provider).
+#[derive(Debug)]
+pub struct Jwks {
+    url: String,
+    tokens: TokenConfig,
+    min_refresh: Duration,
+    keys: RwLock<Option<JwkSet>>,
+    /// When the keys were last fetched; held while fetching, so one fetch runs at a time.
+    refresh: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl Jwks {
+    async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let kid = header
+            .kid
+            .ok_or_else(|| AuthError::Invalid("the token names no key (`kid`)".into()))?;
+        let jwk = match self.find(&kid) {
+            Some(jwk) => jwk,
+            None => {
+                self.refresh_if_stale().await?;
+                self.find(&kid)
+                    .ok_or_else(|| AuthError::Invalid(format!("unknown key `{kid}`")))?
+            }
+        };
+        let key = DecodingKey::from_jwk(&jwk).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        // The algorithm comes from the key where it says, else from the token; jsonwebtoken
+        // refuses an algorithm of another family than the key's.
+        let algorithm = jwk
+            .common
+            .key_algorithm
+            .and_then(|a| a.to_string().parse().ok())
+            .unwrap_or(header.alg);
+        decode(token, &key, &validation(algorithm, &self.tokens))
+    }
+
+    fn find(&self, kid: &str) -> Option<jsonwebtoken::jwk::Jwk> {
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        keys.as_ref()?.find(kid).cloned()
+    }
+
+    async fn refresh_if_stale(&self) -> Result<(), AuthError> {
+        let last = *self.refresh.lock().await;
+        if last.is_some_and(|at| at.elapsed() < self.min_refresh) {
+            return Ok(());
+        }
+        self.refresh().await
+    }
+
+    async fn refresh(&self) -> Result<(), AuthError> {
+        let mut last = self.refresh.lock().await;
+        let url = self.url.clone();
+        let fetched = tokio::task::spawn_blocking(move || fetch_jwks(&url))
+            .await
+            .map_err(|e| AuthError::Keys(e.to_string()))?;
+        *last = Some(Instant::now());
+        let set = fetched?;
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Some(set);
+        Ok(())
+    }
+}
+
+fn fetch_jwks(url: &str) -> Result<JwkSet, AuthError> {
+    let agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .new_agent();
+    let body = agent
+        .get(url)
+        .call()
+        .and_then(|mut r| {
+            r.body_mut()
+                .with_config()
+                .limit(1024 * 1024)
+                .read_to_string()
+        })
+        .map_err(|e| AuthError::Keys(format!("{url}: {e}")))?;
+    serde_json::from_str(&body).map_err(|e| AuthError::Keys(format!("{url}: {e}")))
 }
 
 /// An authenticated caller, as the server's records allow them.
@@ -244,7 +368,7 @@ impl Session {
         token: &str,
         now_ms: i64,
     ) -> Result<Session, AuthError> {
-        let claims = verifier.verify(token)?;
+        let claims = verifier.verify(token).await?;
         let user = db
             .user(&claims.sub)
             .await?
@@ -262,8 +386,10 @@ impl Session {
             .await?
             .into_iter()
             .filter(|(unit, role)| {
-                claims.units.iter().any(|u| u == unit.as_str())
-                    && claims.roles.iter().any(|r| r == role.as_str())
+                let named = |list: &Option<Vec<String>>, item: &str| {
+                    list.as_ref().is_none_or(|l| l.iter().any(|x| x == item))
+                };
+                named(&claims.units, unit.as_str()) && named(&claims.roles, role.as_str())
             })
             .collect();
         if grants.is_empty() && !claims.admin {

@@ -72,6 +72,11 @@ pub struct Config {
     /// Seed demo units, people, templates and tasks on start.
     pub demo: bool,
     pub tokens: TokenConfig,
+    /// Verify an identity provider's tokens with the keys published here, instead of the
+    /// embedded issuer's.
+    pub jwks_url: Option<String>,
+    /// The shortest time between two fetches of the identity provider's keys.
+    pub jwks_min_refresh: Span,
     pub limits: ConnectionLimits,
     /// How long a document nobody is syncing stays in memory.
     pub idle_document: Span,
@@ -86,6 +91,8 @@ impl Config {
             storage: Storage::Sqlite,
             demo: false,
             tokens: TokenConfig::default(),
+            jwks_url: None,
+            jwks_min_refresh: Span::from_millis(30_000),
             limits: ConnectionLimits::default(),
             idle_document: Span::from_millis(30_000),
         }

@@ -17,9 +17,11 @@ use crate::auth::Session;
 use crate::db::{AuditRecord, Db, DbError, DocKind, DocRecord};
 use crate::now_ms;
 use automerge::{ActorId, Automerge, Change};
+use baton_core::Event;
+use baton_core::doc::{read_events, read_meta_of};
 use baton_core::index::{self, IndexedTask, RosterEntry};
 use baton_core::sync::{DocSync, DocumentId, ReceiveError};
-use baton_core::validate::{Limits, ValidationError, validate_changes};
+use baton_core::validate::{Limits, ValidationError, validate_changes_with};
 use baton_core::{TaskDoc, TemplateRegistry, fold};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -441,6 +443,9 @@ struct DocActor {
     conns: HashMap<u64, Arc<Conn>>,
     /// What the unit index lists for this task: its entry while it is open, nothing once closed.
     listed: Option<IndexedTask>,
+    /// The task's events, decoded, once something needed them; kept up to date with every
+    /// accepted change, so validation and the fold never re-read the document.
+    events: Option<Vec<Event>>,
     /// Hashes of the stored changes not yet folded into the stored snapshot.
     unsnapshotted: Vec<String>,
 }
@@ -475,6 +480,7 @@ impl DocActor {
             sync: DocSync::new(doc),
             conns: HashMap::new(),
             listed: None,
+            events: None,
             unsnapshotted,
         };
         actor.listed = actor.index_entry();
@@ -530,6 +536,8 @@ impl DocActor {
                     }
                 }
                 DocCmd::Local { change, done } => {
+                    // The server wrote something itself: read the events afresh when needed.
+                    self.events = None;
                     let (result, changes) = self.sync.update(change);
                     batch.changes.extend(changes);
                     batch.local_done.push(done);
@@ -609,16 +617,20 @@ impl DocActor {
         let now = now_ms();
         let known_unit = self.record.as_ref().map(|r| r.unit.clone());
         let session = &conn.session;
+        let known = self.events.as_deref();
+        let mut accepted = Vec::new();
         let result = self.sync.receive(&key, data, |before, after| {
             // The roles the sender holds on this document's unit, and only those.
-            let unit = known_unit.clone().or_else(|| {
-                TaskDoc::from_automerge(after.clone())
-                    .ok()
-                    .map(|t| t.meta().unit.clone())
-            });
+            let unit = known_unit
+                .clone()
+                .or_else(|| read_meta_of(after).ok().map(|meta| meta.unit));
             let auth = session.auth_context_on(unit.as_ref());
-            validate_changes(before, after, &auth, templates, now, limits).map(|_| ())
+            accepted = validate_changes_with(before, after, known, &auth, templates, now, limits)?;
+            Ok(())
         });
+        if let (Ok(_), Some(events)) = (&result, self.events.as_mut()) {
+            events.append(&mut accepted);
+        }
         self.conns.entry(conn.id).or_insert_with(|| conn.clone());
         match result {
             Ok(received) => {
@@ -767,13 +779,17 @@ impl DocActor {
     }
 
     /// The index entry this document should have: a task that is still open, as it stands.
-    fn index_entry(&self) -> Option<IndexedTask> {
-        let task = TaskDoc::from_automerge(self.sync.doc().clone()).ok()?;
-        let template = self.hub.shared.templates.get(&task.meta().template)?;
-        let state = fold(template, task.meta(), &task.events().ok()?.events);
+    fn index_entry(&mut self) -> Option<IndexedTask> {
+        let doc = self.sync.doc();
+        let meta = read_meta_of(doc).ok()?;
+        let template = self.hub.shared.templates.get(&meta.template)?;
+        if self.events.is_none() {
+            self.events = Some(read_events(doc, None).ok()?.events);
+        }
+        let state = fold(template, &meta, self.events.as_deref().unwrap_or_default());
         (!state.status.is_closed()).then(|| IndexedTask {
             acuity: state.acuity,
-            ..IndexedTask::of(&self.id, task.meta())
+            ..IndexedTask::of(&self.id, &meta)
         })
     }
 }

@@ -53,6 +53,8 @@ pub enum StartError {
     Template(String),
     #[error("seeding demo data: {0}")]
     Demo(String),
+    #[error("{0}")]
+    Jwks(String),
 }
 
 /// What every request handler and connection shares.
@@ -75,7 +77,10 @@ impl AppState {
         let token = token.ok_or(AuthError::Missing)?;
         let result = Session::establish(&self.db, &self.verifier, &token, now_ms()).await;
         if let Err(e) = &result
-            && !matches!(e, AuthError::Missing | AuthError::Db(_))
+            && !matches!(
+                e,
+                AuthError::Missing | AuthError::Db(_) | AuthError::Keys(_)
+            )
         {
             let record = AuditRecord {
                 kind: "refused_token",
@@ -131,7 +136,16 @@ impl Server {
     pub async fn start(config: Config) -> Result<Server, StartError> {
         let db = Db::open(&config.storage, &config.data_dir).await?;
         let keys = Keys::load_or_create(&config.data_dir)?;
-        let verifier = Verifier::embedded(&keys, &config.tokens);
+        let verifier = match &config.jwks_url {
+            Some(url) => Verifier::jwks(
+                url,
+                &config.tokens,
+                Duration::from_millis(config.jwks_min_refresh.as_millis()),
+            )
+            .await
+            .map_err(|e| StartError::Jwks(e.to_string()))?,
+            None => Verifier::embedded(&keys, &config.tokens),
+        };
         let templates = Arc::new(load_templates(&db).await?);
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();

@@ -55,6 +55,10 @@ struct Serve {
     /// Log as JSON lines.
     #[arg(long, env = "BATON_LOG_JSON")]
     log_json: bool,
+    /// Production: verify an identity provider's tokens with the keys it publishes at this URL
+    /// (with --issuer and --audience) instead of the embedded issuer's.
+    #[arg(long, env = "BATON_JWKS_URL")]
+    jwks_url: Option<String>,
     #[command(flatten)]
     common: Common,
 }
@@ -143,6 +147,7 @@ fn run(serve: Serve) -> Result<(), Box<dyn std::error::Error>> {
     };
     config.demo = serve.demo;
     config.tokens = tokens(&serve.common);
+    config.jwks_url = serve.jwks_url;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let server = baton_server::Server::start(config).await?;

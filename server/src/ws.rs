@@ -355,6 +355,7 @@ pub(crate) fn describe(e: &AuthError) -> &'static str {
         AuthError::DeviceRevoked(_) => "revoked device",
         AuthError::NoAccess => "no access",
         AuthError::NotAdmin => "not admin",
+        AuthError::Keys(_) => "identity provider keys unavailable",
         AuthError::Db(_) => "storage error",
     }
 }

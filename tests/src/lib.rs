@@ -58,14 +58,19 @@ pub async fn fresh_postgres() -> String {
 #[derive(Debug)]
 pub struct TestServer {
     pub server: Option<Server>,
+    pub config: Config,
     pub data_dir: PathBuf,
-    pub storage: Storage,
     _dir: Option<tempfile::TempDir>,
 }
 
 impl TestServer {
     /// A demo-seeded server.
     pub async fn start(backend: Backend) -> TestServer {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// A demo-seeded server, its configuration adjusted by `configure`.
+    pub async fn start_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> TestServer {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
             .with_env_filter(
@@ -78,21 +83,17 @@ impl TestServer {
             Backend::Sqlite => Storage::Sqlite,
             Backend::Postgres => Storage::Postgres(fresh_postgres().await),
         };
-        let data_dir = dir.path().to_path_buf();
-        let server = Self::boot(&data_dir, &storage).await;
+        let mut config = Config::new("127.0.0.1:0".parse().unwrap(), dir.path());
+        config.storage = storage;
+        config.demo = true;
+        configure(&mut config);
+        let server = Server::start(config.clone()).await.unwrap();
         TestServer {
             server: Some(server),
-            data_dir,
-            storage,
+            config,
+            data_dir: dir.path().to_path_buf(),
             _dir: Some(dir),
         }
-    }
-
-    async fn boot(data_dir: &std::path::Path, storage: &Storage) -> Server {
-        let mut config = Config::new("127.0.0.1:0".parse().unwrap(), data_dir);
-        config.storage = storage.clone();
-        config.demo = true;
-        Server::start(config).await.unwrap()
     }
 
     pub fn server(&self) -> &Server {
@@ -106,7 +107,7 @@ impl TestServer {
     /// Stop gracefully and start again on the same storage (a new port).
     pub async fn restart(&mut self) {
         self.server.take().unwrap().shutdown().await;
-        self.server = Some(Self::boot(&self.data_dir, &self.storage).await);
+        self.server = Some(Server::start(self.config.clone()).await.unwrap());
     }
 
     pub fn token(&self, user: &str, device: &str, roles: &[&str], units: &[&str]) -> String {

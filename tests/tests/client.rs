@@ -1,0 +1,409 @@
+//! The device client (`baton-core`, feature `client`) against the real server, in-process:
+//! sign-in, worklist, events between devices, offline work, the encrypted store, remote wipe
+//! and change listeners.
+#![allow(clippy::unwrap_used)]
+
+use automerge::Automerge;
+use baton_core::client::store::StoreError;
+use baton_core::client::{Client, ClientConfig, ClientError, Connection, Origin, SyncStatus};
+use baton_core::sync::DocumentId;
+use baton_core::{Author, EventBody, TaskDoc, TaskState, TemplateRegistry};
+use baton_e2e::{Backend, TestServer, WAIT, event_count};
+use baton_server::Server;
+use std::net::SocketAddr;
+use std::path::Path;
+
+const KEY: [u8; 32] = [42; 32];
+
+fn nurse(server: &TestServer, device: &str) -> String {
+    server.token("rn.evans", device, &["nurse"], &["4W"])
+}
+
+fn physician(server: &TestServer, device: &str) -> String {
+    server.token("dr.fox", device, &["physician"], &["4W", "ICU"])
+}
+
+fn config(addr: SocketAddr, store: &Path, key: [u8; 32]) -> ClientConfig {
+    ClientConfig {
+        sync_url: format!("ws://{addr}/sync"),
+        store_path: store.to_path_buf(),
+        store_key: key,
+    }
+}
+
+/// A client on a fresh store, signed in and online.
+async fn signed_in(server: &TestServer, store: &Path, token: String) -> Client {
+    let client = Client::open(config(server.addr(), store, KEY))
+        .await
+        .unwrap();
+    client.set_token(token).unwrap();
+    status_until(&client, |s| s.connection == Connection::Online).await;
+    client
+}
+
+/// Wait (at most [`WAIT`]) until the client's status satisfies `done`.
+async fn status_until(client: &Client, done: impl FnMut(&SyncStatus) -> bool) -> SyncStatus {
+    let mut status = client.status();
+    tokio::time::timeout(WAIT, status.wait_for(done))
+        .await
+        .unwrap_or_else(|_| panic!("status stayed {:?}", *client.status().borrow()))
+        .unwrap()
+        .clone()
+}
+
+/// Wait (at most [`WAIT`]) until the client's copy of `doc` has `n` events.
+async fn events_until(client: &Client, doc: DocumentId, n: usize) -> Automerge {
+    let mut changes = client.subscribe(doc);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(local) = client.local_doc(doc).filter(|d| event_count(d) == n) {
+            return local;
+        }
+        tokio::time::timeout_at(deadline, changes.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{doc} never reached {n} events"))
+            .expect("the client is open");
+    }
+}
+
+/// The unit's index document, from `GET /api/v1/me`.
+async fn index_of(server: &TestServer, token: &str, unit: &str) -> DocumentId {
+    let (status, me) = server.get("/api/v1/me", Some(token)).await;
+    assert_eq!(status, 200, "{me}");
+    let unit = me["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["id"] == unit)
+        .unwrap();
+    DocumentId::from_url(unit["index_url"].as_str().unwrap()).unwrap()
+}
+
+/// The first task on the client's worklist made from `template`.
+async fn task_on(client: &Client, index: DocumentId, template: &str) -> DocumentId {
+    let worklist = client.worklist(index).await.unwrap();
+    let (id, _) = worklist
+        .tasks
+        .iter()
+        .find(|(_, t)| t.template.id.as_str() == template)
+        .unwrap();
+    id.parse().unwrap()
+}
+
+/// Append through the client, with the task's own template.
+async fn append(
+    client: &Client,
+    task: DocumentId,
+    author: &Author,
+    body: EventBody,
+) -> Result<baton_core::Event, ClientError> {
+    let doc = client.open_doc(task).await?.unwrap();
+    let templates = TemplateRegistry::shipped();
+    let meta = TaskDoc::from_automerge(doc).unwrap().meta().clone();
+    let template = templates.get(&meta.template).unwrap();
+    client.append(task, template, author, body).await
+}
+
+fn state_of(doc: &Automerge) -> TaskState {
+    let templates = TemplateRegistry::shipped();
+    let task = TaskDoc::from_automerge(doc.clone()).unwrap();
+    task.state(templates.get(&task.meta().template).unwrap())
+        .unwrap()
+}
+
+fn evans(device: &str) -> Author {
+    Author::new("rn.evans", "nurse", device)
+}
+
+fn fox(device: &str) -> Author {
+    Author::new("dr.fox", "physician", device)
+}
+
+/// Stop the server gracefully; returns the address it listened on.
+async fn stop(server: &mut TestServer) -> SocketAddr {
+    let running = server.server.take().unwrap();
+    let addr = running.addr();
+    running.shutdown().await;
+    addr
+}
+
+/// Start the server again on its storage, at `addr`.
+async fn start_at(server: &mut TestServer, addr: SocketAddr) {
+    let mut config = server.config.clone();
+    config.listen = addr;
+    server.server = Some(Server::start(config).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_in_client_gets_its_worklist_and_another_client_sees_its_event() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = nurse(&server, "phone-a");
+    let index = index_of(&server, &token, "4W").await;
+    let a = signed_in(&server, &dir.path().join("a.store"), token).await;
+    let b = signed_in(
+        &server,
+        &dir.path().join("b.store"),
+        physician(&server, "phone-b"),
+    )
+    .await;
+
+    let worklist = a.worklist(index).await.unwrap();
+    let mut templates: Vec<&str> = worklist
+        .tasks
+        .values()
+        .map(|t| t.template.id.as_str())
+        .collect();
+    templates.sort();
+    assert_eq!(templates, ["consult", "discharge", "nonformulary_med"]);
+    assert_eq!(worklist.unit.as_str(), "4W");
+
+    let consult = task_on(&a, index, "consult").await;
+    let seen = b.open_doc(consult).await.unwrap().unwrap();
+    assert_eq!(event_count(&seen), 1);
+    let mut changes = b.subscribe(consult);
+
+    let note = EventBody::Note {
+        text: "Family at bedside".into(),
+    };
+    let event = append(&a, consult, &evans("phone-a"), note).await.unwrap();
+    // The server acknowledges the change: its heads include it.
+    status_until(&a, SyncStatus::is_synced).await;
+
+    let changed = tokio::time::timeout(WAIT, changes.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((changed.doc, changed.origin), (consult, Origin::Remote));
+    let doc = events_until(&b, consult, 2).await;
+    let state = state_of(&doc);
+    assert!(state.history.iter().any(|h| h.event == event.id));
+
+    let (status, view) = server
+        .get(
+            &format!("/api/v1/tasks/{consult}"),
+            Some(&nurse(&server, "x")),
+        )
+        .await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["state"]["history"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clients_act_offline_and_converge_when_the_server_returns() {
+    let mut server = TestServer::start(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = nurse(&server, "phone-a");
+    let index = index_of(&server, &token, "4W").await;
+    let a = signed_in(&server, &dir.path().join("a.store"), token).await;
+    let b = signed_in(
+        &server,
+        &dir.path().join("b.store"),
+        physician(&server, "phone-b"),
+    )
+    .await;
+    let consult = task_on(&a, index, "consult").await;
+    for client in [&a, &b] {
+        client.open_doc(consult).await.unwrap().unwrap();
+    }
+
+    let addr = stop(&mut server).await;
+    for client in [&a, &b] {
+        status_until(client, |s| s.connection != Connection::Online).await;
+    }
+    // Both act with no server: the physician acknowledges, the nurse adds a note.
+    append(&b, consult, &fox("phone-b"), EventBody::Acknowledged {})
+        .await
+        .unwrap();
+    let note = EventBody::Note {
+        text: "Family at bedside".into(),
+    };
+    append(&a, consult, &evans("phone-a"), note).await.unwrap();
+    for client in [&a, &b] {
+        assert_eq!(client.status().borrow().unacknowledged, 1);
+        assert_eq!(event_count(&client.local_doc(consult).unwrap()), 2);
+    }
+
+    // The server comes back where it was; the clients find it on their own.
+    start_at(&mut server, addr).await;
+    for client in [&a, &b] {
+        status_until(client, SyncStatus::is_synced).await;
+    }
+    let (doc_a, doc_b) = (
+        events_until(&a, consult, 3).await,
+        events_until(&b, consult, 3).await,
+    );
+    let (state_a, state_b) = (state_of(&doc_a), state_of(&doc_b));
+    assert_eq!(state_a, state_b);
+    assert_eq!(state_a.owner.unwrap().user.as_str(), "dr.fox");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_follows_a_new_sync_url() {
+    let mut server = TestServer::start(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = signed_in(
+        &server,
+        &dir.path().join("a.store"),
+        nurse(&server, "phone-a"),
+    )
+    .await;
+    // The server moves to a new port: the client keeps failing at the old one until told.
+    server.restart().await;
+    status_until(&a, |s| s.connection == Connection::Offline).await;
+    a.set_sync_url(format!("ws://{}/sync", server.addr()));
+    status_until(&a, |s| s.connection == Connection::Online).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_survives_reopening_and_refuses_a_wrong_key() {
+    let mut server = TestServer::start(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.store");
+    let token = nurse(&server, "phone-a");
+    let index = index_of(&server, &token, "4W").await;
+    let a = signed_in(&server, &path, token).await;
+    let consult = task_on(&a, index, "consult").await;
+    let note = EventBody::Note {
+        text: "Family at bedside".into(),
+    };
+    append(&a, consult, &evans("phone-a"), note).await.unwrap();
+    status_until(&a, SyncStatus::is_synced).await;
+    a.close().await;
+
+    // With no server at all, the reopened client has the worklist and the task.
+    let addr = stop(&mut server).await;
+    let again = Client::open(config(addr, &path, KEY)).await.unwrap();
+    let worklist = again.worklist(index).await.unwrap();
+    assert_eq!(worklist.tasks.len(), 3);
+    let doc = again.open_doc(consult).await.unwrap().unwrap();
+    assert_eq!(event_count(&doc), 2);
+    assert_eq!(again.status().borrow().unacknowledged, 0);
+    // A task it never fetched cannot come from nowhere.
+    let unknown = DocumentId::random();
+    status_until(&again, |s| s.connection == Connection::Offline).await;
+    assert!(matches!(
+        again.open_doc(unknown).await,
+        Err(ClientError::Offline(id)) if id == unknown
+    ));
+    // The file is in use while the client is open.
+    assert!(matches!(
+        Client::open(config(addr, &path, KEY)).await,
+        Err(ClientError::Store(StoreError::Locked { .. }))
+    ));
+    again.close().await;
+
+    let err = Client::open(config(addr, &path, [7; 32]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::Store(StoreError::WrongKey { .. })),
+        "{err}"
+    );
+    assert!(err.to_string().contains("a.store"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_device_wipes_its_store() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lost.store");
+    let token = nurse(&server, "phone-lost");
+    let index = index_of(&server, &token, "4W").await;
+    let client = signed_in(&server, &path, token).await;
+    let consult = task_on(&client, index, "consult").await;
+    client.open_doc(consult).await.unwrap().unwrap();
+    let mut changes = client.subscribe(consult);
+    assert!(!client.documents().is_empty());
+
+    let (status, body) = server
+        .post(
+            "/api/v1/devices/phone-lost/revoke",
+            Some(&server.admin_token()),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    status_until(&client, |s| s.connection == Connection::Wiped).await;
+    assert!(!path.exists(), "the store file is gone");
+    assert!(client.documents().is_empty());
+    assert!(client.local_doc(consult).is_none());
+    assert!(matches!(
+        client.open_doc(consult).await,
+        Err(ClientError::Wiped)
+    ));
+    // Listeners are closed.
+    tokio::time::timeout(WAIT, async { while changes.recv().await.is_some() {} })
+        .await
+        .unwrap();
+    // Wiped is final: a new token does not bring the data back.
+    assert!(matches!(
+        client.set_token(nurse(&server, "phone-lost")),
+        Err(ClientError::Wiped)
+    ));
+    client.close().await;
+    let reopened = Client::open(config(server.addr(), &path, KEY))
+        .await
+        .unwrap();
+    assert!(reopened.documents().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_subscription_stops_receiving() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = nurse(&server, "phone-a");
+    let index = index_of(&server, &token, "4W").await;
+    let a = signed_in(&server, &dir.path().join("a.store"), token).await;
+    let b = signed_in(
+        &server,
+        &dir.path().join("b.store"),
+        physician(&server, "phone-b"),
+    )
+    .await;
+    let consult = task_on(&a, index, "consult").await;
+    for client in [&a, &b] {
+        client.open_doc(consult).await.unwrap().unwrap();
+    }
+
+    let mut kept = b.subscribe(consult);
+    let dropped = b.subscribe(consult);
+    let mut own = a.subscribe(consult);
+    assert_eq!(b.listener_count(), 2);
+    drop(dropped);
+    assert_eq!(b.listener_count(), 1);
+
+    append(&b, consult, &fox("phone-b"), EventBody::Acknowledged {})
+        .await
+        .unwrap();
+    let local = kept.recv().await.unwrap();
+    assert_eq!(local.origin, Origin::Local);
+    let remote = tokio::time::timeout(WAIT, own.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((remote.doc, remote.origin), (consult, Origin::Remote));
+    events_until(&a, consult, 2).await;
+
+    drop(kept);
+    assert_eq!(b.listener_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_is_refused_until_a_new_one_is_set() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open(config(server.addr(), &dir.path().join("a.store"), KEY))
+        .await
+        .unwrap();
+    assert_eq!(client.status().borrow().connection, Connection::Offline);
+    let expired = server.token_with("rn.evans", "phone-a", &["nurse"], &["4W"], false, -3_600);
+    client.set_token(expired).unwrap();
+    let status = status_until(&client, |s| matches!(s.connection, Connection::Refused(_))).await;
+    assert_eq!(
+        status.connection,
+        Connection::Refused("token_expired".into())
+    );
+    client.set_token(nurse(&server, "phone-a")).unwrap();
+    status_until(&client, |s| s.connection == Connection::Online).await;
+}
