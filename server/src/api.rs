@@ -263,6 +263,41 @@ pub(crate) async fn revoke_device(
     ))
 }
 
+/// `POST /api/v1/users/{id}/disable` (admin): refuse the user from now on, on every device, and
+/// close their open connections.
+pub(crate) async fn disable_user(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(user): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let admin = admin(&app, &headers).await?;
+    if !app.db.set_user_disabled(&user, Some(now_ms())).await? {
+        return Err(ApiError::not_found());
+    }
+    let closed = app.connections.kick_user(&user);
+    // Off the rosters phones show.
+    let mut units: Vec<_> = app
+        .db
+        .memberships(&user)
+        .await?
+        .into_iter()
+        .map(|(u, _)| u)
+        .collect();
+    units.dedup();
+    for unit in units {
+        app.hub.refresh_roster(unit.as_str()).await?;
+    }
+    app.audit_admin(
+        &admin,
+        "user_disabled",
+        format!("user {user}; {closed} connection(s) closed"),
+    )
+    .await;
+    Ok(Json(
+        json!({ "user": user, "disabled": true, "connections_closed": closed }),
+    ))
+}
+
 #[derive(Deserialize)]
 pub(crate) struct AuditQuery {
     limit: Option<i64>,

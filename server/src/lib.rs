@@ -118,6 +118,7 @@ pub fn router(app: AppState) -> Router {
         .route("/api/v1/me", get(api::me))
         .route("/api/v1/tasks/{id}", get(api::task))
         .route("/api/v1/devices/{id}/revoke", post(api::revoke_device))
+        .route("/api/v1/users/{id}/disable", post(api::disable_user))
         .route("/api/v1/audit/security", get(api::security_audit))
         .with_state(app)
 }

@@ -93,6 +93,7 @@ async fn connection(app: AppState, session: Arc<Session>, socket: WebSocket) {
         &device,
         Tracked {
             id,
+            user: session.user.to_string(),
             kick: kick.clone(),
             wipe: wipe.clone(),
         },
@@ -364,11 +365,12 @@ pub(crate) fn describe(e: &AuthError) -> &'static str {
 #[derive(Debug, Clone)]
 struct Tracked {
     id: u64,
+    user: String,
     kick: CancellationToken,
     wipe: CancellationToken,
 }
 
-/// Live connections by device, so revoking a device cuts it off at once.
+/// Live connections by device, so revoking a device or disabling a user cuts them off at once.
 #[derive(Debug, Default)]
 pub struct Connections {
     by_device: std::sync::Mutex<std::collections::HashMap<String, Vec<Tracked>>>,
@@ -411,6 +413,24 @@ impl Connections {
             }
         }
         list.len()
+    }
+
+    /// Close every connection of `user`, on any device. Returns how many there were.
+    pub fn kick_user(&self, user: &str) -> usize {
+        let mut map = self.by_device.lock().expect("connections lock");
+        let mut closed = 0;
+        for list in map.values_mut() {
+            list.retain(|tracked| {
+                let theirs = tracked.user == user;
+                if theirs {
+                    tracked.kick.cancel();
+                    closed += 1;
+                }
+                !theirs
+            });
+        }
+        map.retain(|_, list| !list.is_empty());
+        closed
     }
 
     /// How many connections are open.

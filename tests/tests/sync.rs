@@ -41,6 +41,7 @@ on_both_backends!(
     stored_changes_are_compacted_into_snapshots,
     roles_count_only_on_the_unit_that_grants_them,
     the_unit_index_follows_acuity_and_closes_with_the_task,
+    a_disabled_user_is_cut_off_on_every_device,
 );
 
 fn nurse(server: &TestServer, device: &str) -> String {
@@ -715,4 +716,48 @@ async fn the_unit_index_follows_acuity_and_closes_with_the_task(backend: Backend
     phone.push(consult, cancelled).await.unwrap();
     phone.wait_for(index_id, |d| listed(d).is_none()).await;
     assert_eq!(index::read(phone.doc(index_id)).unwrap().tasks.len(), 2);
+}
+
+async fn a_disabled_user_is_cut_off_on_every_device(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut phone = Phone::connect(server.addr(), &nurse(&server, "phone-1"))
+        .await
+        .unwrap();
+    let mut tablet = Phone::connect(server.addr(), &nurse(&server, "tablet-1"))
+        .await
+        .unwrap();
+    let mut colleague = Phone::connect(server.addr(), &physician(&server, "phone-2"))
+        .await
+        .unwrap();
+
+    let (status, body) = server
+        .post(
+            "/api/v1/users/rn.evans/disable",
+            Some(&server.admin_token()),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["connections_closed"], 2);
+    while phone.step().await {}
+    while tablet.step().await {}
+
+    // Refused from now on, with any token; other people are unaffected.
+    let refused = Phone::connect(server.addr(), &nurse(&server, "phone-3"))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(refused.status, 403);
+    assert!(refused.body.contains("user_disabled"), "{}", refused.body);
+    let index = index_of(&server, &physician(&server, "phone-2"), "4W").await;
+    assert_eq!(tasks_on(&mut colleague, index).await.len(), 3);
+    let roster = index::read(colleague.doc(index)).unwrap().roster;
+    assert!(
+        !roster.contains_key(&"rn.evans".into()),
+        "off the roster: {roster:?}"
+    );
+    assert!(roster.contains_key(&"rn.okafor".into()));
+    let (status, _) = server
+        .post("/api/v1/users/nobody/disable", Some(&server.admin_token()))
+        .await;
+    assert_eq!(status, 404);
 }
