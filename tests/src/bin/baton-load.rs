@@ -13,10 +13,10 @@
 //! Only ever point it at 127.0.0.1.
 
 use automerge::sync::{self, SyncDoc};
-use automerge::{Automerge, ChangeHash};
+use automerge::{Automerge, ChangeHash, ReadDoc};
 use baton_core::sync::handshake::{join, read_peer};
 use baton_core::sync::{DocumentId, Message, PeerMetadata};
-use baton_core::{Author, EventBody, HlcClock, NewTask, Subject, TaskDoc, TemplateRegistry};
+use baton_core::{Author, HlcClock, NewTask, Subject, TaskDoc, TemplateRegistry};
 use clap::{Parser, ValueEnum};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
@@ -105,7 +105,23 @@ struct Device {
     unacked: Vec<ChangeHash>,
     written: Written,
     reports: mpsc::UnboundedSender<Report>,
-    clock: HlcClock,
+}
+
+/// The process-wide hybrid clock of every simulated device: each stamp is greater than every
+/// stamp issued before it, so a new event sorts after everything its device could have seen.
+fn next_hlc(now: i64) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    // Packed as wall ms × 1,000,000 + counter.
+    let floor = u64::try_from(now).unwrap_or(0) * 1_000_000;
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = floor.max(last + 1);
+        match LAST.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return format!("{:015}-{:06}", next / 1_000_000, next % 1_000_000),
+            Err(seen) => last = seen,
+        }
+    }
 }
 
 fn now_ms() -> i64 {
@@ -171,7 +187,6 @@ impl Device {
             unacked: Vec::new(),
             written,
             reports,
-            clock: HlcClock::new(),
         })
     }
 
@@ -241,30 +256,39 @@ impl Device {
         }
     }
 
-    fn write(&mut self, id: DocumentId, templates: &TemplateRegistry) {
+    /// Append a note the way a lean third-party client would (docs/protocol.md): one map
+    /// inserted at the end of `events`, stamped by the process-wide clock so it sorts after
+    /// every event any simulated device has seen. Costs what the write costs, not a re-read of
+    /// the task, so the generator measures the server rather than itself.
+    fn write(&mut self, id: DocumentId) {
+        use automerge::transaction::Transactable;
         let Some((doc, _)) = self.docs.get_mut(&id) else {
             return;
         };
-        let Ok(mut task) = TaskDoc::from_automerge(std::mem::take(doc)) else {
+        let Ok(Some((_, events))) = doc.get(automerge::ROOT, "events") else {
             return;
         };
-        task.set_actor(automerge::ActorId::random());
-        let Some(template) = templates.get(&task.meta().template).cloned() else {
-            return;
-        };
-        let before = task.heads();
-        let appended = task.append(
-            &template,
-            &self.author,
-            &mut self.clock,
-            now_ms(),
-            EventBody::Note {
-                text: "load".into(),
-            },
-        );
+        let before = doc.get_heads();
+        let at = doc.length(&events);
+        let now = now_ms();
+        let hlc = next_hlc(now);
+        let device = self.author.device.to_string();
+        let written = doc.transact::<_, _, automerge::AutomergeError>(|tx| {
+            let event = tx.insert_object(&events, at, automerge::ObjType::Map)?;
+            tx.put(&event, "id", uuid::Uuid::new_v4().to_string())?;
+            tx.put(&event, "kind", "note")?;
+            let actor = tx.put_object(&event, "actor", automerge::ObjType::Map)?;
+            tx.put(&actor, "user", "rn.evans")?;
+            tx.put(&actor, "role", "nurse")?;
+            tx.put(&event, "device", device.as_str())?;
+            tx.put(&event, "device_time", now)?;
+            tx.put(&event, "hlc", hlc.as_str())?;
+            let payload = tx.put_object(&event, "payload", automerge::ObjType::Map)?;
+            tx.put(&payload, "text", "load")?;
+            Ok(())
+        });
         let written_at = Instant::now();
-        *doc = task.into_automerge();
-        if appended.is_ok() {
+        if written.is_ok() {
             let mut written = self.written.lock().expect("written");
             for change in doc.get_changes(&before) {
                 written.insert(change.hash(), written_at);
@@ -274,7 +298,6 @@ impl Device {
     }
 
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
-        let templates = TemplateRegistry::shipped();
         loop {
             tokio::select! {
                 command = commands.recv() => match command {
@@ -289,7 +312,7 @@ impl Device {
                         if self.offer(id).await.is_err() { return; }
                     }
                     Some(Command::Write(id)) => {
-                        self.write(id, &templates);
+                        self.write(id);
                         if self.offer(id).await.is_err() { return; }
                     }
                     Some(Command::Stop) | None => {
