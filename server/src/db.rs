@@ -102,6 +102,24 @@ pub struct StoredAudit {
     pub detail: String,
 }
 
+/// One Automerge change to store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredChange {
+    pub doc: String,
+    pub hash: String,
+    pub bytes: Vec<u8>,
+}
+
+impl StoredChange {
+    pub fn of(doc: &str, change: &automerge::Change) -> Self {
+        StoredChange {
+            doc: doc.to_owned(),
+            hash: change.hash().to_string(),
+            bytes: change.raw_bytes().to_vec(),
+        }
+    }
+}
+
 /// The stored form of one document: its snapshot, if compacted, and the changes since, each
 /// with its hash.
 #[derive(Debug, Default)]
@@ -432,8 +450,8 @@ impl Db {
     /// for the first time. Returns once the transaction is committed.
     pub async fn store_changes(
         &self,
-        new_docs: &[DocRecord],
-        changes: &[(&str, String, &[u8])],
+        new_docs: &[&DocRecord],
+        changes: &[&StoredChange],
         now: i64,
     ) -> Result<(), DbError> {
         let mut tx = self.pool.begin().await?;
@@ -451,14 +469,14 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         }
-        for (doc, hash, bytes) in changes {
+        for change in changes {
             sqlx::query(
                 "INSERT INTO doc_changes (doc_id, hash, bytes, received_at) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (doc_id, hash) DO NOTHING",
             )
-            .bind(*doc)
-            .bind(hash.as_str())
-            .bind(*bytes)
+            .bind(change.doc.as_str())
+            .bind(change.hash.as_str())
+            .bind(change.bytes.as_slice())
             .bind(now)
             .execute(&mut *tx)
             .await?;

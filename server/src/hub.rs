@@ -14,7 +14,8 @@
 //! leaves memory: memory follows the working set, not the number of stored documents.
 
 use crate::auth::Session;
-use crate::db::{AuditRecord, Db, DbError, DocKind, DocRecord};
+use crate::commit::Committer;
+use crate::db::{AuditRecord, Db, DbError, DocKind, DocRecord, StoredChange};
 use crate::now_ms;
 use automerge::{ActorId, Automerge, Change};
 use baton_core::Event;
@@ -120,6 +121,7 @@ pub enum HubError {
 
 struct Shared {
     db: Db,
+    committer: Committer,
     templates: TemplateRegistry,
     limits: Limits,
     idle: Duration,
@@ -158,6 +160,7 @@ impl Hub {
     ) -> Self {
         Hub {
             shared: Arc::new(Shared {
+                committer: Committer::start(db.clone(), &tracker, cancel.clone()),
                 db,
                 templates,
                 limits: Limits::default(),
@@ -321,16 +324,18 @@ impl Hub {
         let indexed = IndexedTask::of(&id, task.meta());
         let doc = task.into_automerge();
         let doc_id = id.to_string();
-        let changes = doc.get_changes(&[]);
-        let rows: Vec<(&str, String, &[u8])> = changes
+        let changes = doc
+            .get_changes(&[])
             .iter()
-            .map(|c| (doc_id.as_str(), c.hash().to_string(), c.raw_bytes()))
+            .map(|c| StoredChange::of(&doc_id, c))
             .collect();
+        let unit = record.unit.clone();
         self.shared
-            .db
-            .store_changes(std::slice::from_ref(&record), &rows, now_ms())
-            .await?;
-        let index = self.ensure_unit_index(record.unit.as_str()).await?;
+            .committer
+            .commit(vec![record], changes)
+            .await
+            .map_err(|e| HubError::Doc(id, e.to_string()))?;
+        let index = self.ensure_unit_index(unit.as_str()).await?;
         self.change(index, move |doc| {
             index::put_task(doc, &id, &indexed).map_err(|e| e.to_string())
         })
@@ -703,18 +708,19 @@ impl DocActor {
         }
         let doc_id = self.id.to_string();
         let new_docs: Vec<DocRecord> = batch.new_doc.iter().cloned().collect();
-        let rows: Vec<(&str, String, &[u8])> = batch
+        let rows: Vec<StoredChange> = batch
             .changes
             .iter()
-            .map(|c| (doc_id.as_str(), c.hash().to_string(), c.raw_bytes()))
+            .map(|c| StoredChange::of(&doc_id, c))
             .collect();
+        let hashes: Vec<String> = rows.iter().map(|r| r.hash.clone()).collect();
         self.hub
             .shared
-            .db
-            .store_changes(&new_docs, &rows, now_ms())
-            .await?;
-        self.unsnapshotted
-            .extend(rows.into_iter().map(|(_, hash, _)| hash));
+            .committer
+            .commit(new_docs, rows)
+            .await
+            .map_err(|e| HubError::Doc(self.id, e.to_string()))?;
+        self.unsnapshotted.extend(hashes);
         if self.unsnapshotted.len() >= COMPACT_AFTER {
             self.compact().await;
         }

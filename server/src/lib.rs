@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod commit;
 pub mod config;
 pub mod db;
 pub mod demo;

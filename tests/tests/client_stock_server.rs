@@ -34,13 +34,15 @@ impl StockServer {
             .spawn()
             .expect("node is needed for the interop tests");
         let addr = ([127, 0, 0, 1], port).into();
+        // Ready once it answers a `join` (a listening socket alone is not enough on a busy
+        // machine).
         let deadline = tokio::time::Instant::now() + WAIT;
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
+        while !answers_join(addr).await {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "the stock server did not start"
             );
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         StockServer {
             child,
@@ -48,6 +50,33 @@ impl StockServer {
             _data: data,
         }
     }
+}
+
+/// Whether a sync server at `addr` completes the join/peer handshake within a second.
+async fn answers_join(addr: std::net::SocketAddr) -> bool {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+    let attempt = async {
+        let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}"))
+            .await
+            .ok()?;
+        let join = baton_core::sync::handshake::join(&"probe".to_owned(), &Default::default());
+        socket
+            .send(WsMessage::Binary(join.encode().into()))
+            .await
+            .ok()?;
+        while let Some(Ok(frame)) = socket.next().await {
+            if let WsMessage::Binary(bytes) = frame {
+                let _ = socket.close(None).await;
+                return baton_core::sync::Message::decode(&bytes).ok();
+            }
+        }
+        None
+    };
+    matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(1), attempt).await,
+        Ok(Some(baton_core::sync::Message::Peer { .. }))
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -366,9 +366,10 @@ fn rss_kb(pid: u32) -> Option<u64> {
         .ok()
 }
 
+/// The `p` quantile in milliseconds; 0 when there are no samples.
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
-        return f64::NAN;
+        return 0.0;
     }
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i].as_secs_f64() * 1_000.0

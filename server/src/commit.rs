@@ -1,0 +1,93 @@
+//! Group commit: every document actor's new changes go through one writer, which commits
+//! whatever has queued up meanwhile in a single transaction (one fsync for many documents), then
+//! answers each actor. An actor still acknowledges nothing before its changes are committed;
+//! under load, many actors share one commit instead of queueing for one each.
+
+use crate::db::{Db, DocRecord, StoredChange};
+use crate::now_ms;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Writes taken into one transaction at most.
+const MAX_GROUP: usize = 512;
+
+struct Write {
+    new_docs: Vec<DocRecord>,
+    changes: Vec<StoredChange>,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// The way to the writer.
+#[derive(Clone, Debug)]
+pub(crate) struct Committer {
+    tx: mpsc::Sender<Write>,
+}
+
+/// Why a write was not committed. Nothing of it was.
+#[derive(Debug, thiserror::Error)]
+#[error("the changes could not be stored: {0}")]
+pub struct CommitError(String);
+
+impl Committer {
+    /// Start the writer; it stops once `cancel` fires and what was queued is written.
+    pub(crate) fn start(db: Db, tracker: &TaskTracker, cancel: CancellationToken) -> Committer {
+        let (tx, rx) = mpsc::channel(4_096);
+        tracker.spawn(writer(db, rx, cancel));
+        Committer { tx }
+    }
+
+    /// Commit `changes` (and register `new_docs`); returns once they are durable.
+    pub(crate) async fn commit(
+        &self,
+        new_docs: Vec<DocRecord>,
+        changes: Vec<StoredChange>,
+    ) -> Result<(), CommitError> {
+        let (done, wait) = oneshot::channel();
+        let write = Write {
+            new_docs,
+            changes,
+            done,
+        };
+        self.tx
+            .send(write)
+            .await
+            .map_err(|_| CommitError("the server is shutting down".into()))?;
+        wait.await
+            .map_err(|_| CommitError("the server is shutting down".into()))?
+            .map_err(CommitError)
+    }
+}
+
+async fn writer(db: Db, mut rx: mpsc::Receiver<Write>, cancel: CancellationToken) {
+    loop {
+        let first = tokio::select! {
+            write = rx.recv() => write,
+            () = cancel.cancelled() => {
+                // Write what is queued, refuse what comes later.
+                rx.close();
+                rx.recv().await
+            }
+        };
+        let Some(first) = first else { return };
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(write) => group.push(write),
+                Err(_) => break,
+            }
+        }
+        let new_docs: Vec<&DocRecord> = group.iter().flat_map(|w| &w.new_docs).collect();
+        let changes: Vec<&StoredChange> = group.iter().flat_map(|w| &w.changes).collect();
+        let result = db
+            .store_changes(&new_docs, &changes, now_ms())
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, writes = group.len(), "a group commit failed");
+                e.to_string()
+            });
+        for write in group {
+            let _ = write.done.send(result.clone());
+        }
+    }
+}
