@@ -61,6 +61,8 @@ impl Dialer for BatonDialer {
     }
 }
 
+/// A samod repo connected to the server (a `find` before the connection is up would find no
+/// peer to ask and say "unavailable").
 async fn samod_phone(server: &TestServer, token: String) -> Repo {
     let repo = Repo::build_tokio().load().await;
     let url = Url::parse(&format!("ws://{}/sync", server.addr())).unwrap();
@@ -69,6 +71,11 @@ async fn samod_phone(server: &TestServer, token: String) -> Repo {
         Arc::new(BatonDialer { url, token }),
     )
     .unwrap();
+    let server_peer = samod::PeerId::from(server.server().state().peer_id.as_str());
+    tokio::time::timeout(baton_e2e::WAIT, repo.when_connected(server_peer))
+        .await
+        .expect("samod connects")
+        .unwrap();
     repo
 }
 
