@@ -305,12 +305,13 @@ impl Phone {
     }
 
     /// Send our side of a sync round for `id`, as `request` if we hold nothing of it.
-    async fn offer(&mut self, id: DocumentId) {
+    /// Returns false if the connection is gone.
+    async fn offer(&mut self, id: DocumentId) -> bool {
         let (peer, server) = (self.peer.clone(), self.server_peer.clone());
         let replica = self.replica(id);
         let empty = replica.doc.get_heads().is_empty();
         let Some(message) = replica.doc.generate_sync_message(&mut replica.state) else {
-            return;
+            return true;
         };
         let data = message.encode();
         let message = if empty {
@@ -328,7 +329,10 @@ impl Phone {
                 data,
             }
         };
-        self.send(&message).await;
+        self.socket
+            .send(WsMessage::Binary(message.encode().into()))
+            .await
+            .is_ok()
     }
 
     /// Read one frame and act on it. Returns false once the connection is closed.
@@ -358,7 +362,10 @@ impl Phone {
                         .doc
                         .receive_sync_message(&mut replica.state, message)
                         .unwrap();
-                    self.offer(document_id).await;
+                    if !self.offer(document_id).await {
+                        self.closed.get_or_insert((0, "connection ended".into()));
+                        return false;
+                    }
                 }
                 Message::DocUnavailable { document_id, .. } => {
                     self.replica(document_id).unavailable = true;
@@ -394,7 +401,7 @@ impl Phone {
     /// unavailable.
     pub async fn open(&mut self, id: DocumentId) -> Option<Automerge> {
         self.replica(id).unavailable = false;
-        self.offer(id).await;
+        assert!(self.offer(id).await, "the connection is gone");
         self.until(|p| {
             let r = &p.docs[&id];
             r.unavailable || (!r.doc.get_heads().is_empty() && p.in_sync(id))
@@ -421,7 +428,7 @@ impl Phone {
     pub async fn push(&mut self, id: DocumentId, doc: Automerge) -> Result<(), String> {
         let errors_before = self.errors.len();
         self.replica(id).doc = doc;
-        self.offer(id).await;
+        assert!(self.offer(id).await, "the connection is gone");
         self.until(|p| p.errors.len() > errors_before || p.in_sync(id))
             .await;
         match self.errors.get(errors_before) {
@@ -435,63 +442,13 @@ impl Phone {
     pub async fn try_push(&mut self, id: DocumentId, doc: Automerge) -> Result<bool, String> {
         let errors_before = self.errors.len();
         self.replica(id).doc = doc;
-        let deadline = tokio::time::Instant::now() + WAIT;
-        // Send without panicking: the socket may already be gone.
-        let (peer, server) = (self.peer.clone(), self.server_peer.clone());
-        let replica = self.replica(id);
-        if let Some(message) = replica.doc.generate_sync_message(&mut replica.state) {
-            let frame = Message::Sync {
-                sender_id: peer,
-                target_id: server,
-                document_id: id,
-                data: message.encode(),
-            };
-            if self
-                .socket
-                .send(WsMessage::Binary(frame.encode().into()))
-                .await
-                .is_err()
-            {
-                return Ok(false);
-            }
+        if !self.offer(id).await {
+            return Ok(false);
         }
+        let deadline = tokio::time::Instant::now() + WAIT;
         while !(self.errors.len() > errors_before || self.in_sync(id)) {
-            let next = tokio::time::timeout_at(deadline, self.socket.next())
-                .await
-                .expect("the server neither answered nor went away");
-            match next {
-                Some(Ok(WsMessage::Binary(bytes))) => match Message::decode(&bytes).unwrap() {
-                    Message::Sync {
-                        document_id, data, ..
-                    } => {
-                        let replica = self.replica(document_id);
-                        let message = sync::Message::decode(&data).unwrap();
-                        replica
-                            .doc
-                            .receive_sync_message(&mut replica.state, message)
-                            .unwrap();
-                        if let Some(reply) = replica.doc.generate_sync_message(&mut replica.state) {
-                            let frame = Message::Sync {
-                                sender_id: self.peer.clone(),
-                                target_id: self.server_peer.clone(),
-                                document_id,
-                                data: reply.encode(),
-                            };
-                            if self
-                                .socket
-                                .send(WsMessage::Binary(frame.encode().into()))
-                                .await
-                                .is_err()
-                            {
-                                return Ok(false);
-                            }
-                        }
-                    }
-                    Message::Error { message, .. } => self.errors.push(message),
-                    _ => {}
-                },
-                Some(Ok(WsMessage::Close(_))) | Some(Err(_)) | None => return Ok(false),
-                Some(Ok(_)) => {}
+            if !self.step_until(deadline).await {
+                return Ok(false);
             }
         }
         match self.errors.get(errors_before) {
