@@ -48,7 +48,9 @@ pub(crate) enum Outbound {
         doc: Option<DocumentId>,
         message: String,
     },
-    Ephemeral(EphemeralRelay),
+    /// Boxed: every connection's queue holds blocks of this enum, so its size is paid per idle
+    /// connection.
+    Ephemeral(Box<EphemeralRelay>),
 }
 
 /// An ephemeral message passed on unchanged (original sender, session and count).
@@ -696,7 +698,7 @@ impl DocActor {
         }
         for (id, conn) in &self.conns {
             if *id != from.id {
-                conn.send(Outbound::Ephemeral(relay.clone()));
+                conn.send(Outbound::Ephemeral(Box::new(relay.clone())));
             }
         }
     }

@@ -323,14 +323,17 @@ fn to_wire(server: &PeerId, client: &PeerId, message: Outbound) -> Message {
                 None => message,
             },
         },
-        Outbound::Ephemeral(relay) => Message::Ephemeral {
-            sender_id: relay.sender,
-            target_id: client.clone(),
-            document_id: relay.doc,
-            data: relay.data,
-            count: relay.count,
-            session_id: relay.session_id,
-        },
+        Outbound::Ephemeral(relay) => {
+            let relay = *relay;
+            Message::Ephemeral {
+                sender_id: relay.sender,
+                target_id: client.clone(),
+                document_id: relay.doc,
+                data: relay.data,
+                count: relay.count,
+                session_id: relay.session_id,
+            }
+        }
     }
 }
 
