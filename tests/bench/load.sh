@@ -12,7 +12,7 @@ per_task=${4:-4}
 target_dir=${CARGO_TARGET_DIR:-target}
 
 cargo build --release --locked -q -p baton-e2e --bin baton-load --bin baton-server-e2e
-(cd tests/js && { [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error; })
+(cd tests/js && { [ -d node_modules ] || npm install --no-audit --no-fund --loglevel=error; })
 
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
