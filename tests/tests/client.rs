@@ -68,15 +68,7 @@ async fn events_until(client: &Client, doc: DocumentId, n: usize) -> Automerge {
 
 /// The unit's index document, from `GET /api/v1/me`.
 async fn index_of(server: &TestServer, token: &str, unit: &str) -> DocumentId {
-    let (status, me) = server.get("/api/v1/me", Some(token)).await;
-    assert_eq!(status, 200, "{me}");
-    let unit = me["units"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["id"] == unit)
-        .unwrap();
-    DocumentId::from_url(unit["index_url"].as_str().unwrap()).unwrap()
+    baton_e2e::index_of(server.addr(), token, unit).await
 }
 
 /// The first task on the client's worklist made from `template`.
