@@ -542,7 +542,7 @@ impl Db {
         &self,
         unit: &str,
         doc: &str,
-        changes: &[(String, Vec<u8>)],
+        changes: &[StoredChange],
         now: i64,
     ) -> Result<String, DbError> {
         let mut tx = self.pool.begin().await?;
@@ -571,13 +571,13 @@ impl Db {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        for (hash, bytes) in changes {
+        for change in changes {
             sqlx::query(
                 "INSERT INTO doc_changes (doc_id, hash, bytes, received_at) VALUES ($1, $2, $3, $4)",
             )
             .bind(doc)
-            .bind(hash.as_str())
-            .bind(bytes.as_slice())
+            .bind(change.hash.as_str())
+            .bind(change.bytes.as_slice())
             .bind(now)
             .execute(&mut *tx)
             .await?;

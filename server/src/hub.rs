@@ -187,20 +187,20 @@ impl Hub {
         data: Vec<u8>,
         request: bool,
     ) {
-        self.send(doc, || DocCmd::Sync {
-            conn: conn.clone(),
-            data: data.clone(),
-            request,
-        })
+        self.send(
+            doc,
+            DocCmd::Sync {
+                conn,
+                data,
+                request,
+            },
+        )
         .await;
     }
 
     pub(crate) async fn ephemeral(&self, conn: Arc<Conn>, relay: EphemeralRelay) {
-        self.send(relay.doc, || DocCmd::Ephemeral {
-            conn: conn.clone(),
-            relay: relay.clone(),
-        })
-        .await;
+        self.send(relay.doc, DocCmd::Ephemeral { conn, relay })
+            .await;
     }
 
     pub(crate) async fn leave(&self, doc: DocumentId, conn: u64) {
@@ -223,13 +223,8 @@ impl Hub {
         change: impl FnOnce(&mut Automerge) -> Result<(), String> + Send + 'static,
     ) -> Result<(), HubError> {
         let (done, wait) = oneshot::channel();
-        let mut change = Some(Box::new(change) as Box<_>);
-        let mut done = Some(done);
-        self.send(doc, || DocCmd::Local {
-            change: change.take().expect("a local change is sent once"),
-            done: done.take().expect("a local change is sent once"),
-        })
-        .await;
+        let change = Box::new(change);
+        self.send(doc, DocCmd::Local { change, done }).await;
         match wait.await {
             Ok(result) => result.map_err(|e| HubError::Doc(doc, e)),
             Err(_) => Err(HubError::Closed),
@@ -237,8 +232,8 @@ impl Hub {
     }
 
     /// Deliver a command to the document's actor, starting it if needed. An actor that ended
-    /// between the lookup and the send is replaced.
-    async fn send(&self, doc: DocumentId, mut make: impl FnMut() -> DocCmd) {
+    /// between the lookup and the send hands the command back, and a new actor gets it.
+    async fn send(&self, doc: DocumentId, mut cmd: DocCmd) {
         for _ in 0..3 {
             let tx = {
                 let mut docs = self.shared.docs.lock().expect("hub lock");
@@ -259,8 +254,9 @@ impl Hub {
                     }
                 }
             };
-            if tx.send(make()).await.is_ok() {
-                return;
+            match tx.send(cmd).await {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(back)) => cmd = back,
             }
         }
         tracing::error!(%doc, "a document actor could not be reached");
@@ -276,13 +272,14 @@ impl Hub {
         let id = DocumentId::random();
         let doc = index::create(&unit.into(), &roster, now_ms(), server_actor())
             .map_err(|e| HubError::Doc(id, e.to_string()))?;
-        let changes: Vec<(String, Vec<u8>)> = doc
+        let doc_id = id.to_string();
+        let changes: Vec<StoredChange> = doc
             .get_changes(&[])
             .iter()
-            .map(|c| (c.hash().to_string(), c.raw_bytes().to_vec()))
+            .map(|c| StoredChange::of(&doc_id, c))
             .collect();
         let stored = db
-            .create_unit_index(unit, &id.to_string(), &changes, now_ms())
+            .create_unit_index(unit, &doc_id, &changes, now_ms())
             .await?;
         parse_id(&stored)
     }
@@ -466,7 +463,18 @@ struct Batch {
     changes: Vec<Change>,
     new_doc: Option<DocRecord>,
     local_done: Vec<oneshot::Sender<Result<(), String>>>,
-    refusals: Vec<(Arc<Conn>, String, &'static str)>,
+    /// Refused changes: (sender, message), answered with an error after the commit.
+    refusals: Vec<(Arc<Conn>, String)>,
+    /// Security audit records: (sender, kind, detail), written after the commit.
+    audits: Vec<(Arc<Conn>, &'static str, String)>,
+}
+
+impl Batch {
+    /// Answer `conn` with an error and record the refusal in the security audit.
+    fn refuse(&mut self, conn: Arc<Conn>, message: String, kind: &'static str) {
+        self.audits.push((conn.clone(), kind, message.clone()));
+        self.refusals.push((conn, message));
+    }
 }
 
 impl DocActor {
@@ -555,17 +563,20 @@ impl DocActor {
             }
         }
         self.commit(&mut batch).await?;
-        for (conn, message, kind) in batch.refusals {
+        for (conn, message) in batch.refusals {
             conn.send(Outbound::Error {
                 doc: Some(self.id),
-                message: message.clone(),
+                message,
             });
+        }
+        let doc = self.id.to_string();
+        for (conn, kind, detail) in batch.audits {
             let audit = AuditRecord {
                 kind,
                 user: Some(conn.session.user.as_str()),
                 device: Some(conn.session.device.as_str()),
-                doc: Some(&self.id.to_string()),
-                detail: message,
+                doc: Some(&doc),
+                detail,
             };
             if let Err(e) = self.hub.shared.db.audit(audit, now_ms()).await {
                 tracing::error!(error = %e, "a security audit record could not be written");
@@ -591,24 +602,7 @@ impl DocActor {
                 // Say nothing about whether it exists.
                 conn.send(Outbound::Unavailable { doc: self.id });
                 let detail = format!("requested a document of unit {}", record.unit);
-                let db = self.hub.shared.db.clone();
-                let (user, device, doc) = (
-                    conn.session.user.to_string(),
-                    conn.session.device.to_string(),
-                    self.id.to_string(),
-                );
-                self.hub.shared.tracker.spawn(async move {
-                    let audit = AuditRecord {
-                        kind: "document_outside_units",
-                        user: Some(&user),
-                        device: Some(&device),
-                        doc: Some(&doc),
-                        detail,
-                    };
-                    if let Err(e) = db.audit(audit, now_ms()).await {
-                        tracing::error!(error = %e, "a security audit record could not be written");
-                    }
-                });
+                batch.audits.push((conn, "document_outside_units", detail));
                 return;
             }
             None if request && batch.new_doc.is_none() => {
@@ -662,23 +656,18 @@ impl DocActor {
                     _ => "invalid_change",
                 };
                 tracing::warn!(doc = %self.id, user = %conn.session.user, device = %conn.session.device, %refusal, "refused a change");
-                batch
-                    .refusals
-                    .push((conn, format!("refused: {refusal}"), kind));
+                batch.refuse(conn, format!("refused: {refusal}"), kind);
             }
             Err(ReceiveError::Blocked) => {}
             Err(e @ (ReceiveError::Malformed(_) | ReceiveError::Apply(_))) => {
-                batch
-                    .refusals
-                    .push((conn, format!("refused: {e}"), "malformed_sync"));
+                batch.refuse(conn, format!("refused: {e}"), "malformed_sync");
             }
         }
     }
 
     /// The record of a task document created by the changes just accepted.
     fn new_task_record(&self) -> Option<DocRecord> {
-        let task = TaskDoc::from_automerge(self.sync.doc().clone()).ok()?;
-        let meta = task.meta();
+        let meta = read_meta_of(self.sync.doc()).ok()?;
         Some(DocRecord {
             id: self.id.to_string(),
             kind: DocKind::Task,
