@@ -62,25 +62,26 @@ impl IntoResponse for ApiError {
 
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
-        let (status, code) = match &e {
-            AuthError::Missing => (StatusCode::UNAUTHORIZED, "token_missing"),
-            AuthError::Expired => (StatusCode::UNAUTHORIZED, "token_expired"),
-            AuthError::Invalid(_) => (StatusCode::UNAUTHORIZED, "token_invalid"),
-            AuthError::UnknownUser(_) => (StatusCode::FORBIDDEN, "unknown_user"),
-            AuthError::UserDisabled(_) => (StatusCode::FORBIDDEN, "user_disabled"),
-            AuthError::DeviceRevoked(_) => (StatusCode::FORBIDDEN, "device_revoked"),
-            AuthError::NoAccess => (StatusCode::FORBIDDEN, "no_access"),
-            AuthError::NotAdmin => (StatusCode::FORBIDDEN, "not_admin"),
+        let status = match &e {
+            AuthError::Missing | AuthError::Expired | AuthError::Invalid(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            AuthError::UnknownUser(_)
+            | AuthError::UserDisabled(_)
+            | AuthError::DeviceRevoked(_)
+            | AuthError::NoAccess
+            | AuthError::NotAdmin => StatusCode::FORBIDDEN,
             AuthError::Keys(detail) => {
                 tracing::error!(%detail, "identity provider keys unavailable");
                 return ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "keys_unavailable",
+                    e.code(),
                     "tokens cannot be checked right now",
                 );
             }
             AuthError::Db(db) => return ApiError::internal(db),
         };
+        let code = e.code();
         let message = match &e {
             // Say why a token failed in the log, not to the caller.
             AuthError::Invalid(detail) => {

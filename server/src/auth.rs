@@ -76,6 +76,24 @@ pub enum AuthError {
     Db(#[from] DbError),
 }
 
+impl AuthError {
+    /// The stable code this refusal goes by, in HTTP error bodies and audit records.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "token_missing",
+            AuthError::Expired => "token_expired",
+            AuthError::Invalid(_) => "token_invalid",
+            AuthError::UnknownUser(_) => "unknown_user",
+            AuthError::UserDisabled(_) => "user_disabled",
+            AuthError::DeviceRevoked(_) => "device_revoked",
+            AuthError::NoAccess => "no_access",
+            AuthError::NotAdmin => "not_admin",
+            AuthError::Keys(_) => "keys_unavailable",
+            AuthError::Db(_) => "internal",
+        }
+    }
+}
+
 /// Why the signing key could not be read or made.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {

@@ -85,7 +85,7 @@ impl AppState {
         {
             let record = AuditRecord {
                 kind: "refused_token",
-                detail: format!("{}: {e}", ws::describe(e)),
+                detail: format!("{}: {e}", e.code()),
                 ..AuditRecord::default()
             };
             if let Err(db) = self.db.audit(record, now_ms()).await {

@@ -6,7 +6,7 @@
 //! bounded queue, and a connection that cannot keep up is dropped rather than allowed to grow.
 
 use crate::AppState;
-use crate::auth::{AuthError, Session};
+use crate::auth::Session;
 use crate::hub::{Conn, EphemeralRelay, Outbound};
 use crate::now_ms;
 use axum::body::Bytes;
@@ -346,22 +346,6 @@ fn close_frame(code: u16, reason: &'static str) -> WsMessage {
         code,
         reason: reason.into(),
     }))
-}
-
-/// Tell why a session was refused at the upgrade, for logs.
-pub(crate) fn describe(e: &AuthError) -> &'static str {
-    match e {
-        AuthError::Missing => "missing token",
-        AuthError::Expired => "expired token",
-        AuthError::Invalid(_) => "invalid token",
-        AuthError::UnknownUser(_) => "unknown user",
-        AuthError::UserDisabled(_) => "disabled user",
-        AuthError::DeviceRevoked(_) => "revoked device",
-        AuthError::NoAccess => "no access",
-        AuthError::NotAdmin => "not admin",
-        AuthError::Keys(_) => "identity provider keys unavailable",
-        AuthError::Db(_) => "storage error",
-    }
 }
 
 /// One connection as [`Connections`] tracks it.
