@@ -314,21 +314,7 @@ impl Phone {
             return true;
         };
         let data = message.encode();
-        let message = if empty {
-            Message::Request {
-                sender_id: peer,
-                target_id: server,
-                document_id: id,
-                data,
-            }
-        } else {
-            Message::Sync {
-                sender_id: peer,
-                target_id: server,
-                document_id: id,
-                data,
-            }
-        };
+        let message = Message::sync_round(empty, peer, server, id, data);
         self.socket
             .send(WsMessage::Binary(message.encode().into()))
             .await

@@ -4,7 +4,7 @@
 
 use super::{Connection, Settings, Shared};
 use crate::sync::handshake::{join, read_peer};
-use crate::sync::{DocumentId, Message, PeerId, PeerMetadata};
+use crate::sync::{Message, PeerId, PeerMetadata};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
@@ -269,27 +269,13 @@ struct Link {
 
 impl Link {
     fn frame(&self, message: super::state::Outgoing) -> WsMessage {
-        let (sender_id, target_id, document_id, data): (_, _, DocumentId, _) = (
+        let message = Message::sync_round(
+            message.request,
             self.me.clone(),
             self.server.clone(),
             message.doc,
             message.data,
         );
-        let message = if message.request {
-            Message::Request {
-                sender_id,
-                target_id,
-                document_id,
-                data,
-            }
-        } else {
-            Message::Sync {
-                sender_id,
-                target_id,
-                document_id,
-                data,
-            }
-        };
         WsMessage::Binary(message.encode().into())
     }
 }

@@ -102,6 +102,32 @@ impl From<minicbor::decode::Error> for DecodeError {
 }
 
 impl Message {
+    /// A sync round for `document_id`: `request` when the sender holds nothing of the document
+    /// yet (it asks to be sent it), `sync` otherwise.
+    pub fn sync_round(
+        request: bool,
+        sender_id: PeerId,
+        target_id: PeerId,
+        document_id: DocumentId,
+        data: Vec<u8>,
+    ) -> Message {
+        if request {
+            Message::Request {
+                sender_id,
+                target_id,
+                document_id,
+                data,
+            }
+        } else {
+            Message::Sync {
+                sender_id,
+                target_id,
+                document_id,
+                data,
+            }
+        }
+    }
+
     /// The `type` field on the wire.
     pub fn kind(&self) -> &str {
         match self {
@@ -425,29 +451,13 @@ impl Fields {
                 target_id: self.target_id,
                 message: self.message.unwrap_or_default(),
             },
-            "request" | "sync" => {
-                let (sender_id, target_id, document_id, data) = (
-                    need(self.sender_id, "senderId")?,
-                    need(self.target_id, "targetId")?,
-                    doc(self.document_id)?,
-                    data(self.data)?,
-                );
-                if kind == "request" {
-                    Message::Request {
-                        sender_id,
-                        target_id,
-                        document_id,
-                        data,
-                    }
-                } else {
-                    Message::Sync {
-                        sender_id,
-                        target_id,
-                        document_id,
-                        data,
-                    }
-                }
-            }
+            "request" | "sync" => Message::sync_round(
+                kind == "request",
+                need(self.sender_id, "senderId")?,
+                need(self.target_id, "targetId")?,
+                doc(self.document_id)?,
+                data(self.data)?,
+            ),
             "doc-unavailable" => Message::DocUnavailable {
                 sender_id: need(self.sender_id, "senderId")?,
                 target_id: need(self.target_id, "targetId")?,

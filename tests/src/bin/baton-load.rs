@@ -200,21 +200,7 @@ impl Device {
         };
         let (sender_id, target_id, data) =
             (self.peer.clone(), self.server.clone(), message.encode());
-        let message = if empty {
-            Message::Request {
-                sender_id,
-                target_id,
-                document_id: id,
-                data,
-            }
-        } else {
-            Message::Sync {
-                sender_id,
-                target_id,
-                document_id: id,
-                data,
-            }
-        };
+        let message = Message::sync_round(empty, sender_id, target_id, id, data);
         self.socket
             .send(WsMessage::Binary(message.encode().into()))
             .await
