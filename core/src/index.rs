@@ -16,7 +16,9 @@ use crate::ids::{Role, UnitId, UserId};
 use crate::sync::DocumentId;
 use crate::template::TemplateRef;
 use crate::time::Millis;
-use automerge::{ActorId, Automerge, ObjType, ROOT, ReadDoc, transaction::Transactable};
+use automerge::{
+    ActorId, Automerge, ChangeHash, ObjType, ROOT, ReadDoc, transaction::Transactable,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -182,8 +184,17 @@ pub fn read(doc: &Automerge) -> Result<UnitIndex, IndexError> {
 
 /// Whether a document declares itself a unit index (without reading the rest).
 pub fn is_index(doc: &Automerge) -> bool {
+    is_index_at(doc, None)
+}
+
+/// Whether a document declared itself a unit index as it stood at `heads` (now, without them).
+pub fn is_index_at(doc: &Automerge, heads: Option<&[ChangeHash]>) -> bool {
+    let kind = match heads {
+        Some(heads) => doc.get_at(ROOT, "type", heads),
+        None => doc.get(ROOT, "type"),
+    };
     matches!(
-        doc.get(ROOT, "type"),
+        kind,
         Ok(Some((automerge::Value::Scalar(s), _))) if s.as_str() == Some(INDEX_TYPE)
     )
 }

@@ -137,12 +137,6 @@ pub fn validate_changes(
 /// keeps each task's decoded events in memory holds them. They stand for what the author of a
 /// change saw whenever the change was written on top of everything in `before`, so `before` is
 /// never read again. Without them they are read from `before`, once, when needed.
-///
-/// Only the new changes and the objects they create are read: the changes' operations show that
-/// they do nothing but add new items to `events` and fill them; the new events are read from
-/// those items alone. A change written without having seen all of `before` (offline work
-/// arriving after concurrent changes) is judged against the document as it stood at the
-/// change's dependencies, read in full.
 pub fn validate_changes_with(
     before: &Automerge,
     after: &Automerge,
@@ -152,12 +146,52 @@ pub fn validate_changes_with(
     now: Millis,
     limits: &Limits,
 ) -> Result<Vec<Event>, ValidationError> {
-    let before_heads = before.get_heads();
-    let changes = after.get_changes(&before_heads);
+    let before = before.get_heads();
+    let changes = after.get_changes(&before);
+    let applied = Applied {
+        before: &before,
+        after,
+        changes: &changes,
+    };
+    validate_applied(&applied, known, auth, templates, now, limits)
+}
+
+/// A document with a set of changes just applied: everything validation reads.
+#[derive(Clone, Copy, Debug)]
+pub struct Applied<'a> {
+    /// The document's heads before the changes.
+    pub before: &'a [ChangeHash],
+    /// The document with the changes.
+    pub after: &'a Automerge,
+    /// The changes: everything in `after` that is not in `before`, in causal order.
+    pub changes: &'a [automerge::Change],
+}
+
+/// Check the changes of `applied`. Returns the new events, in fold order. `known` as for
+/// [`validate_changes_with`].
+///
+/// Only the new changes and the objects they create are read: the changes' operations show that
+/// they do nothing but add new items to `events` and fill them; the new events are read from
+/// those items alone. A change written without having seen all of `before` (offline work
+/// arriving after concurrent changes) is judged against the document as it stood at the
+/// change's dependencies, read in full.
+pub fn validate_applied(
+    applied: &Applied<'_>,
+    known: Option<&[Event]>,
+    auth: &AuthContext,
+    templates: &TemplateRegistry,
+    now: Millis,
+    limits: &Limits,
+) -> Result<Vec<Event>, ValidationError> {
+    let Applied {
+        before: before_heads,
+        after,
+        changes,
+    } = *applied;
     if changes.is_empty() {
         return Ok(Vec::new());
     }
-    if index::is_index(before) || index::is_index(after) {
+    if index::is_index_at(after, Some(before_heads)) || index::is_index(after) {
         return if auth.system {
             Ok(Vec::new())
         } else {
@@ -173,15 +207,15 @@ pub fn validate_changes_with(
 
     let creating = before_heads.is_empty();
     if creating {
-        check_creation(&changes)?;
+        check_creation(changes)?;
     }
     let events_list = events_list(after);
     let mut appended = Vec::with_capacity(changes.len());
     for (i, change) in changes.iter().enumerate() {
         let lays_out = creating && i == 0;
         appended.push(appended_items(
-            before,
             after,
+            before_heads,
             change,
             events_list.as_ref(),
             lays_out,
@@ -235,12 +269,12 @@ pub fn validate_changes_with(
     let mut added_by: Vec<Option<Vec<Event>>> = vec![None; changes.len()];
     for (i, (change, items)) in changes.iter().zip(appended).enumerate() {
         let added = read_items(after, change, events_list.as_ref(), items)?;
-        let seen = match saw_all_of_before(change, &changes, &batch, &before_heads, &added_by) {
+        let seen = match saw_all_of_before(change, changes, &batch, before_heads, &added_by) {
             Some(ancestors) => {
                 let base = match &mut before_events {
                     Some(events) => events,
                     None => before_events.insert(Cow::Owned(
-                        doc::read_events(before, None)
+                        doc::read_events(after, Some(before_heads))
                             .map_err(|e| ValidationError::NotATask {
                                 problem: e.to_string(),
                             })?
@@ -310,8 +344,8 @@ struct Item {
 /// operation inserts a new item into `events` or writes inside an object the same change created
 /// there. `lays_out` allows anything else in the change that creates the document.
 fn appended_items(
-    before: &Automerge,
     after: &Automerge,
+    before: &[ChangeHash],
     change: &automerge::Change,
     events: Option<&ObjId>,
     lays_out: bool,
@@ -330,7 +364,7 @@ fn appended_items(
         let made = matches!(op.action, legacy::OpType::Make(_));
         let target = match &op.obj {
             legacy::ObjectId::Root if lays_out => None,
-            legacy::ObjectId::Root => return Err(root_key_changed(before, &op.key)),
+            legacy::ObjectId::Root => return Err(root_key_changed(after, before, &op.key)),
             legacy::ObjectId::Id(obj) => Some(obj),
         };
         match target {
@@ -365,13 +399,19 @@ fn same_object(list: &ObjId, obj: &legacy::OpId) -> bool {
     matches!(list, ObjId::Id(counter, actor, _) if *counter == obj.counter() && actor == obj.actor())
 }
 
-/// The problem with a write to the root of a task.
-fn root_key_changed(before: &Automerge, key: &legacy::Key) -> ValidationError {
+/// The problem with a write to the root of a task (`before`: the heads it was written against).
+fn root_key_changed(
+    after: &Automerge,
+    before: &[ChangeHash],
+    key: &legacy::Key,
+) -> ValidationError {
     match key {
         legacy::Key::Map(key) if key.as_str() == EVENTS => {
             not_an_append("an existing event was changed or removed")
         }
-        legacy::Key::Map(key) if matches!(before.get(ROOT, key.as_str()), Ok(Some(_))) => {
+        legacy::Key::Map(key)
+            if matches!(after.get_at(ROOT, key.as_str(), before), Ok(Some(_))) =>
+        {
             not_an_append(format!("`{key}` was changed"))
         }
         _ => not_an_append("top-level fields were added or removed"),

@@ -22,7 +22,7 @@ use baton_core::Event;
 use baton_core::doc::{read_events, read_meta_of};
 use baton_core::index::{self, IndexedTask, RosterEntry};
 use baton_core::sync::{DocSync, DocumentId, ReceiveError};
-use baton_core::validate::{Limits, ValidationError, validate_changes_with};
+use baton_core::validate::{Limits, ValidationError, validate_applied};
 use baton_core::{TaskDoc, TemplateRegistry, fold};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -520,7 +520,7 @@ impl DocActor {
                 }
             }
             if let Err(e) = self.handle(cmds).await {
-                tracing::error!(doc = %self.id, error = %e, "storing changes failed; the document is dropped from memory");
+                tracing::error!(doc = %self.id, error = %e, "the document is dropped from memory");
                 for conn in self.conns.values() {
                     conn.send(Outbound::Error {
                         doc: Some(self.id),
@@ -585,6 +585,12 @@ impl DocActor {
         for done in batch.local_done {
             let _ = done.send(Ok(()));
         }
+        if self.sync.is_poisoned() {
+            return Err(HubError::Doc(
+                self.id,
+                "refused changes could not be taken back out of the document".to_owned(),
+            ));
+        }
         let outgoing = self.sync.generate_all();
         tracing::debug!(doc = %self.id, changes = batch.changes.len(), messages = outgoing.len(), "batch");
         for (key, data) in outgoing {
@@ -620,13 +626,13 @@ impl DocActor {
         let session = &conn.session;
         let known = self.events.as_deref();
         let mut accepted = Vec::new();
-        let result = self.sync.receive(&key, data, |before, after| {
+        let result = self.sync.receive(&key, data, |applied| {
             // The roles the sender holds on this document's unit, and only those.
             let unit = known_unit
                 .clone()
-                .or_else(|| read_meta_of(after).ok().map(|meta| meta.unit));
+                .or_else(|| read_meta_of(applied.after).ok().map(|meta| meta.unit));
             let auth = session.auth_context_on(unit.as_ref());
-            accepted = validate_changes_with(before, after, known, &auth, templates, now, limits)?;
+            accepted = validate_applied(applied, known, &auth, templates, now, limits)?;
             Ok(())
         });
         if let (Ok(_), Some(events)) = (&result, self.events.as_mut()) {

@@ -2,13 +2,15 @@
 # Runs the load generator against Baton (SQLite, release build) and against the stock
 # automerge-repo sync server, with the same settings, on 127.0.0.1. Prints one JSON line each.
 #
-#   tests/bench/load.sh [devices] [rate] [seconds] [per_task]
+#   tests/bench/load.sh [devices] [rate] [seconds] [per_task] [ingest] [ingest_batch]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 devices=${1:-1000}
 rate=${2:-1000}
 seconds=${3:-10}
 per_task=${4:-4}
+ingest=${5:-0}
+ingest_batch=${6:-1}
 target_dir=${CARGO_TARGET_DIR:-target}
 
 cargo build --release --locked -q -p baton-e2e --bin baton-load --bin baton-server-e2e
@@ -19,7 +21,8 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
 run() { # label target url pid [extra...]
   "$target_dir/release/baton-load" --label "$1" --target "$2" --url "$3" --server-pid "$4" \
-    --devices "$devices" --rate "$rate" --seconds "$seconds" --per-task "$per_task" "${@:5}"
+    --devices "$devices" --rate "$rate" --seconds "$seconds" --per-task "$per_task" \
+    --ingest "$ingest" --ingest-batch "$ingest_batch" "${@:5}"
 }
 
 BATON_LOG=warn "$target_dir/release/baton-server-e2e" serve --demo \

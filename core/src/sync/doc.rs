@@ -1,9 +1,10 @@
 //! One document and the sync state of every peer syncing it, with a gate on incoming changes.
 //!
-//! Incoming sync messages are applied to a copy of the document first. If they carry changes,
-//! the caller's `accept` check (Baton's [`crate::validate`]) sees the document before and after;
-//! only if it agrees does the copy replace the document and the sender's sync state advance.
-//! A refused message leaves the document and every sync state exactly as they were.
+//! Incoming sync messages are applied to the document, and if they carried changes the caller's
+//! `accept` check (Baton's [`crate::validate`]) sees them applied; only if it agrees does the
+//! sender's sync state advance. A refused message is taken back out: the document is rebuilt
+//! from its history up to the heads it had before (refusals are rare, so the common path pays
+//! for no copy), and it and every sync state are exactly as they were.
 //!
 //! The caller persists [`Received::changes`] **before** calling [`DocSync::generate`] for any
 //! peer, so no peer is ever told about heads that are not yet durable.
@@ -13,9 +14,10 @@
 //! same heads): those heads are the peer's acknowledgment that its changes are stored.
 
 use super::message::PeerId;
+use crate::validate::Applied;
 use automerge::sync::{self, SyncDoc};
-use automerge::{Automerge, Change};
-use std::collections::BTreeMap;
+use automerge::{Automerge, Change, ChangeHash};
+use std::collections::{BTreeMap, HashMap};
 
 /// What applying a sync message did.
 #[derive(Debug, Default)]
@@ -72,6 +74,18 @@ fn next_message(doc: &Automerge, peer: &mut PeerState) -> Option<Vec<u8>> {
 pub struct DocSync {
     doc: Automerge,
     peers: BTreeMap<PeerId, PeerState>,
+    /// Refused changes could not be taken back out: nothing is sent or taken any more.
+    poisoned: bool,
+}
+
+/// The changes a sync message carries, by hash; `None` if one of its chunks is not a single
+/// change (a compressed document chunk), so the document must be asked instead.
+fn carried(message: &sync::Message) -> Option<HashMap<ChangeHash, Change>> {
+    message
+        .changes
+        .iter()
+        .map(|chunk| Change::try_from(chunk).ok().map(|c| (c.hash(), c)))
+        .collect()
 }
 
 impl DocSync {
@@ -79,7 +93,16 @@ impl DocSync {
         DocSync {
             doc,
             peers: BTreeMap::new(),
+            poisoned: false,
         }
+    }
+
+    /// Whether refused changes could not be taken back out of the document (it cannot happen
+    /// unless Automerge fails to rebuild its own history). A poisoned document holds changes
+    /// nobody accepted: it sends and takes nothing more, and its owner must drop it and load it
+    /// again from storage, which never saw them.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
     }
 
     pub fn doc(&self) -> &Automerge {
@@ -111,7 +134,7 @@ impl DocSync {
         &mut self,
         peer: &PeerId,
         data: &[u8],
-        accept: impl FnOnce(&Automerge, &Automerge) -> Result<(), E>,
+        accept: impl FnOnce(&Applied<'_>) -> Result<(), E>,
     ) -> Result<Received, ReceiveError<E>> {
         let message =
             sync::Message::decode(data).map_err(|e| ReceiveError::Malformed(e.to_string()))?;
@@ -119,7 +142,7 @@ impl DocSync {
             .peers
             .entry(peer.clone())
             .or_insert_with(PeerState::fresh);
-        if entry.blocked {
+        if entry.blocked || self.poisoned {
             return Err(ReceiveError::Blocked);
         }
         let mut state = entry.sync.clone();
@@ -131,21 +154,62 @@ impl DocSync {
             return Ok(Received::default());
         }
         let before = self.doc.get_heads();
-        let mut candidate = self.doc.clone();
-        candidate
-            .receive_sync_message(&mut state, message)
-            .map_err(|e| ReceiveError::Apply(e.to_string()))?;
-        let changes = candidate.get_changes(&before);
-        if !changes.is_empty()
-            && let Err(refusal) = accept(&self.doc, &candidate)
-        {
-            entry.blocked = true;
-            return Err(ReceiveError::Refused(refusal));
+        let carried = carried(&message);
+        let applied = self.doc.receive_sync_message(&mut state, message);
+        let changes = self.changes_since(&before, carried);
+        let verdict = match applied {
+            Err(e) => Err(ReceiveError::Apply(e.to_string())),
+            Ok(()) if changes.is_empty() => Ok(()),
+            Ok(()) => accept(&Applied {
+                before: &before,
+                after: &self.doc,
+                changes: &changes,
+            })
+            .map_err(ReceiveError::Refused),
+        };
+        let Some(entry) = self.peers.get_mut(peer) else {
+            return Err(ReceiveError::Blocked);
+        };
+        match verdict {
+            Ok(()) => {
+                entry.sync = state;
+                entry.owed_ack = !changes.is_empty();
+                Ok(Received { changes })
+            }
+            Err(refusal) => {
+                entry.blocked = matches!(refusal, ReceiveError::Refused(_));
+                if !changes.is_empty() {
+                    self.take_back(&before);
+                }
+                Err(refusal)
+            }
         }
-        self.doc = candidate;
-        entry.sync = state;
-        entry.owed_ack = !changes.is_empty();
-        Ok(Received { changes })
+    }
+
+    /// The changes applied since `before`, in causal order as the document has them: from the
+    /// message's own bytes when it carried them all (rebuilding a change from the document costs
+    /// a walk over its operations).
+    fn changes_since(
+        &self,
+        before: &[ChangeHash],
+        carried: Option<HashMap<ChangeHash, Change>>,
+    ) -> Vec<Change> {
+        let new = self.doc.get_changes_meta(before);
+        carried
+            .and_then(|mut carried| new.iter().map(|m| carried.remove(&m.hash)).collect())
+            .unwrap_or_else(|| self.doc.get_changes(before))
+    }
+
+    /// Rebuild the document as it stood at `before`, dropping what a refused message added.
+    fn take_back(&mut self, before: &[ChangeHash]) {
+        let actor = self.doc.get_actor().clone();
+        match self.doc.fork_at(before) {
+            Ok(mut doc) => {
+                doc.set_actor(actor);
+                self.doc = doc;
+            }
+            Err(_) => self.poisoned = true,
+        }
     }
 
     /// Change the document locally (the server's own events). Returns the new changes, to be
@@ -159,12 +223,18 @@ impl DocSync {
 
     /// The next sync message for `peer`, if it needs one.
     pub fn generate(&mut self, peer: &PeerId) -> Option<Vec<u8>> {
+        if self.poisoned {
+            return None;
+        }
         let state = self.peers.get_mut(peer).filter(|p| !p.blocked)?;
         next_message(&self.doc, state)
     }
 
     /// The next sync message for every peer that needs one.
     pub fn generate_all(&mut self) -> Vec<(PeerId, Vec<u8>)> {
+        if self.poisoned {
+            return Vec::new();
+        }
         let doc = &self.doc;
         self.peers
             .iter_mut()

@@ -7,7 +7,11 @@
 //!   until every one of them holds it;
 //! - propagation: a write on one device → visible on another device syncing the same task,
 //!   p50/p99, at a target rate of changes per second;
-//! - sustained changes/s: changes the server acknowledged (its heads included them) per second.
+//! - sustained changes/s: changes the server acknowledged (its heads included them) per second;
+//! - ingest (`--ingest N`): every writing device prepares N changes offline, then all of them send
+//!   their changes as fast as the connection takes them, `--ingest-batch` changes per sync message;
+//!   the changes acknowledged per second, from the first send to the last acknowledgment. The
+//!   messages are built before the clock starts, so the figure is the server's, not the generator's.
 //!
 //! Every write is a valid Baton event (a note on a task), so both servers carry the same data.
 //! Only ever point it at 127.0.0.1.
@@ -61,6 +65,12 @@ struct Args {
     /// The server's process id, to read its memory from /proc.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Changes each writing device sends in the ingest phase (0: no ingest phase).
+    #[arg(long, default_value_t = 0)]
+    ingest: usize,
+    /// Changes per sync message in the ingest phase.
+    #[arg(long, default_value_t = 1)]
+    ingest_batch: usize,
     /// A label for the report.
     #[arg(long, default_value = "")]
     label: String,
@@ -81,6 +91,10 @@ enum Report {
     Acked,
     /// This device now holds the document it was asked to open.
     Opened(DocumentId, Instant),
+    /// This device built its ingest messages.
+    Prepared,
+    /// The server acknowledged this many more of this device's ingest changes.
+    IngestAcked(usize),
 }
 
 /// Commands to a device.
@@ -90,6 +104,11 @@ enum Command {
     /// Hold this new document (written by this device) and sync it to the server.
     Adopt(DocumentId, Box<Automerge>),
     Write(DocumentId),
+    /// Write this many changes offline and build the sync messages that carry them, this many
+    /// changes to a message.
+    Prepare(DocumentId, usize, usize),
+    /// Send the prepared messages.
+    Go,
     Stop,
 }
 
@@ -105,6 +124,16 @@ struct Device {
     unacked: Vec<ChangeHash>,
     written: Written,
     reports: mpsc::UnboundedSender<Report>,
+    ingest: Option<Ingest>,
+}
+
+/// One device's ingest phase: its changes in order, and the messages that carry them.
+struct Ingest {
+    doc: DocumentId,
+    /// Position of each change in the order it was written, from 1.
+    position: HashMap<ChangeHash, usize>,
+    frames: Vec<Vec<u8>>,
+    acked: usize,
 }
 
 /// The process-wide hybrid clock of every simulated device: each stamp is greater than every
@@ -187,7 +216,98 @@ impl Device {
             unacked: Vec::new(),
             written,
             reports,
+            ingest: None,
         })
+    }
+
+    /// Write `count` notes to `id` offline and build one sync message per `batch` of them, each
+    /// announcing the device's heads after its changes and the heads before them as the last sync,
+    /// the way a device that had synced up to there would send them.
+    fn prepare(&mut self, id: DocumentId, count: usize, batch: usize) {
+        let Some((doc, _)) = self.docs.get(&id) else {
+            return;
+        };
+        let start = doc.get_heads();
+        for _ in 0..count {
+            self.write(id);
+        }
+        self.unacked.clear();
+        self.written.lock().expect("written").clear();
+        let Some((doc, _)) = self.docs.get(&id) else {
+            return;
+        };
+        let changes = doc.get_changes(&start);
+        let position = changes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.hash(), i + 1))
+            .collect();
+        let mut last_sync = start;
+        let frames = changes
+            .chunks(batch.max(1))
+            .map(|chunk| {
+                let heads = vec![chunk[chunk.len() - 1].hash()];
+                let message = sync::Message {
+                    heads: heads.clone(),
+                    need: Vec::new(),
+                    have: vec![sync::Have {
+                        last_sync: std::mem::replace(&mut last_sync, heads),
+                        bloom: sync::BloomFilter::default(),
+                    }],
+                    changes: chunk
+                        .iter()
+                        .map(|c| c.raw_bytes().to_vec())
+                        .collect::<Vec<_>>()
+                        .into(),
+                    flags: None,
+                    version: sync::MessageVersion::V1,
+                };
+                let data = message.encode();
+                Message::sync_round(false, self.peer.clone(), self.server.clone(), id, data)
+                    .encode()
+            })
+            .collect();
+        self.ingest = Some(Ingest {
+            doc: id,
+            position,
+            frames,
+            acked: 0,
+        });
+        let _ = self.reports.send(Report::Prepared);
+    }
+
+    async fn go(&mut self) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+        let frames = self
+            .ingest
+            .as_mut()
+            .map(|i| std::mem::take(&mut i.frames))
+            .unwrap_or_default();
+        for frame in frames {
+            self.socket.feed(WsMessage::Binary(frame.into())).await?;
+        }
+        self.socket.flush().await
+    }
+
+    /// Count the ingest changes the server's heads now cover (each change depends on the one
+    /// before, so the newest one covered says how many are).
+    fn on_ingest_reply(&mut self, data: &[u8]) {
+        let (Some(ingest), Ok(message)) = (self.ingest.as_mut(), sync::Message::decode(data))
+        else {
+            return;
+        };
+        let covered = message
+            .heads
+            .iter()
+            .filter_map(|h| ingest.position.get(h))
+            .max()
+            .copied()
+            .unwrap_or(0);
+        if covered > ingest.acked {
+            let _ = self
+                .reports
+                .send(Report::IngestAcked(covered - ingest.acked));
+            ingest.acked = covered;
+        }
     }
 
     async fn offer(&mut self, id: DocumentId) -> Result<(), tokio_tungstenite::tungstenite::Error> {
@@ -301,6 +421,10 @@ impl Device {
                         self.write(id);
                         if self.offer(id).await.is_err() { return; }
                     }
+                    Some(Command::Prepare(id, count, batch)) => self.prepare(id, count, batch),
+                    Some(Command::Go) => {
+                        if self.go().await.is_err() { return; }
+                    }
                     Some(Command::Stop) | None => {
                         let _ = self.socket.close(None).await;
                         return;
@@ -309,6 +433,11 @@ impl Device {
                 frame = self.socket.next() => match frame {
                     Some(Ok(WsMessage::Binary(bytes))) => {
                         if let Ok(Message::Sync { document_id, data, .. }) = Message::decode(&bytes) {
+                            if self.ingest.as_ref().is_some_and(|i| i.doc == document_id) {
+                                // The device's own sync state does not know what it sent.
+                                self.on_ingest_reply(&data);
+                                continue;
+                            }
                             self.on_sync(document_id, &data);
                             if self.offer(document_id).await.is_err() { return; }
                         }
@@ -522,7 +651,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             report = reports.recv() => match report {
                 Some(Report::Seen(d)) => seen.push(d),
                 Some(Report::Acked) => acked += 1,
-                Some(Report::Opened(..)) => {}
+                Some(_) => {}
                 None => break,
             },
         }
@@ -535,6 +664,37 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             seen.push(d);
         }
     }
+
+    // 4. Ingest: the first device of each task sends a prepared burst of changes.
+    let mut ingest = None;
+    if args.ingest > 0 {
+        for (g, id) in task_ids.iter().enumerate() {
+            senders[g * per_task]
+                .send(Command::Prepare(*id, args.ingest, args.ingest_batch))
+                .await?;
+        }
+        wait_for(&mut reports, groups, |r| matches!(r, Report::Prepared)).await;
+        let total = groups * args.ingest;
+        let started = Instant::now();
+        for g in 0..groups {
+            senders[g * per_task].send(Command::Go).await?;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        let mut done = 0;
+        while done < total {
+            match tokio::time::timeout_at(deadline, reports.recv()).await {
+                Ok(Some(Report::IngestAcked(n))) => done += n,
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let took = started.elapsed();
+        if done < total {
+            eprintln!("ingest: {done} of {total} changes acknowledged before giving up");
+        }
+        ingest = Some((done, took));
+    }
+
     for tx in &senders {
         let _ = tx.try_send(Command::Stop);
     }
@@ -550,7 +710,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     println!(
         "{{\"label\":{:?},\"target\":\"{:?}\",\"devices\":{},\"connect_all_ms\":{:.0},\"connect_p50_ms\":{:.1},\"connect_p99_ms\":{:.1},\
 \"rss_kb_per_idle_connection\":\"{}\",\"fanout_devices\":{},\"fanout_all_current_ms\":{:.0},\
-\"rate_target\":{},\"issued\":{},\"acked_per_s\":{:.0},\"propagation_samples\":{},\"propagation_p50_ms\":{:.1},\"propagation_p99_ms\":{:.1}}}",
+\"rate_target\":{},\"issued\":{},\"acked_per_s\":{:.0},\"propagation_samples\":{},\"propagation_p50_ms\":{:.1},\"propagation_p99_ms\":{:.1},\
+\"ingest_changes\":{},\"ingest_batch\":{},\"ingest_ms\":{:.0},\"ingest_per_s\":{:.0}}}",
         args.label,
         args.target,
         args.devices,
@@ -566,6 +727,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         seen.len(),
         percentile(&seen, 0.5),
         percentile(&seen, 0.99),
+        ingest.map_or(0, |(done, _)| done),
+        args.ingest_batch,
+        ingest.map_or(0.0, |(_, took)| took.as_secs_f64() * 1_000.0),
+        ingest.map_or(0.0, |(done, took)| done as f64 / took.as_secs_f64()),
     );
     Ok(())
 }
