@@ -672,8 +672,12 @@ impl TaskState {
 }
 
 /// Fold a task's events into its state. `events` may be in any order and hold duplicates.
-pub fn fold(template: &Template, meta: &TaskMeta, events: &[Event]) -> TaskState {
-    let mut sorted: Vec<&Event> = events.iter().collect();
+pub fn fold<'a>(
+    template: &Template,
+    meta: &TaskMeta,
+    events: impl IntoIterator<Item = &'a Event>,
+) -> TaskState {
+    let mut sorted: Vec<&Event> = events.into_iter().collect();
     sorted.sort_by(|a, b| {
         a.order_key()
             .cmp(&b.order_key())

@@ -153,7 +153,21 @@ pub fn validate_changes_with(
         after,
         changes: &changes,
     };
+    let known = Known {
+        meta: None,
+        events: known,
+    };
     validate_applied(&applied, known, auth, templates, now, limits)
+}
+
+/// What the caller already knows of a task document as it stood before the changes, as a server
+/// that keeps its open tasks in memory does; validation reads what is not given from the document.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Known<'a> {
+    /// The task's fixed fields (they never change once the task is created).
+    pub meta: Option<&'a TaskMeta>,
+    /// The task's readable events, in any order.
+    pub events: Option<&'a [Event]>,
 }
 
 /// A document with a set of changes just applied: everything validation reads.
@@ -167,8 +181,8 @@ pub struct Applied<'a> {
     pub changes: &'a [automerge::Change],
 }
 
-/// Check the changes of `applied`. Returns the new events, in fold order. `known` as for
-/// [`validate_changes_with`].
+/// Check the changes of `applied`. Returns the new events, in fold order. `known.events` stand
+/// in for the events before the changes as in [`validate_changes_with`].
 ///
 /// Only the new changes and the objects they create are read: the changes' operations show that
 /// they do nothing but add new items to `events` and fill them; the new events are read from
@@ -177,7 +191,7 @@ pub struct Applied<'a> {
 /// change's dependencies, read in full.
 pub fn validate_applied(
     applied: &Applied<'_>,
-    known: Option<&[Event]>,
+    known: Known<'_>,
     auth: &AuthContext,
     templates: &TemplateRegistry,
     now: Millis,
@@ -191,7 +205,9 @@ pub fn validate_applied(
     if changes.is_empty() {
         return Ok(Vec::new());
     }
-    if index::is_index_at(after, Some(before_heads)) || index::is_index(after) {
+    // A known task stays a task: the checks below refuse any change to its top-level fields.
+    let task_before = known.meta.is_some();
+    if !task_before && (index::is_index_at(after, Some(before_heads)) || index::is_index(after)) {
         return if auth.system {
             Ok(Vec::new())
         } else {
@@ -225,11 +241,18 @@ pub fn validate_applied(
         return Err(not_an_append("`events` is not a list"));
     }
 
-    let meta = doc::read_meta_of(after).map_err(|e| ValidationError::NotATask {
-        problem: e.to_string(),
-    })?;
+    let meta = match known.meta {
+        Some(meta) => Cow::Borrowed(meta),
+        None => Cow::Owned(
+            doc::read_meta_of(after).map_err(|e| ValidationError::NotATask {
+                problem: e.to_string(),
+            })?,
+        ),
+    };
     if !auth.system && !auth.units.contains(&meta.unit) {
-        return Err(ValidationError::UnitNotAllowed { unit: meta.unit });
+        return Err(ValidationError::UnitNotAllowed {
+            unit: meta.unit.clone(),
+        });
     }
     let template =
         templates
@@ -264,12 +287,12 @@ pub fn validate_applied(
         .enumerate()
         .map(|(i, c)| (c.hash(), i))
         .collect();
-    let mut before_events: Option<Cow<'_, [Event]>> = known.map(Cow::Borrowed);
+    let mut before_events: Option<Cow<'_, [Event]>> = known.events.map(Cow::Borrowed);
     // The events each change added, once checked.
     let mut added_by: Vec<Option<Vec<Event>>> = vec![None; changes.len()];
     for (i, (change, items)) in changes.iter().zip(appended).enumerate() {
         let added = read_items(after, change, events_list.as_ref(), items)?;
-        let seen = match saw_all_of_before(change, changes, &batch, before_heads, &added_by) {
+        let added = match saw_all_of_before(change, changes, &batch, before_heads, &added_by) {
             Some(ancestors) => {
                 let base = match &mut before_events {
                     Some(events) => events,
@@ -281,23 +304,23 @@ pub fn validate_applied(
                             .events,
                     )),
                 };
-                let mut seen = base.to_vec();
+                let mut seen: Vec<&Event> = base.iter().collect();
                 for a in ancestors {
                     if let Some(Some(events)) = added_by.get(a) {
-                        seen.extend(events.iter().cloned());
+                        seen.extend(events);
                     }
                 }
-                seen
+                check_added(&context, seen, added)?
             }
             None => {
-                doc::read_events(after, Some(change.deps()))
+                let at_deps = doc::read_events(after, Some(change.deps()))
                     .map_err(|e| ValidationError::NotATask {
                         problem: e.to_string(),
                     })?
-                    .events
+                    .events;
+                check_added(&context, at_deps.iter().collect(), added)?
             }
         };
-        let added = check_added(&context, seen, added)?;
         added_by[i] = Some(added);
     }
     let mut accepted: Vec<Event> = added_by.into_iter().flatten().flatten().collect();
@@ -519,7 +542,7 @@ fn saw_all_of_before(
 /// identity, stamp ([`check_event`]); and the task's rules in the state the author saw.
 fn check_added(
     cx: &Context<'_>,
-    seen: Vec<Event>,
+    seen: Vec<&Event>,
     mut added: Vec<Event>,
 ) -> Result<Vec<Event>, ValidationError> {
     {
@@ -538,20 +561,21 @@ fn check_added(
     let mut view = seen;
     for event in &added {
         check_event(&view, event, cx.auth, cx.now, cx.limits)?;
-        let state = fold::fold(cx.template, cx.meta, &view);
+        let state = fold::fold(cx.template, cx.meta, view.iter().copied());
         rules::check(cx.template, &state, event).map_err(|refusal| ValidationError::Refused {
             event: event.id.clone(),
             kind: event.kind(),
             refusal,
         })?;
-        view.push(event.clone());
+        view.push(event);
     }
+    drop(view);
     Ok(added)
 }
 
 /// Identity and stamp checks for one new event.
 fn check_event(
-    view: &[Event],
+    view: &[&Event],
     event: &Event,
     auth: &AuthContext,
     now: Millis,

@@ -9,7 +9,9 @@ use baton_core::event::EventBody;
 use baton_core::sync::handshake::{Handshake, HandshakeError, accept_join, join, read_peer};
 use baton_core::sync::message::{Message, PeerMetadata};
 use baton_core::sync::{DocSync, DocumentId, ReceiveError};
-use baton_core::validate::{Applied, AuthContext, Limits, ValidationError, validate_applied};
+use baton_core::validate::{
+    Applied, AuthContext, Known, Limits, ValidationError, validate_applied,
+};
 use baton_core::{TaskDoc, TemplateRegistry};
 use common::*;
 use proptest::prelude::*;
@@ -388,7 +390,7 @@ impl World {
                     .receive(&format!("phone-{from}"), bytes, |applied| {
                         validate_applied(
                             applied,
-                            None,
+                            Known::default(),
                             &auth,
                             &registry,
                             T0 + 24 * HOUR,

@@ -7,7 +7,8 @@ use baton_core::codec;
 use baton_core::event::{EventBody, FieldValue};
 use baton_core::rules::Refusal;
 use baton_core::validate::{
-    AuthContext, Limits, ValidationError, validate_changes, validate_changes_with,
+    Applied, AuthContext, Known, Limits, ValidationError, validate_applied, validate_changes,
+    validate_changes_with,
 };
 use baton_core::{Hlc, TaskDoc, TemplateRegistry};
 use common::*;
@@ -23,19 +24,40 @@ fn auth(person: &Person) -> AuthContext {
     }
 }
 
+/// The verdict on the changes from `before` to `after`; when `before` is a task, the same verdict
+/// must come when its fixed fields and events are known in advance, as the server knows them.
 fn check(
     before: &Automerge,
     after: &Automerge,
     who: &AuthContext,
 ) -> Result<Vec<baton_core::Event>, ValidationError> {
-    validate_changes(
-        before,
-        after,
-        who,
-        &TemplateRegistry::shipped(),
+    let (templates, now, limits) = (
+        TemplateRegistry::shipped(),
         T0 + 10 * HOUR,
-        &Limits::default(),
-    )
+        Limits::default(),
+    );
+    let verdict = validate_changes(before, after, who, &templates, now, &limits);
+    if let Ok(task) = TaskDoc::from_automerge(before.clone())
+        && let Ok(log) = task.events()
+    {
+        let heads = before.get_heads();
+        let changes = after.get_changes(&heads);
+        let applied = Applied {
+            before: &heads,
+            after,
+            changes: &changes,
+        };
+        let known = Known {
+            meta: Some(task.meta()),
+            events: Some(&log.events),
+        };
+        assert_eq!(
+            validate_applied(&applied, known, who, &templates, now, &limits),
+            verdict,
+            "the same verdict when the task is known in advance"
+        );
+    }
+    verdict
 }
 
 /// A consult created by a nurse, as the server holds it.

@@ -18,11 +18,11 @@ use crate::commit::Committer;
 use crate::db::{AuditRecord, Db, DbError, DocKind, DocRecord, StoredChange};
 use crate::now_ms;
 use automerge::{ActorId, Automerge, Change};
-use baton_core::Event;
 use baton_core::doc::{read_events, read_meta_of};
 use baton_core::index::{self, IndexedTask, RosterEntry};
 use baton_core::sync::{DocSync, DocumentId, ReceiveError};
-use baton_core::validate::{Limits, ValidationError, validate_applied};
+use baton_core::validate::{Known, Limits, ValidationError, validate_applied};
+use baton_core::{Event, TaskMeta};
 use baton_core::{TaskDoc, TemplateRegistry, fold};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -447,6 +447,8 @@ struct DocActor {
     conns: HashMap<u64, Arc<Conn>>,
     /// What the unit index lists for this task: its entry while it is open, nothing once closed.
     listed: Option<IndexedTask>,
+    /// The task's fixed fields, once read (they never change).
+    meta: Option<TaskMeta>,
     /// The task's events, decoded, once something needed them; kept up to date with every
     /// accepted change, so validation and the fold never re-read the document.
     events: Option<Vec<Event>>,
@@ -495,6 +497,7 @@ impl DocActor {
             sync: DocSync::new(doc),
             conns: HashMap::new(),
             listed: None,
+            meta: None,
             events: None,
             unsnapshotted,
         };
@@ -624,7 +627,10 @@ impl DocActor {
         let now = now_ms();
         let known_unit = self.record.as_ref().map(|r| r.unit.clone());
         let session = &conn.session;
-        let known = self.events.as_deref();
+        let known = Known {
+            meta: self.meta.as_ref(),
+            events: self.events.as_deref(),
+        };
         let mut accepted = Vec::new();
         let result = self.sync.receive(&key, data, |applied| {
             // The roles the sender holds on this document's unit, and only those.
@@ -784,15 +790,18 @@ impl DocActor {
     /// The index entry this document should have: a task that is still open, as it stands.
     fn index_entry(&mut self) -> Option<IndexedTask> {
         let doc = self.sync.doc();
-        let meta = read_meta_of(doc).ok()?;
-        let template = self.hub.shared.templates.get(&meta.template)?;
+        if self.meta.is_none() {
+            self.meta = Some(read_meta_of(doc).ok()?);
+        }
         if self.events.is_none() {
             self.events = Some(read_events(doc, None).ok()?.events);
         }
-        let state = fold(template, &meta, self.events.as_deref().unwrap_or_default());
+        let meta = self.meta.as_ref()?;
+        let template = self.hub.shared.templates.get(&meta.template)?;
+        let state = fold(template, meta, self.events.as_deref().unwrap_or_default());
         (!state.status.is_closed()).then(|| IndexedTask {
             acuity: state.acuity,
-            ..IndexedTask::of(&self.id, &meta)
+            ..IndexedTask::of(&self.id, meta)
         })
     }
 }
