@@ -639,3 +639,82 @@ fn accepted_changes_are_always_acknowledged() {
     assert_eq!(ours, theirs);
     assert_eq!(server.doc().get_heads().len(), 2);
 }
+
+impl World {
+    /// Phone `from`'s messages, received by the server as one run.
+    fn deliver_run(&mut self, from: usize, run: &[Vec<u8>]) -> Result<usize, String> {
+        let auth = self.phones[from].auth();
+        let registry = TemplateRegistry::shipped();
+        self.server
+            .receive_all(&format!("phone-{from}"), run, |applied| {
+                validate_applied(
+                    applied,
+                    Known::default(),
+                    &auth,
+                    &registry,
+                    T0 + 24 * HOUR,
+                    &Limits::default(),
+                )
+                .map(|_| ())
+            })
+            .map(|received| received.changes.len())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Phone `from` writes a note and sends what it has, without waiting for an answer.
+    fn note_and_send(&mut self, from: usize, at: i64) -> Vec<u8> {
+        assert!(self.phones[from].act(
+            at,
+            EventBody::Note {
+                text: format!("at {at}")
+            }
+        ));
+        self.phones[from]
+            .sync
+            .generate(&SERVER.to_string())
+            .expect("a message with the new change")
+    }
+}
+
+#[test]
+fn a_run_of_messages_is_applied_and_acknowledged_as_one() {
+    let mut world = World::new(&["nurse"]);
+    world.reconnect_and_settle();
+    let run: Vec<Vec<u8>> = (1..=3)
+        .map(|i| world.note_and_send(0, T0 + i * MINUTE))
+        .collect();
+    assert_eq!(world.deliver_run(0, &run), Ok(3));
+    assert_eq!(World::events(world.server.doc()).len(), 4);
+
+    // One answer acknowledges all three.
+    let ack = world
+        .server
+        .generate(&"phone-0".to_string())
+        .expect("an ack");
+    world.deliver(Some(0), 0, &ack);
+    let mut ours = world.phones[0].sync.doc().get_heads();
+    ours.sort();
+    let mut server = world.server.doc().get_heads();
+    server.sort();
+    assert_eq!(ours, server);
+    assert!(world.server.in_sync_with(&"phone-0".to_string()));
+}
+
+#[test]
+fn one_bad_message_in_a_run_refuses_the_run() {
+    let mut world = World::new(&["nurse"]);
+    world.reconnect_and_settle();
+    let before = world.server.doc().get_heads();
+    let good = world.note_and_send(0, T0 + MINUTE);
+    // The phone's clock runs a day ahead of the server's: its stamp is refused.
+    let bad = world.note_and_send(0, T0 + 72 * HOUR);
+    let result = world.deliver_run(0, &[good, bad]);
+    assert!(result.is_err_and(|e| e.contains("ahead")), "refused");
+    assert_eq!(
+        world.server.doc().get_heads(),
+        before,
+        "nothing of the run kept"
+    );
+    assert_eq!(World::events(world.server.doc()).len(), 1);
+    assert!(world.server.generate(&"phone-0".to_string()).is_none());
+}

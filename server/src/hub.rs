@@ -540,13 +540,25 @@ impl DocActor {
 
     async fn handle(&mut self, cmds: Vec<DocCmd>) -> Result<(), HubError> {
         let mut batch = Batch::default();
-        for cmd in cmds {
+        let mut cmds = cmds.into_iter().peekable();
+        while let Some(cmd) = cmds.next() {
             match cmd {
                 DocCmd::Sync {
                     conn,
                     data,
                     request,
-                } => self.receive(&mut batch, conn, &data, request),
+                } => {
+                    // A peer's messages that queued up one after the other are taken as one.
+                    let mut run = vec![data];
+                    while let Some(DocCmd::Sync { conn: next, .. }) = cmds.peek()
+                        && next.id == conn.id
+                    {
+                        if let Some(DocCmd::Sync { data, .. }) = cmds.next() {
+                            run.push(data);
+                        }
+                    }
+                    self.receive(&mut batch, conn, &run, request);
+                }
                 DocCmd::Ephemeral { conn, relay } => self.relay(&conn, relay),
                 DocCmd::Leave { conn } => {
                     if let Some(conn) = self.conns.remove(&conn) {
@@ -604,8 +616,8 @@ impl DocActor {
         Ok(())
     }
 
-    /// Apply one sync message from `conn`, if it may see this document and its changes are valid.
-    fn receive(&mut self, batch: &mut Batch, conn: Arc<Conn>, data: &[u8], request: bool) {
+    /// Apply sync messages from `conn`, if it may see this document and their changes are valid.
+    fn receive(&mut self, batch: &mut Batch, conn: Arc<Conn>, data: &[Vec<u8>], request: bool) {
         match &self.record {
             Some(record) if !conn.session.may_see(&record.unit) => {
                 // Say nothing about whether it exists.
@@ -632,7 +644,7 @@ impl DocActor {
             events: self.events.as_deref(),
         };
         let mut accepted = Vec::new();
-        let result = self.sync.receive(&key, data, |applied| {
+        let result = self.sync.receive_all(&key, data, |applied| {
             // The roles the sender holds on this document's unit, and only those.
             let unit = known_unit
                 .clone()

@@ -78,13 +78,13 @@ pub struct DocSync {
     poisoned: bool,
 }
 
-/// The changes a sync message carries, by hash; `None` if one of its chunks is not a single
-/// change (a compressed document chunk), so the document must be asked instead.
-fn carried(message: &sync::Message) -> Option<HashMap<ChangeHash, Change>> {
-    message
-        .changes
+/// The changes some sync messages carry, in the order they come; `None` if one of their chunks is
+/// not a single change (a compressed document chunk), so the document must be asked instead.
+fn carried(messages: &[sync::Message]) -> Option<Vec<Change>> {
+    messages
         .iter()
-        .map(|chunk| Change::try_from(chunk).ok().map(|c| (c.hash(), c)))
+        .flat_map(|m| m.changes.iter())
+        .map(|chunk| Change::try_from(chunk).ok())
         .collect()
 }
 
@@ -136,8 +136,24 @@ impl DocSync {
         data: &[u8],
         accept: impl FnOnce(&Applied<'_>) -> Result<(), E>,
     ) -> Result<Received, ReceiveError<E>> {
-        let message =
-            sync::Message::decode(data).map_err(|e| ReceiveError::Malformed(e.to_string()))?;
+        self.receive_all(peer, &[data], accept)
+    }
+
+    /// Apply sync messages `peer` sent one after the other, as one: their changes are applied
+    /// and judged together (one pass over the document instead of one per message), and the
+    /// sender's sync state then takes each message in turn. If `accept` refuses, none of them
+    /// is applied.
+    pub fn receive_all<E, D: AsRef<[u8]>>(
+        &mut self,
+        peer: &PeerId,
+        data: &[D],
+        accept: impl FnOnce(&Applied<'_>) -> Result<(), E>,
+    ) -> Result<Received, ReceiveError<E>> {
+        let messages = data
+            .iter()
+            .map(|d| sync::Message::decode(d.as_ref()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ReceiveError::Malformed(e.to_string()))?;
         let entry = self
             .peers
             .entry(peer.clone())
@@ -146,17 +162,14 @@ impl DocSync {
             return Err(ReceiveError::Blocked);
         }
         let mut state = entry.sync.clone();
-        if message.changes.is_empty() {
-            self.doc
-                .receive_sync_message(&mut state, message)
-                .map_err(|e| ReceiveError::Apply(e.to_string()))?;
-            entry.sync = state;
-            return Ok(Received::default());
-        }
         let before = self.doc.get_heads();
-        let carried = carried(&message);
-        let applied = self.doc.receive_sync_message(&mut state, message);
-        let changes = self.changes_since(&before, carried);
+        let carried = carried(&messages);
+        let applied = self.apply_all(&mut state, messages, carried.as_deref());
+        let changes = if self.doc.get_heads() == before {
+            Vec::new()
+        } else {
+            self.changes_since(&before, carried)
+        };
         let verdict = match applied {
             Err(e) => Err(ReceiveError::Apply(e.to_string())),
             Ok(()) if changes.is_empty() => Ok(()),
@@ -173,7 +186,7 @@ impl DocSync {
         match verdict {
             Ok(()) => {
                 entry.sync = state;
-                entry.owed_ack = !changes.is_empty();
+                entry.owed_ack |= !changes.is_empty();
                 Ok(Received { changes })
             }
             Err(refusal) => {
@@ -186,17 +199,43 @@ impl DocSync {
         }
     }
 
+    /// Apply `messages` to the document and to `state`: when every change they carry is known
+    /// (`carried`), all the changes at once and then each message without them; otherwise each
+    /// message as it is.
+    fn apply_all(
+        &mut self,
+        state: &mut sync::State,
+        messages: Vec<sync::Message>,
+        carried: Option<&[Change]>,
+    ) -> Result<(), automerge::AutomergeError> {
+        if let Some(carried) = carried.filter(|c| !c.is_empty()) {
+            self.doc.apply_changes(carried.iter().cloned())?;
+            for message in messages {
+                let headers = sync::Message {
+                    changes: sync::ChunkList::empty(),
+                    ..message
+                };
+                self.doc.receive_sync_message(state, headers)?;
+            }
+        } else {
+            for message in messages {
+                self.doc.receive_sync_message(state, message)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The changes applied since `before`, in causal order as the document has them: from the
     /// message's own bytes when it carried them all (rebuilding a change from the document costs
     /// a walk over its operations).
-    fn changes_since(
-        &self,
-        before: &[ChangeHash],
-        carried: Option<HashMap<ChangeHash, Change>>,
-    ) -> Vec<Change> {
+    fn changes_since(&self, before: &[ChangeHash], carried: Option<Vec<Change>>) -> Vec<Change> {
         let new = self.doc.get_changes_meta(before);
         carried
-            .and_then(|mut carried| new.iter().map(|m| carried.remove(&m.hash)).collect())
+            .and_then(|carried| {
+                let mut by_hash: HashMap<ChangeHash, Change> =
+                    carried.into_iter().map(|c| (c.hash(), c)).collect();
+                new.iter().map(|m| by_hash.remove(&m.hash)).collect()
+            })
             .unwrap_or_else(|| self.doc.get_changes(before))
     }
 
