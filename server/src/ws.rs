@@ -1,7 +1,8 @@
 //! The WebSocket sync endpoint: `GET /sync`, the automerge-repo protocol over binary frames.
 //!
-//! The token comes at the upgrade (`Authorization: Bearer …`, or `?token=…` for browsers, which
-//! cannot set headers on a WebSocket; the query is never logged). After `join`/`peer`, each
+//! The token comes at the upgrade: `Authorization: Bearer …`, or for browsers, which cannot set
+//! headers on a WebSocket, as the subprotocol `baton.bearer.<token>` offered beside `baton` (the
+//! one the server picks), or `?token=…`. Neither is ever logged. After `join`/`peer`, each
 //! `sync`/`request` goes to its document's actor ([`crate::hub`]); replies come back through a
 //! bounded queue, and a connection that cannot keep up is dropped rather than allowed to grow.
 
@@ -44,14 +45,23 @@ pub(crate) struct TokenQuery {
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
-/// The token at the upgrade: the `Authorization` header first, then `?token=`.
+/// The subprotocol a browser offers with its token, and the one the server answers with.
+pub const SUBPROTOCOL: &str = "baton";
+/// What precedes the token in the subprotocol that carries it.
+pub const TOKEN_SUBPROTOCOL_PREFIX: &str = "baton.bearer.";
+
+/// The token at the upgrade: the `Authorization` header first, then the subprotocol, then
+/// `?token=`.
 pub(crate) fn bearer(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
-    headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned)
-        .or_else(|| query.map(str::to_owned))
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let authorization =
+        header(axum::http::header::AUTHORIZATION).and_then(|v| v.strip_prefix("Bearer "));
+    let subprotocol = header(axum::http::header::SEC_WEBSOCKET_PROTOCOL).and_then(|offered| {
+        offered
+            .split(',')
+            .find_map(|p| p.trim().strip_prefix(TOKEN_SUBPROTOCOL_PREFIX))
+    });
+    authorization.or(subprotocol).or(query).map(str::to_owned)
 }
 
 pub(crate) async fn upgrade(
@@ -65,7 +75,8 @@ pub(crate) async fn upgrade(
         Err(e) => return crate::api::ApiError::from(e).into_response(),
     };
     let limits = app.config.limits.clone();
-    ws.max_message_size(limits.max_message_bytes)
+    ws.protocols([SUBPROTOCOL])
+        .max_message_size(limits.max_message_bytes)
         .max_frame_size(limits.max_message_bytes)
         // Small buffers that grow with large messages: idle connections stay cheap.
         .read_buffer_size(limits.buffer_bytes)

@@ -42,6 +42,7 @@ on_both_backends!(
     roles_count_only_on_the_unit_that_grants_them,
     the_unit_index_follows_acuity_and_closes_with_the_task,
     a_disabled_user_is_cut_off_on_every_device,
+    browsers_pass_the_token_as_a_subprotocol_or_in_the_query,
 );
 
 fn nurse(server: &TestServer, device: &str) -> String {
@@ -760,4 +761,38 @@ async fn a_disabled_user_is_cut_off_on_every_device(backend: Backend) {
         .post("/api/v1/users/nobody/disable", Some(&server.admin_token()))
         .await;
     assert_eq!(status, 404);
+}
+
+async fn browsers_pass_the_token_as_a_subprotocol_or_in_the_query(backend: Backend) {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let server = TestServer::start(backend).await;
+    let token = nurse(&server, "browser-1");
+    let index = index_of(&server, &token, "4W").await;
+    let offer = |token: &str| {
+        let mut request = format!("ws://{}/sync", server.addr())
+            .into_client_request()
+            .unwrap();
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            format!("baton, baton.bearer.{token}").parse().unwrap(),
+        );
+        request
+    };
+
+    // As a subprotocol. The server must answer with `baton`: a browser, like this client,
+    // drops a connection whose offered subprotocols the server ignored.
+    let mut phone = Phone::connect_request(offer(&token)).await.unwrap();
+    assert!(phone.open(index).await.is_some());
+
+    // In the query.
+    let request = format!("ws://{}/sync?token={token}", server.addr())
+        .into_client_request()
+        .unwrap();
+    let mut phone = Phone::connect_request(request).await.unwrap();
+    assert!(phone.open(index).await.is_some());
+
+    // A bad token is refused the same way wherever it comes.
+    let expired = server.token_with("rn.evans", "browser-1", &["nurse"], &["4W"], false, -3_600);
+    let refused = Phone::connect_request(offer(&expired)).await.err().unwrap();
+    assert_eq!(refused.status, 401);
 }
