@@ -2,9 +2,14 @@
 //!
 //! ```text
 //! { schema: 1, type: "baton/unit-index", unit, created,
-//!   tasks:  { <document id>: { url, template: { id, version }, label, acuity, created } },
-//!   roster: { <user id>: { name, roles: [role, ...] } } }
+//!   tasks:    { <document id>: { url, template: { id, version }, label, acuity, created } },
+//!   roster:   { <user id>: { name, roles: [role, ...] } },
+//!   coverage: { zone, rotations: { <role>: { unit, role, anchor, shift, primary, secondary } } } }
 //! ```
+//!
+//! `coverage` is the unit's rotations, so a phone can tell who covers a role at any moment
+//! without the server ([`CoveragePlan::schedule`]); an index written before coverage existed has
+//! none.
 //!
 //! A phone opens its unit's index (the URL comes from `GET /api/v1/me`) and from it every open
 //! task document, so a new device gets the whole worklist from the server alone, and keeps it
@@ -13,12 +18,14 @@
 use crate::codec;
 use crate::doc::{SCHEMA, TaskMeta};
 use crate::ids::{Role, UnitId, UserId};
+use crate::policy::coverage::{Rotation, Schedule, ScheduleError};
 use crate::sync::DocumentId;
 use crate::template::TemplateRef;
 use crate::time::Millis;
 use automerge::{
     ActorId, Automerge, ChangeHash, ObjType, ROOT, ReadDoc, transaction::Transactable,
 };
+use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -27,6 +34,7 @@ use std::collections::BTreeMap;
 pub const INDEX_TYPE: &str = "baton/unit-index";
 const TASKS: &str = "tasks";
 const ROSTER: &str = "roster";
+const COVERAGE: &str = "coverage";
 
 /// One open task as the index lists it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +67,33 @@ pub struct RosterEntry {
     pub roles: Vec<Role>,
 }
 
+/// A unit's coverage plan, as its index carries it for phones.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoveragePlan {
+    /// The unit's IANA time zone (`America/New_York`): shifts start at local wall-clock times.
+    pub zone: String,
+    /// One rotation per role.
+    pub rotations: BTreeMap<Role, Rotation>,
+}
+
+/// Why a coverage plan cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CoverageError {
+    #[error("unknown time zone `{0}`")]
+    Zone(String),
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
+}
+
+impl CoveragePlan {
+    /// The schedule that answers who covers a role when.
+    pub fn schedule(&self) -> Result<Schedule, CoverageError> {
+        let zone = TimeZone::get(&self.zone).map_err(|_| CoverageError::Zone(self.zone.clone()))?;
+        let rotations = self.rotations.values().cloned().collect();
+        Ok(Schedule::new(zone, rotations, Vec::new())?)
+    }
+}
+
 /// An index document, read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnitIndex {
@@ -70,6 +105,9 @@ pub struct UnitIndex {
     /// Open tasks by document id.
     pub tasks: BTreeMap<String, IndexedTask>,
     pub roster: BTreeMap<UserId, RosterEntry>,
+    /// Absent from indexes written before coverage existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<CoveragePlan>,
 }
 
 /// Why an index could not be written or read.
@@ -108,6 +146,7 @@ pub fn create(
         created: now,
         tasks: BTreeMap::new(),
         roster: roster.clone(),
+        coverage: None,
     };
     let fields = json_map(&index)?;
     let mut doc = Automerge::new().with_actor(actor);
@@ -161,6 +200,17 @@ pub fn set_roster(
     };
     doc.transact::<_, _, automerge::AutomergeError>(|tx| {
         let obj = tx.put_object(ROOT, ROSTER, ObjType::Map)?;
+        codec::write_map(tx, &obj, &fields)
+    })
+    .map_err(|f| am(f.error))?;
+    Ok(())
+}
+
+/// Replace the coverage plan.
+pub fn set_coverage(doc: &mut Automerge, coverage: &CoveragePlan) -> Result<(), IndexError> {
+    let fields = json_map(coverage)?;
+    doc.transact::<_, _, automerge::AutomergeError>(|tx| {
+        let obj = tx.put_object(ROOT, COVERAGE, ObjType::Map)?;
         codec::write_map(tx, &obj, &fields)
     })
     .map_err(|f| am(f.error))?;

@@ -5,8 +5,11 @@
 
 use crate::config::Storage;
 use baton_core::ids::{Role, UnitId, UserId};
+use baton_core::index::CoveragePlan;
+use baton_core::policy::coverage::Rotation;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor, Row};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -22,6 +25,8 @@ pub enum DbError {
         path: String,
         source: std::io::Error,
     },
+    #[error("stored {what} cannot be read: {problem}")]
+    Unreadable { what: String, problem: String },
 }
 
 /// Which database the server talks to.
@@ -151,10 +156,12 @@ impl Db {
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             // WAL lets readers run beside the writer; FULL makes every commit
-                            // durable before the server tells anyone about it.
+                            // durable before the server tells anyone about it. Checkpoints run
+                            // beside the commits ([`Db::checkpoint`]), not inside one of them.
                             for pragma in [
                                 "PRAGMA journal_mode = WAL",
                                 "PRAGMA synchronous = FULL",
+                                "PRAGMA wal_autocheckpoint = 0",
                                 "PRAGMA foreign_keys = ON",
                                 "PRAGMA busy_timeout = 10000",
                             ] {
@@ -196,6 +203,19 @@ impl Db {
         self.pool.close().await;
     }
 
+    /// Copy what SQLite's write-ahead log holds into the database file, without waiting for
+    /// readers or writers (nothing to do on Postgres). SQLite would otherwise do this inside
+    /// whichever commit filled the log, and that commit, with every change waiting on it, would
+    /// wait for the copy and its fsync.
+    pub async fn checkpoint(&self) -> Result<(), DbError> {
+        if self.backend == Backend::Sqlite {
+            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
     // --- directory: units, roles, users, memberships, devices ---
 
     pub async fn upsert_unit(&self, id: &str, name: &str, now: i64) -> Result<(), DbError> {
@@ -209,6 +229,82 @@ impl Db {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Set the IANA time zone `unit`'s shifts are counted in.
+    pub async fn set_unit_zone(&self, unit: &str, zone: &str) -> Result<(), DbError> {
+        sqlx::query("UPDATE units SET time_zone = $1 WHERE id = $2")
+            .bind(zone)
+            .bind(unit)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Add or replace the rotation of a role on a unit.
+    pub async fn put_rotation(&self, rotation: &Rotation) -> Result<(), DbError> {
+        let users = |list: &[UserId]| {
+            serde_json::to_string(&list).map_err(|e| DbError::Unreadable {
+                what: "rotation".into(),
+                problem: e.to_string(),
+            })
+        };
+        sqlx::query(
+            "INSERT INTO rotations (unit_id, role_id, anchor, shift, primary_users, secondary_users)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (unit_id, role_id) DO UPDATE SET anchor = excluded.anchor,
+               shift = excluded.shift, primary_users = excluded.primary_users,
+               secondary_users = excluded.secondary_users",
+        )
+        .bind(rotation.unit.as_str())
+        .bind(rotation.role.as_str())
+        .bind(rotation.anchor.to_string())
+        .bind(rotation.shift.to_string())
+        .bind(users(&rotation.primary)?)
+        .bind(users(&rotation.secondary)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// `unit`'s coverage plan: its time zone and its rotations.
+    pub async fn coverage(&self, unit: &str) -> Result<CoveragePlan, DbError> {
+        let zone: String = sqlx::query("SELECT time_zone FROM units WHERE id = $1")
+            .bind(unit)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?
+            .unwrap_or_else(|| "UTC".to_owned());
+        let rows = sqlx::query(
+            "SELECT role_id, anchor, shift, primary_users, secondary_users FROM rotations
+             WHERE unit_id = $1 ORDER BY role_id",
+        )
+        .bind(unit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut rotations = BTreeMap::new();
+        for row in &rows {
+            let role = Role::new(row.try_get::<String, _>(0)?);
+            let unreadable = |problem: String| DbError::Unreadable {
+                what: format!("rotation of {role} on {unit}"),
+                problem,
+            };
+            let users = |column: usize| -> Result<Vec<UserId>, DbError> {
+                serde_json::from_str(&row.try_get::<String, _>(column)?)
+                    .map_err(|e| unreadable(e.to_string()))
+            };
+            let rotation = Rotation {
+                unit: UnitId::new(unit.to_owned()),
+                role: role.clone(),
+                anchor: parse_text(&row.try_get::<String, _>(1)?).map_err(unreadable)?,
+                shift: parse_text(&row.try_get::<String, _>(2)?).map_err(unreadable)?,
+                primary: users(3)?,
+                secondary: users(4)?,
+            };
+            rotations.insert(role, rotation);
+        }
+        Ok(CoveragePlan { zone, rotations })
     }
 
     pub async fn units(&self) -> Result<Vec<(UnitId, String)>, DbError> {
@@ -632,6 +728,14 @@ impl Db {
             })
             .collect()
     }
+}
+
+/// Text read as a `T`, or why it cannot be.
+fn parse_text<T: FromStr>(text: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    text.parse().map_err(|e: T::Err| format!("`{text}`: {e}"))
 }
 
 /// Rows per multi-row `INSERT`, largest first: a batch goes in a few statements of a few distinct

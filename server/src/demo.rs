@@ -1,5 +1,6 @@
-//! `serve --demo`: two units, the people who work on them, and a few live tasks, so a new user can
-//! connect a phone (or any automerge-repo client) and see a worklist at once.
+//! `serve --demo`: two units, the people who work on them, a day/night rotation, and a few live
+//! tasks, so a new user can connect a phone (or any automerge-repo client) and see a worklist at
+//! once.
 //!
 //! Seeding is idempotent: people and units are upserted; tasks are opened only on a unit that has
 //! no index document yet.
@@ -8,6 +9,7 @@ use crate::AppState;
 use crate::db::{DocKind, DocRecord};
 use crate::hub::HubError;
 use crate::now_ms;
+use baton_core::policy::coverage::Rotation;
 use baton_core::sync::DocumentId;
 use baton_core::{Author, HlcClock, NewTask, Subject, TaskDoc};
 
@@ -68,6 +70,23 @@ pub const PEOPLE: [Person; 10] = [
     ("admin", "Baton administrator", &[]),
 ];
 
+/// The demo hospital's time zone.
+pub const ZONE: &str = "America/New_York";
+
+/// When shift 0 of every demo rotation starts (local time): a Monday, 07:00.
+const ROTATION_ANCHOR: &str = "2026-01-05T07:00";
+
+/// The demo's rotations: (unit, role, shift, who covers shifts 0, 1, 2, … in turn). The nurses
+/// alternate days (07:00–19:00) and nights; the charge nurse and the physician cover every shift.
+const ROTATIONS: [(&str, &str, &str, &[&str]); 6] = [
+    ("4W", "nurse", "12h", &["rn.evans", "rn.okafor"]),
+    ("ICU", "nurse", "12h", &["rn.silva", "rn.moreau"]),
+    ("4W", "charge_nurse", "12h", &["cn.patel"]),
+    ("ICU", "charge_nurse", "12h", &["cn.patel"]),
+    ("4W", "physician", "24h", &["dr.fox"]),
+    ("ICU", "physician", "24h", &["dr.fox"]),
+];
+
 /// Live tasks per unit: (unit, template, author, role, subject ref, label, acuity).
 const TASKS: [(&str, &str, &str, &str, &str, &str, &str); 5] = [
     (
@@ -117,8 +136,19 @@ const TASKS: [(&str, &str, &str, &str, &str, &str, &str); 5] = [
     ),
 ];
 
+/// Why the demo data could not be seeded.
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    #[error(transparent)]
+    Hub(#[from] HubError),
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+    #[error("a demo rotation: {0}")]
+    Rotation(String),
+}
+
 /// Seed the demo data.
-pub async fn seed(app: &AppState) -> Result<(), HubError> {
+pub async fn seed(app: &AppState) -> Result<(), SeedError> {
     let db = &app.db;
     let now = now_ms();
     for (id, name) in ROLES {
@@ -132,6 +162,24 @@ pub async fn seed(app: &AppState) -> Result<(), HubError> {
         for (unit, role) in grants {
             db.add_membership(user, unit, role).await?;
         }
+    }
+    for (unit, _) in UNITS {
+        db.set_unit_zone(unit, ZONE).await?;
+    }
+    for (unit, role, shift, primary) in ROTATIONS {
+        let rotation = Rotation {
+            unit: unit.into(),
+            role: role.into(),
+            anchor: ROTATION_ANCHOR
+                .parse()
+                .map_err(|e| SeedError::Rotation(format!("its anchor: {e}")))?,
+            shift: shift
+                .parse()
+                .map_err(|e| SeedError::Rotation(format!("its shift: {e}")))?,
+            primary: primary.iter().map(|u| (*u).into()).collect(),
+            secondary: Vec::new(),
+        };
+        db.put_rotation(&rotation).await?;
     }
     for (unit, _) in UNITS {
         let fresh = db.unit_index(unit).await?.is_none();
@@ -201,7 +249,8 @@ pub fn banner(addr: std::net::SocketAddr, data_dir: &std::path::Path) -> String 
          \n\
          Units: 4W (medical-surgical) and ICU. People: rn.evans, rn.okafor (4W nurses), rn.silva,\n\
          rn.moreau (ICU nurses), cn.patel (charge nurse), dr.fox (physician), ph.nguyen (pharmacist),\n\
-         cm.garcia (case manager), tr.kim (transport), admin.\n\
+         cm.garcia (case manager), tr.kim (transport), admin. Nurses rotate days (07:00-19:00\n\
+         New York time) and nights: rn.evans and rn.okafor on 4W, rn.silva and rn.moreau on ICU.\n\
          \n\
          Issue a token for a phone:\n\
          \x20 baton-server token issue --data-dir {dir} --user rn.evans --device phone-1 --role nurse --unit 4W\n\

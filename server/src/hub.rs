@@ -284,12 +284,21 @@ impl Hub {
         parse_id(&stored)
     }
 
-    /// Rewrite the roster of `unit`'s index from the server's records.
+    /// Bring the roster and coverage on `unit`'s index in line with the server's records
+    /// (writing only what differs, so the index's history grows only with real changes).
     pub async fn refresh_roster(&self, unit: &str) -> Result<(), HubError> {
         let id = self.ensure_unit_index(unit).await?;
         let roster = self.roster(unit).await?;
+        let coverage = self.shared.db.coverage(unit).await?;
         self.change(id, move |doc| {
-            index::set_roster(doc, &roster).map_err(|e| e.to_string())
+            let current = index::read(doc).map_err(|e| e.to_string())?;
+            if current.roster != roster {
+                index::set_roster(doc, &roster).map_err(|e| e.to_string())?;
+            }
+            if current.coverage.as_ref() != Some(&coverage) {
+                index::set_coverage(doc, &coverage).map_err(|e| e.to_string())?;
+            }
+            Ok(())
         })
         .await
     }

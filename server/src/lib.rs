@@ -158,6 +158,7 @@ impl Server {
             tracker.clone(),
             cancel.clone(),
         );
+        tracker.spawn(checkpoints(db.clone(), cancel.clone()));
         let app = AppState {
             config: Arc::new(config.clone()),
             db,
@@ -224,6 +225,28 @@ impl Server {
         signal.await;
         tracing::info!("shutting down");
         self.shutdown().await;
+    }
+}
+
+/// How often the SQLite write-ahead log is copied into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Checkpoint the write-ahead log beside the commits, until `cancel` fires.
+async fn checkpoints(db: Db, cancel: CancellationToken) {
+    if db.backend() != db::Backend::Sqlite {
+        return;
+    }
+    let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                if let Err(e) = db.checkpoint().await {
+                    tracing::warn!(error = %e, "a checkpoint of the write-ahead log failed");
+                }
+            }
+            () = cancel.cancelled() => return,
+        }
     }
 }
 

@@ -43,6 +43,7 @@ on_both_backends!(
     the_unit_index_follows_acuity_and_closes_with_the_task,
     a_disabled_user_is_cut_off_on_every_device,
     browsers_pass_the_token_as_a_subprotocol_or_in_the_query,
+    the_unit_index_carries_the_roster_and_the_rotation,
 );
 
 fn nurse(server: &TestServer, device: &str) -> String {
@@ -795,4 +796,57 @@ async fn browsers_pass_the_token_as_a_subprotocol_or_in_the_query(backend: Backe
     let expired = server.token_with("rn.evans", "browser-1", &["nurse"], &["4W"], false, -3_600);
     let refused = Phone::connect_request(offer(&expired)).await.err().unwrap();
     assert_eq!(refused.status, 401);
+}
+
+async fn the_unit_index_carries_the_roster_and_the_rotation(backend: Backend) {
+    let mut server = TestServer::start(backend).await;
+    let evans = nurse(&server, "phone-1");
+    let index_id = index_of(&server, &evans, "4W").await;
+    let mut phone = Phone::connect(server.addr(), &evans).await.unwrap();
+    let doc = phone.open(index_id).await.unwrap();
+    let unit = index::read(&doc).unwrap();
+    let okafor = &unit.roster[&baton_core::ids::UserId::new("rn.okafor".to_owned())];
+    assert_eq!(
+        okafor.roles,
+        vec![baton_core::ids::Role::new("nurse".to_owned())]
+    );
+
+    // Who covers a role, answered on the phone from the index alone.
+    let schedule = unit.coverage.expect("coverage").schedule().unwrap();
+    let at = |local: &str| {
+        local
+            .parse::<jiff::civil::DateTime>()
+            .unwrap()
+            .in_tz("America/New_York")
+            .unwrap()
+            .timestamp()
+            .as_millisecond()
+    };
+    let covering = |role: &str, local: &str| {
+        schedule
+            .covering(&"4W".into(), &role.into(), at(local))
+            .primary
+            .map(|u| u.to_string())
+    };
+    assert_eq!(
+        covering("nurse", "2026-12-01T08:00").as_deref(),
+        Some("rn.evans")
+    );
+    assert_eq!(
+        covering("nurse", "2026-12-01T20:00").as_deref(),
+        Some("rn.okafor")
+    );
+    assert_eq!(
+        covering("physician", "2026-12-01T03:00").as_deref(),
+        Some("dr.fox")
+    );
+    assert_eq!(covering("transport", "2026-12-01T08:00"), None);
+    phone.close().await;
+
+    // Seeding again on restart rewrites nothing: the index only grows with real changes.
+    let heads = doc.get_heads();
+    server.restart().await;
+    let mut again = Phone::connect(server.addr(), &evans).await.unwrap();
+    let doc = again.open(index_id).await.unwrap();
+    assert_eq!(doc.get_heads(), heads);
 }

@@ -13,7 +13,7 @@ use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
 /// A rotation: `primary[k]` (and `secondary[k]`) cover shift `k`, counting from `anchor`, cycling.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rotation {
     pub unit: UnitId,
     pub role: Role,
