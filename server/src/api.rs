@@ -143,9 +143,10 @@ pub(crate) async fn metrics(State(app): State<AppState>) -> Response {
          baton_connections {}\n\
          # HELP baton_documents_loaded Documents held in memory.\n\
          # TYPE baton_documents_loaded gauge\n\
-         baton_documents_loaded {}\n",
+         baton_documents_loaded {}\n{}",
         app.connections.count(),
         app.hub.loaded_documents(),
+        app.hub.commit_metrics(),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

@@ -5,6 +5,10 @@
 
 use crate::db::{Db, DocRecord, StoredChange};
 use crate::now_ms;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -22,6 +26,73 @@ struct Write {
 #[derive(Clone, Debug)]
 pub(crate) struct Committer {
     tx: mpsc::Sender<Write>,
+    stats: Arc<CommitStats>,
+}
+
+/// Upper bounds of the commit-time histogram's buckets, in milliseconds.
+const BUCKETS_MS: [u64; 10] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1_000];
+
+/// What the writer did, for `/metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct CommitStats {
+    /// Commits that took at most each bucket's bound (not cumulative; summed when rendered).
+    buckets: [AtomicU64; BUCKETS_MS.len()],
+    commits: AtomicU64,
+    micros: AtomicU64,
+    changes: AtomicU64,
+    failures: AtomicU64,
+}
+
+impl CommitStats {
+    fn record(&self, took: std::time::Duration, changes: usize, ok: bool) {
+        let ms = took.as_millis();
+        if let Some(i) = BUCKETS_MS.iter().position(|b| ms <= u128::from(*b)) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.micros.fetch_add(micros, Ordering::Relaxed);
+        if ok {
+            self.changes.fetch_add(changes as u64, Ordering::Relaxed);
+        } else {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The Prometheus text of these figures.
+    pub(crate) fn render(&self) -> String {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut out = String::from(
+            "# HELP baton_commit_seconds Time to commit one group of changes durably.\n\
+             # TYPE baton_commit_seconds histogram\n",
+        );
+        let mut cumulative = 0;
+        for (bound, count) in BUCKETS_MS.iter().zip(&self.buckets) {
+            cumulative += get(count);
+            let _ = writeln!(
+                out,
+                "baton_commit_seconds_bucket{{le=\"{}\"}} {cumulative}",
+                *bound as f64 / 1_000.0
+            );
+        }
+        let commits = get(&self.commits);
+        let _ = write!(
+            out,
+            "baton_commit_seconds_bucket{{le=\"+Inf\"}} {commits}\n\
+             baton_commit_seconds_sum {}\n\
+             baton_commit_seconds_count {commits}\n\
+             # HELP baton_changes_stored_total Changes committed.\n\
+             # TYPE baton_changes_stored_total counter\n\
+             baton_changes_stored_total {}\n\
+             # HELP baton_commit_failures_total Group commits that failed (nothing of them stored).\n\
+             # TYPE baton_commit_failures_total counter\n\
+             baton_commit_failures_total {}\n",
+            get(&self.micros) as f64 / 1_000_000.0,
+            get(&self.changes),
+            get(&self.failures),
+        );
+        out
+    }
 }
 
 /// Why a write was not committed. Nothing of it was.
@@ -33,8 +104,13 @@ impl Committer {
     /// Start the writer; it stops once `cancel` fires and what was queued is written.
     pub(crate) fn start(db: Db, tracker: &TaskTracker, cancel: CancellationToken) -> Committer {
         let (tx, rx) = mpsc::channel(4_096);
-        tracker.spawn(writer(db, rx, cancel));
-        Committer { tx }
+        let stats = Arc::new(CommitStats::default());
+        tracker.spawn(writer(db, rx, cancel, stats.clone()));
+        Committer { tx, stats }
+    }
+
+    pub(crate) fn stats(&self) -> &CommitStats {
+        &self.stats
     }
 
     /// Commit `changes` (and register `new_docs`); returns once they are durable.
@@ -59,7 +135,12 @@ impl Committer {
     }
 }
 
-async fn writer(db: Db, mut rx: mpsc::Receiver<Write>, cancel: CancellationToken) {
+async fn writer(
+    db: Db,
+    mut rx: mpsc::Receiver<Write>,
+    cancel: CancellationToken,
+    stats: Arc<CommitStats>,
+) {
     loop {
         let first = tokio::select! {
             write = rx.recv() => write,
@@ -79,6 +160,7 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<Write>, cancel: CancellationToken
         }
         let new_docs: Vec<&DocRecord> = group.iter().flat_map(|w| &w.new_docs).collect();
         let changes: Vec<&StoredChange> = group.iter().flat_map(|w| &w.changes).collect();
+        let started = Instant::now();
         let result = db
             .store_changes(&new_docs, &changes, now_ms())
             .await
@@ -86,6 +168,7 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<Write>, cancel: CancellationToken
                 tracing::error!(error = %e, writes = group.len(), "a group commit failed");
                 e.to_string()
             });
+        stats.record(started.elapsed(), changes.len(), result.is_ok());
         for write in group {
             let _ = write.done.send(result.clone());
         }

@@ -176,6 +176,11 @@ impl Hub {
     }
 
     /// Documents currently in memory.
+    /// The group commit's figures, in Prometheus text.
+    pub fn commit_metrics(&self) -> String {
+        self.shared.committer.stats().render()
+    }
+
     pub fn loaded_documents(&self) -> u64 {
         self.shared.loaded.load(Ordering::Relaxed)
     }

@@ -512,6 +512,21 @@ async fn changes_survive_a_restart(backend: Backend) {
     phone.push(task, acked).await.unwrap();
     phone.close().await;
 
+    // The commit shows in the metrics an operator scrapes.
+    let (status, metrics) = server.get("/metrics", None).await;
+    assert_eq!(status, 200);
+    let text = metrics.as_str().unwrap();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {text}"))
+    };
+    assert!(value("baton_changes_stored_total") >= 1.0);
+    let commits = value("baton_commit_seconds_count");
+    assert!(commits >= 1.0);
+    assert_eq!(value("baton_commit_seconds_bucket{le=\"+Inf\"}"), commits);
+    assert_eq!(value("baton_commit_failures_total"), 0.0);
+
     server.restart().await;
     // The demo seed ran again and added nothing.
     let mut again = Phone::connect(server.addr(), &evans).await.unwrap();

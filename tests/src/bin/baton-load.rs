@@ -340,8 +340,10 @@ impl Device {
         let now = Instant::now();
         if !self.written.lock().expect("written").is_empty() {
             let written = self.written.lock().expect("written");
-            for change in doc.get_changes(&before) {
-                if let Some(at) = written.get(&change.hash()) {
+            // Metadata only: rebuilding whole changes would cost the generator a walk over the
+            // document for every message.
+            for change in doc.get_changes_meta(&before) {
+                if let Some(at) = written.get(&change.hash) {
                     let _ = self.reports.send(Report::Seen(now - *at));
                 }
             }
@@ -349,8 +351,11 @@ impl Device {
         if let Some(theirs) = &state.their_heads {
             let before = self.unacked.len();
             // Still unacknowledged: what the server's heads do not cover yet.
-            let missing: std::collections::HashSet<ChangeHash> =
-                doc.get_changes(theirs).iter().map(|c| c.hash()).collect();
+            let missing: std::collections::HashSet<ChangeHash> = doc
+                .get_changes_meta(theirs)
+                .iter()
+                .map(|c| c.hash)
+                .collect();
             self.unacked.retain(|h| missing.contains(h));
             for _ in self.unacked.len()..before {
                 let _ = self.reports.send(Report::Acked);
@@ -396,9 +401,9 @@ impl Device {
         let written_at = Instant::now();
         if written.is_ok() {
             let mut written = self.written.lock().expect("written");
-            for change in doc.get_changes(&before) {
-                written.insert(change.hash(), written_at);
-                self.unacked.push(change.hash());
+            for change in doc.get_changes_meta(&before) {
+                written.insert(change.hash, written_at);
+                self.unacked.push(change.hash);
             }
         }
     }
