@@ -9,8 +9,9 @@ use crate::hub::HubError;
 use crate::now_ms;
 use crate::ws::bearer;
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use baton_core::TaskDoc;
 use baton_core::sync::DocumentId;
@@ -109,16 +110,50 @@ impl From<crate::db::DbError> for ApiError {
     }
 }
 
-async fn session(app: &AppState, headers: &HeaderMap) -> Result<Session, ApiError> {
-    Ok(app.session(bearer(headers, None)).await?)
+/// The address a request came from, when the server knows it.
+pub(crate) struct PeerAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let addr = parts
+            .extensions
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0.ip());
+        Ok(PeerAddr(addr))
+    }
 }
 
-async fn admin(app: &AppState, headers: &HeaderMap) -> Result<Session, ApiError> {
-    let session = session(app, headers).await?;
-    if !session.admin {
-        return Err(AuthError::NotAdmin.into());
+/// The authenticated caller of a REST endpoint.
+pub(crate) struct Caller(pub Session);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let PeerAddr(from) = PeerAddr::from_request_parts(parts, app)
+            .await
+            .unwrap_or(PeerAddr(None));
+        Ok(Caller(
+            app.session(bearer(&parts.headers, None), from).await?,
+        ))
     }
-    Ok(session)
+}
+
+/// An authenticated caller who is an administrator.
+pub(crate) struct Admin(pub Session);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let Caller(session) = Caller::from_request_parts(parts, app).await?;
+        if !session.admin {
+            return Err(AuthError::NotAdmin.into());
+        }
+        Ok(Admin(session))
+    }
 }
 
 pub(crate) async fn healthz() -> &'static str {
@@ -143,9 +178,13 @@ pub(crate) async fn metrics(State(app): State<AppState>) -> Response {
          baton_connections {}\n\
          # HELP baton_documents_loaded Documents held in memory.\n\
          # TYPE baton_documents_loaded gauge\n\
-         baton_documents_loaded {}\n{}",
+         baton_documents_loaded {}\n\
+         # HELP baton_refused_tokens_total Tokens refused (each address's first few a minute are audited).\n\
+         # TYPE baton_refused_tokens_total counter\n\
+         baton_refused_tokens_total {}\n{}",
         app.connections.count(),
         app.hub.loaded_documents(),
+        app.refusals.total(),
         app.hub.commit_metrics(),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
@@ -174,9 +213,8 @@ struct Me {
 /// `GET /api/v1/me`: how a device bootstraps.
 pub(crate) async fn me(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Caller(session): Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let session = session(&app, &headers).await?;
     let names = app.db.units().await?;
     let mut units = Vec::new();
     for unit in session.units() {
@@ -211,10 +249,9 @@ pub(crate) async fn me(
 /// `GET /api/v1/tasks/{id}`: a task's document fields and folded state.
 pub(crate) async fn task(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Caller(session): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let session = session(&app, &headers).await?;
     let id: DocumentId = id
         .strip_prefix("automerge:")
         .unwrap_or(&id)
@@ -246,10 +283,9 @@ pub(crate) async fn task(
 /// connections to wipe.
 pub(crate) async fn revoke_device(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Admin(admin): Admin,
     Path(device): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let admin = admin(&app, &headers).await?;
     if !app.db.revoke_device(&device, now_ms()).await? {
         return Err(ApiError::not_found());
     }
@@ -269,10 +305,9 @@ pub(crate) async fn revoke_device(
 /// close their open connections.
 pub(crate) async fn disable_user(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Admin(admin): Admin,
     Path(user): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let admin = admin(&app, &headers).await?;
     if !app.db.set_user_disabled(&user, Some(now_ms())).await? {
         return Err(ApiError::not_found());
     }
@@ -308,10 +343,9 @@ pub(crate) struct AuditQuery {
 /// `GET /api/v1/audit/security` (admin): the newest security audit records.
 pub(crate) async fn security_audit(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Admin(_): Admin,
     Query(query): Query<AuditQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    admin(&app, &headers).await?;
     let records = app
         .db
         .audit_records(query.limit.unwrap_or(100).clamp(1, 1_000))

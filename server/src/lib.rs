@@ -14,6 +14,7 @@ pub mod config;
 pub mod db;
 pub mod demo;
 pub mod hub;
+pub mod refusals;
 pub mod ws;
 
 pub use config::{Config, Storage};
@@ -24,7 +25,7 @@ use axum::routing::{get, post};
 use baton_core::{Template, TemplateRegistry};
 use db::{AuditRecord, Db};
 use hub::Hub;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -70,11 +71,17 @@ pub struct AppState {
     pub cancel: CancellationToken,
     /// The peer id this server announces in the handshake.
     pub peer_id: String,
+    /// Refused tokens, by address.
+    pub refusals: Arc<refusals::RefusalLog>,
 }
 
 impl AppState {
-    /// Authenticate a bearer token against the server's records.
-    pub async fn session(&self, token: Option<String>) -> Result<Session, AuthError> {
+    /// Authenticate a bearer token, presented from `from`, against the server's records.
+    pub async fn session(
+        &self,
+        token: Option<String>,
+        from: Option<IpAddr>,
+    ) -> Result<Session, AuthError> {
         let token = token.ok_or(AuthError::Missing)?;
         let result = Session::establish(&self.db, &self.verifier, &token, now_ms()).await;
         if let Err(e) = &result
@@ -82,10 +89,18 @@ impl AppState {
                 e,
                 AuthError::Missing | AuthError::Db(_) | AuthError::Keys(_)
             )
+            && let Some(unrecorded) = self.refusals.note(from, std::time::Instant::now())
         {
+            let from = from.map_or_else(|| "an unknown address".to_owned(), |a| a.to_string());
+            let mut detail = format!("{}: {e}; from {from}", e.code());
+            if unrecorded > 0 {
+                detail.push_str(&format!(
+                    "; {unrecorded} more refused from there since the last record"
+                ));
+            }
             let record = AuditRecord {
                 kind: "refused_token",
-                detail: format!("{}: {e}", e.code()),
+                detail,
                 ..AuditRecord::default()
             };
             if let Err(db) = self.db.audit(record, now_ms()).await {
@@ -166,6 +181,7 @@ impl Server {
             templates,
             verifier,
             connections: Arc::new(ws::Connections::default()),
+            refusals: Arc::default(),
             cancel: cancel.clone(),
             peer_id: format!("baton-server-{}", uuid::Uuid::new_v4()),
         };
@@ -187,6 +203,7 @@ impl Server {
         let routes = router(app.clone());
         let stop = cancel.clone();
         let serve = tokio::spawn(async move {
+            let routes = routes.into_make_service_with_connect_info::<SocketAddr>();
             let result = axum::serve(listener, routes)
                 .with_graceful_shutdown(async move { stop.cancelled().await })
                 .await;

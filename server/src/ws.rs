@@ -7,6 +7,7 @@
 //! bounded queue, and a connection that cannot keep up is dropped rather than allowed to grow.
 
 use crate::AppState;
+use crate::api::PeerAddr;
 use crate::auth::Session;
 use crate::hub::{Conn, EphemeralRelay, Outbound};
 use crate::now_ms;
@@ -67,10 +68,12 @@ pub(crate) fn bearer(headers: &HeaderMap, query: Option<&str>) -> Option<String>
 pub(crate) async fn upgrade(
     State(app): State<AppState>,
     headers: HeaderMap,
+    PeerAddr(from): PeerAddr,
     Query(query): Query<TokenQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let session = match app.session(bearer(&headers, query.token.as_deref())).await {
+    let token = bearer(&headers, query.token.as_deref());
+    let session = match app.session(token, from).await {
         Ok(session) => session,
         Err(e) => return crate::api::ApiError::from(e).into_response(),
     };

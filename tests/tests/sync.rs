@@ -44,6 +44,7 @@ on_both_backends!(
     a_disabled_user_is_cut_off_on_every_device,
     browsers_pass_the_token_as_a_subprotocol_or_in_the_query,
     the_unit_index_carries_the_roster_and_the_rotation,
+    a_flood_of_bad_tokens_is_counted_not_written,
 );
 
 fn nurse(server: &TestServer, device: &str) -> String {
@@ -864,4 +865,48 @@ async fn the_unit_index_carries_the_roster_and_the_rotation(backend: Backend) {
     let mut again = Phone::connect(server.addr(), &evans).await.unwrap();
     let doc = again.open(index_id).await.unwrap();
     assert_eq!(doc.get_heads(), heads);
+}
+
+async fn a_flood_of_bad_tokens_is_counted_not_written(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut tampered = nurse(&server, "phone-1");
+    tampered.insert(tampered.len() - 3, 'x');
+    for _ in 0..30 {
+        let (status, _) = server.get("/api/v1/me", Some(&tampered)).await;
+        assert_eq!(status, 401);
+    }
+    let refused = Phone::connect(server.addr(), &tampered)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(refused.status, 401, "the sync endpoint refuses it too");
+
+    // Every refusal is counted; only the first few from the address are written down, each
+    // naming where it came from.
+    let (_, metrics) = server.get("/metrics", None).await;
+    let total: u64 = metrics
+        .as_str()
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("baton_refused_tokens_total ")?.parse().ok())
+        .unwrap();
+    assert_eq!(total, 31);
+    let (_, audit) = server
+        .get(
+            "/api/v1/audit/security?limit=1000",
+            Some(&server.admin_token()),
+        )
+        .await;
+    let records: Vec<&str> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "refused_token")
+        .map(|r| r["detail"].as_str().unwrap())
+        .collect();
+    assert_eq!(records.len(), 10, "{records:?}");
+    assert!(
+        records.iter().all(|d| d.contains("from 127.0.0.1")),
+        "{records:?}"
+    );
 }
