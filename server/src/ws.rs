@@ -17,7 +17,7 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use baton_core::sync::handshake::{Handshake, accept_join};
-use baton_core::sync::{DocumentId, Message, PeerId, PeerMetadata};
+use baton_core::sync::{DocumentId, Message, PeerId, PeerMetadata, REVOKED_ERROR};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -180,7 +180,7 @@ async fn connection(app: AppState, session: Arc<Session>, socket: WebSocket) {
                     let revoked = Message::Error {
                         sender_id: server_w.clone(),
                         target_id: Some(client_w.clone()),
-                        message: "this device has been revoked: wipe its local data".to_owned(),
+                        message: REVOKED_ERROR.to_owned(),
                     };
                     let _ = sink.send(frame(&revoked)).await;
                     let _ = sink.send(close_frame(close::DEVICE_REVOKED, "device revoked: wipe")).await;

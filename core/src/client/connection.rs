@@ -4,7 +4,7 @@
 
 use super::{Connection, Settings, Shared};
 use crate::sync::handshake::{join, read_peer};
-use crate::sync::{Message, PeerId, PeerMetadata};
+use crate::sync::{Message, PeerId, PeerMetadata, REVOKED_ERROR};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
@@ -194,7 +194,7 @@ async fn session(shared: &Shared, url: &str, token: &str) -> Ended {
                 }
             }
             Message::DocUnavailable { document_id, .. } => shared.unavailable(document_id),
-            Message::Error { message, .. } if message.contains("wipe") => return Ended::Wipe,
+            Message::Error { message, .. } if message == REVOKED_ERROR => return Ended::Wipe,
             Message::Error { message, .. } => shared.server_error(message),
             _ => {}
         }
@@ -215,7 +215,7 @@ async fn handshake(socket: &mut Socket, me: &PeerId) -> Result<PeerId, Ended> {
                 let reply = Message::decode(&bytes)
                     .map_err(|e| Ended::Refused(format!("the server's reply to join: {e}")))?;
                 if let Message::Error { message, .. } = &reply
-                    && message.contains("wipe")
+                    && message == REVOKED_ERROR
                 {
                     return Err(Ended::Wipe);
                 }

@@ -10,6 +10,11 @@ use minicbor::{Decoder, Encoder};
 
 /// The only protocol version automerge-repo speaks today.
 pub const PROTOCOL_VERSION: &str = "1";
+
+/// The exact text of the `error` a revoked device is sent before its connection closes with
+/// code 4403: wipe the local data. Matched whole, never searched for: other errors quote what
+/// a peer sent (event ids, names), which could hold any word.
+pub const REVOKED_ERROR: &str = "device_revoked: this device has been revoked; wipe its local data";
 /// The longest peer id, session id or storage id accepted.
 const MAX_ID_LEN: usize = 256;
 /// The longest error message accepted.

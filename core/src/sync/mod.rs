@@ -14,4 +14,4 @@ pub mod message;
 
 pub use doc::{DocSync, ReceiveError, Received};
 pub use doc_id::DocumentId;
-pub use message::{Message, PeerId, PeerMetadata};
+pub use message::{Message, PeerId, PeerMetadata, REVOKED_ERROR};
