@@ -380,24 +380,32 @@ impl World {
         }
     }
 
+    /// The server takes `run` from phone `from`, validating as the real server does.
+    fn server_receives<D: AsRef<[u8]>>(
+        &mut self,
+        from: usize,
+        run: &[D],
+    ) -> Result<baton_core::sync::Received, ReceiveError<ValidationError>> {
+        let auth = self.phones[from].auth();
+        let registry = TemplateRegistry::shipped();
+        self.server
+            .receive_all(&format!("phone-{from}"), run, |applied| {
+                validate_applied(
+                    applied,
+                    Known::default(),
+                    &auth,
+                    &registry,
+                    T0 + 24 * HOUR,
+                    &Limits::default(),
+                )
+                .map(|_| ())
+            })
+    }
+
     fn deliver(&mut self, to: Option<usize>, from: usize, bytes: &[u8]) {
         match to {
             None => {
-                let auth = self.phones[from].auth();
-                let registry = TemplateRegistry::shipped();
-                let result = self
-                    .server
-                    .receive(&format!("phone-{from}"), bytes, |applied| {
-                        validate_applied(
-                            applied,
-                            Known::default(),
-                            &auth,
-                            &registry,
-                            T0 + 24 * HOUR,
-                            &Limits::default(),
-                        )
-                        .map(|_| ())
-                    });
+                let result = self.server_receives(from, &[bytes]);
                 match result {
                     Ok(_) => {}
                     Err(ReceiveError::Refused(e)) => self.refused.push(e),
@@ -643,20 +651,7 @@ fn accepted_changes_are_always_acknowledged() {
 impl World {
     /// Phone `from`'s messages, received by the server as one run.
     fn deliver_run(&mut self, from: usize, run: &[Vec<u8>]) -> Result<usize, String> {
-        let auth = self.phones[from].auth();
-        let registry = TemplateRegistry::shipped();
-        self.server
-            .receive_all(&format!("phone-{from}"), run, |applied| {
-                validate_applied(
-                    applied,
-                    Known::default(),
-                    &auth,
-                    &registry,
-                    T0 + 24 * HOUR,
-                    &Limits::default(),
-                )
-                .map(|_| ())
-            })
+        self.server_receives(from, run)
             .map(|received| received.changes.len())
             .map_err(|e| e.to_string())
     }
