@@ -185,7 +185,7 @@ pub(crate) async fn metrics(State(app): State<AppState>) -> Response {
         app.connections.count(),
         app.hub.loaded_documents(),
         app.refusals.total(),
-        app.hub.commit_metrics(),
+        app.hub.metrics(),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

@@ -4,8 +4,8 @@
 //! under load, many actors share one commit instead of queueing for one each.
 
 use crate::db::{Db, DocRecord, StoredChange};
+use crate::metrics::Histogram;
 use crate::now_ms;
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -29,29 +29,17 @@ pub(crate) struct Committer {
     stats: Arc<CommitStats>,
 }
 
-/// Upper bounds of the commit-time histogram's buckets, in milliseconds.
-const BUCKETS_MS: [u64; 10] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1_000];
-
 /// What the writer did, for `/metrics`.
 #[derive(Debug, Default)]
 pub(crate) struct CommitStats {
-    /// Commits that took at most each bucket's bound (not cumulative; summed when rendered).
-    buckets: [AtomicU64; BUCKETS_MS.len()],
-    commits: AtomicU64,
-    micros: AtomicU64,
+    took: Histogram,
     changes: AtomicU64,
     failures: AtomicU64,
 }
 
 impl CommitStats {
     fn record(&self, took: std::time::Duration, changes: usize, ok: bool) {
-        let ms = took.as_millis();
-        if let Some(i) = BUCKETS_MS.iter().position(|b| ms <= u128::from(*b)) {
-            self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        }
-        self.commits.fetch_add(1, Ordering::Relaxed);
-        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        self.micros.fetch_add(micros, Ordering::Relaxed);
+        self.took.record(took);
         if ok {
             self.changes.fetch_add(changes as u64, Ordering::Relaxed);
         } else {
@@ -61,37 +49,20 @@ impl CommitStats {
 
     /// The Prometheus text of these figures.
     pub(crate) fn render(&self) -> String {
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let mut out = String::from(
-            "# HELP baton_commit_seconds Time to commit one group of changes durably.\n\
-             # TYPE baton_commit_seconds histogram\n",
-        );
-        let mut cumulative = 0;
-        for (bound, count) in BUCKETS_MS.iter().zip(&self.buckets) {
-            cumulative += get(count);
-            let _ = writeln!(
-                out,
-                "baton_commit_seconds_bucket{{le=\"{}\"}} {cumulative}",
-                *bound as f64 / 1_000.0
-            );
-        }
-        let commits = get(&self.commits);
-        let _ = write!(
-            out,
-            "baton_commit_seconds_bucket{{le=\"+Inf\"}} {commits}\n\
-             baton_commit_seconds_sum {}\n\
-             baton_commit_seconds_count {commits}\n\
-             # HELP baton_changes_stored_total Changes committed.\n\
+        format!(
+            "{}# HELP baton_changes_stored_total Changes committed.\n\
              # TYPE baton_changes_stored_total counter\n\
              baton_changes_stored_total {}\n\
              # HELP baton_commit_failures_total Group commits that failed (nothing of them stored).\n\
              # TYPE baton_commit_failures_total counter\n\
              baton_commit_failures_total {}\n",
-            get(&self.micros) as f64 / 1_000_000.0,
-            get(&self.changes),
-            get(&self.failures),
-        );
-        out
+            self.took.render(
+                "baton_commit_seconds",
+                "Time to commit one group of changes durably."
+            ),
+            self.changes.load(Ordering::Relaxed),
+            self.failures.load(Ordering::Relaxed),
+        )
     }
 }
 

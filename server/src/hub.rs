@@ -16,6 +16,7 @@
 use crate::auth::Session;
 use crate::commit::Committer;
 use crate::db::{AuditRecord, Db, DbError, DocKind, DocRecord, StoredChange};
+use crate::metrics::Histogram;
 use crate::now_ms;
 use automerge::{ActorId, Automerge, Change};
 use baton_core::doc::{read_events, read_meta_of};
@@ -29,7 +30,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -95,6 +96,7 @@ enum DocCmd {
         conn: Arc<Conn>,
         data: Vec<u8>,
         request: bool,
+        arrived: Instant,
     },
     Ephemeral {
         conn: Arc<Conn>,
@@ -131,6 +133,8 @@ struct Shared {
     tracker: TaskTracker,
     cancel: CancellationToken,
     loaded: AtomicU64,
+    /// From a message with new changes arriving to its acknowledgment being queued.
+    ack_latency: Histogram,
 }
 
 /// The documents in memory and the way to them.
@@ -171,14 +175,19 @@ impl Hub {
                 tracker,
                 cancel,
                 loaded: AtomicU64::new(0),
+                ack_latency: Histogram::default(),
             }),
         }
     }
 
     /// Documents currently in memory.
-    /// The group commit's figures, in Prometheus text.
-    pub fn commit_metrics(&self) -> String {
-        self.shared.committer.stats().render()
+    /// The hub's figures (acknowledgment latency, the group commit), in Prometheus text.
+    pub fn metrics(&self) -> String {
+        let ack = self.shared.ack_latency.render(
+            "baton_ack_seconds",
+            "From a message with new changes arriving to the server's acknowledgment, committed, being sent.",
+        );
+        ack + &self.shared.committer.stats().render()
     }
 
     pub fn loaded_documents(&self) -> u64 {
@@ -198,6 +207,7 @@ impl Hub {
                 conn,
                 data,
                 request,
+                arrived: Instant::now(),
             },
         )
         .await;
@@ -479,6 +489,8 @@ struct Batch {
     changes: Vec<Change>,
     new_doc: Option<DocRecord>,
     local_done: Vec<oneshot::Sender<Result<(), String>>>,
+    /// When the first message of each accepted run with new changes arrived.
+    arrivals: Vec<Instant>,
     /// Refused changes: (sender, message), answered with an error after the commit.
     refusals: Vec<(Arc<Conn>, String)>,
     /// Security audit records: (sender, kind, detail), written after the commit.
@@ -561,6 +573,7 @@ impl DocActor {
                     conn,
                     data,
                     request,
+                    arrived,
                 } => {
                     // A peer's messages that queued up one after the other are taken as one.
                     let mut run = vec![data];
@@ -571,7 +584,9 @@ impl DocActor {
                             run.push(data);
                         }
                     }
-                    self.receive(&mut batch, conn, &run, request);
+                    if self.receive(&mut batch, conn, &run, request) {
+                        batch.arrivals.push(arrived);
+                    }
                 }
                 DocCmd::Ephemeral { conn, relay } => self.relay(&conn, relay),
                 DocCmd::Leave { conn } => {
@@ -627,23 +642,33 @@ impl DocActor {
                 conn.send(Outbound::Sync { doc: self.id, data });
             }
         }
+        for arrived in batch.arrivals {
+            self.hub.shared.ack_latency.record(arrived.elapsed());
+        }
         Ok(())
     }
 
     /// Apply sync messages from `conn`, if it may see this document and their changes are valid.
-    fn receive(&mut self, batch: &mut Batch, conn: Arc<Conn>, data: &[Vec<u8>], request: bool) {
+    /// Returns whether they brought new changes that were accepted.
+    fn receive(
+        &mut self,
+        batch: &mut Batch,
+        conn: Arc<Conn>,
+        data: &[Vec<u8>],
+        request: bool,
+    ) -> bool {
         match &self.record {
             Some(record) if !conn.session.may_see(&record.unit) => {
                 // Say nothing about whether it exists.
                 conn.send(Outbound::Unavailable { doc: self.id });
                 let detail = format!("requested a document of unit {}", record.unit);
                 batch.audits.push((conn, "document_outside_units", detail));
-                return;
+                return false;
             }
             None if request && batch.new_doc.is_none() => {
                 // A peer asking for a document nobody has created.
                 conn.send(Outbound::Unavailable { doc: self.id });
-                return;
+                return false;
             }
             _ => {}
         }
@@ -674,18 +699,19 @@ impl DocActor {
         match result {
             Ok(received) => {
                 if received.changes.is_empty() {
-                    return;
+                    return false;
                 }
                 if self.record.is_none() && batch.new_doc.is_none() {
                     match self.new_task_record() {
                         Some(new) => batch.new_doc = Some(new),
                         None => {
                             tracing::error!(doc = %self.id, "an accepted new document is not a task");
-                            return;
+                            return false;
                         }
                     }
                 }
                 batch.changes.extend(received.changes);
+                true
             }
             Err(ReceiveError::Refused(refusal)) => {
                 let kind = match refusal {
@@ -695,10 +721,12 @@ impl DocActor {
                 };
                 tracing::warn!(doc = %self.id, user = %conn.session.user, device = %conn.session.device, %refusal, "refused a change");
                 batch.refuse(conn, format!("refused: {refusal}"), kind);
+                false
             }
-            Err(ReceiveError::Blocked) => {}
+            Err(ReceiveError::Blocked) => false,
             Err(e @ (ReceiveError::Malformed(_) | ReceiveError::Apply(_))) => {
                 batch.refuse(conn, format!("refused: {e}"), "malformed_sync");
+                false
             }
         }
     }

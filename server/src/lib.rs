@@ -14,6 +14,7 @@ pub mod config;
 pub mod db;
 pub mod demo;
 pub mod hub;
+pub mod metrics;
 pub mod refusals;
 pub mod ws;
 

@@ -527,6 +527,8 @@ async fn changes_survive_a_restart(backend: Backend) {
     assert!(commits >= 1.0);
     assert_eq!(value("baton_commit_seconds_bucket{le=\"+Inf\"}"), commits);
     assert_eq!(value("baton_commit_failures_total"), 0.0);
+    // The phone's change was acknowledged, and how long that took is counted.
+    assert!(value("baton_ack_seconds_count") >= 1.0);
 
     server.restart().await;
     // The demo seed ran again and added nothing.
