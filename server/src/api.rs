@@ -210,6 +210,11 @@ struct Me {
     sync_path: &'static str,
 }
 
+/// `GET /api/v1/openapi.json`: the API in OpenAPI 3.1.
+pub(crate) async fn openapi() -> Json<serde_json::Value> {
+    Json(crate::openapi::spec())
+}
+
 /// `GET /api/v1/me`: how a device bootstraps.
 pub(crate) async fn me(
     State(app): State<AppState>,

@@ -15,6 +15,7 @@ pub mod db;
 pub mod demo;
 pub mod hub;
 pub mod metrics;
+pub mod openapi;
 pub mod refusals;
 pub mod ws;
 
@@ -137,6 +138,7 @@ pub fn router(app: AppState) -> Router {
         .route("/api/v1/devices/{id}/revoke", post(api::revoke_device))
         .route("/api/v1/users/{id}/disable", post(api::disable_user))
         .route("/api/v1/audit/security", get(api::security_audit))
+        .route("/api/v1/openapi.json", get(api::openapi))
         .with_state(app)
 }
 

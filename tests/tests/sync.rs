@@ -45,6 +45,7 @@ on_both_backends!(
     browsers_pass_the_token_as_a_subprotocol_or_in_the_query,
     the_unit_index_carries_the_roster_and_the_rotation,
     a_flood_of_bad_tokens_is_counted_not_written,
+    the_openapi_document_lists_every_route,
 );
 
 fn nurse(server: &TestServer, device: &str) -> String {
@@ -911,4 +912,43 @@ async fn a_flood_of_bad_tokens_is_counted_not_written(backend: Backend) {
         records.iter().all(|d| d.contains("from 127.0.0.1")),
         "{records:?}"
     );
+}
+
+async fn the_openapi_document_lists_every_route(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (status, spec) = server.get("/api/v1/openapi.json", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(spec["openapi"], "3.1.0");
+    let paths = spec["paths"].as_object().unwrap();
+    let mut listed: Vec<&str> = paths.keys().map(String::as_str).collect();
+    listed.sort_unstable();
+    assert_eq!(
+        listed,
+        [
+            "/api/v1/audit/security",
+            "/api/v1/devices/{id}/revoke",
+            "/api/v1/me",
+            "/api/v1/openapi.json",
+            "/api/v1/tasks/{id}",
+            "/api/v1/users/{id}/disable",
+            "/healthz",
+            "/metrics",
+            "/readyz",
+            "/sync",
+        ]
+    );
+    // Every operation it lists is one the server routes: an unrouted path gets the framework's
+    // bare 404, a routed one answers (with its own JSON error where the call is refused).
+    let admin = server.admin_token();
+    for (path, operations) in paths {
+        for method in operations.as_object().unwrap().keys() {
+            let path = path.replace("{id}", "nobody");
+            let (status, body) =
+                baton_e2e::http(server.addr(), &method.to_uppercase(), &path, Some(&admin)).await;
+            assert!(
+                status != 404 || body["error"] == "not_found",
+                "{method} {path}: {status} {body}"
+            );
+        }
+    }
 }
