@@ -14,6 +14,7 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use baton_core::TaskDoc;
+use baton_core::policy::escalation::next_due;
 use baton_core::sync::DocumentId;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -276,11 +277,16 @@ pub(crate) async fn task(
         .get(&task.meta().template)
         .ok_or_else(|| ApiError::internal(format!("template of {} unknown", record.id)))?;
     let state = task.state(template).map_err(ApiError::internal)?;
+    let next_due = next_due(template, &state);
+    let now = app.clock.now();
     Ok(Json(json!({
         "id": id.to_string(),
         "url": id.url(),
         "meta": task.meta(),
         "state": state,
+        "next_due": next_due,
+        "overdue": next_due.as_ref().is_some_and(|due| due.at <= now),
+        "now": now,
     })))
 }
 

@@ -80,6 +80,9 @@ pub struct Config {
     pub limits: ConnectionLimits,
     /// How long a document nobody is syncing stays in memory.
     pub idle_document: Span,
+    /// Demo and tests only: the workflow clock (deadlines, what is overdue) runs this many times
+    /// as fast as real time, from the moment the server starts. 1 in production.
+    pub time_scale: u32,
 }
 
 impl Config {
@@ -95,6 +98,7 @@ impl Config {
             jwks_min_refresh: Span::from_millis(30_000),
             limits: ConnectionLimits::default(),
             idle_document: Span::from_millis(30_000),
+            time_scale: 1,
         }
     }
 }

@@ -41,6 +41,30 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The clock workflow deadlines are judged by: real time, or (`--time-scale`, demo and tests
+/// only) time that runs faster from the moment the server started.
+#[derive(Clone, Copy, Debug)]
+pub struct WorkflowClock {
+    started: i64,
+    scale: u32,
+}
+
+impl WorkflowClock {
+    pub fn new(scale: u32) -> Self {
+        WorkflowClock {
+            started: now_ms(),
+            scale: scale.max(1),
+        }
+    }
+
+    /// The workflow time now, in Unix milliseconds.
+    pub fn now(&self) -> i64 {
+        let elapsed = now_ms().saturating_sub(self.started);
+        self.started
+            .saturating_add(elapsed.saturating_mul(i64::from(self.scale)))
+    }
+}
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -75,6 +99,8 @@ pub struct AppState {
     pub peer_id: String,
     /// Refused tokens, by address.
     pub refusals: Arc<refusals::RefusalLog>,
+    /// What deadlines are judged by.
+    pub clock: WorkflowClock,
 }
 
 impl AppState {
@@ -185,6 +211,7 @@ impl Server {
             verifier,
             connections: Arc::new(ws::Connections::default()),
             refusals: Arc::default(),
+            clock: WorkflowClock::new(config.time_scale),
             cancel: cancel.clone(),
             peer_id: format!("baton-server-{}", uuid::Uuid::new_v4()),
         };
@@ -215,6 +242,12 @@ impl Server {
             }
         });
         tracing::info!(%addr, backend = ?app.db.backend(), "listening");
+        if config.time_scale > 1 {
+            tracing::warn!(
+                scale = config.time_scale,
+                "the workflow clock runs fast (--time-scale): for demos and tests only"
+            );
+        }
         Ok(Server {
             addr,
             app,

@@ -52,6 +52,10 @@ struct Serve {
     /// Seed demo units, people, templates and tasks.
     #[arg(long, env = "BATON_DEMO")]
     demo: bool,
+    /// Demo and tests only: run the workflow clock (deadlines, what is overdue) N times as fast
+    /// as real time, so a 30-minute acknowledgment window passes in 30 s at 60.
+    #[arg(long, env = "BATON_TIME_SCALE", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    time_scale: u32,
     /// Log as JSON lines.
     #[arg(long, env = "BATON_LOG_JSON")]
     log_json: bool,
@@ -146,6 +150,7 @@ fn run(serve: Serve) -> Result<(), Box<dyn std::error::Error>> {
         None => Storage::Sqlite,
     };
     config.demo = serve.demo;
+    config.time_scale = serve.time_scale;
     config.tokens = tokens(&serve.common);
     config.jwks_url = serve.jwks_url;
     let runtime = tokio::runtime::Runtime::new()?;

@@ -46,6 +46,7 @@ on_both_backends!(
     the_unit_index_carries_the_roster_and_the_rotation,
     a_flood_of_bad_tokens_is_counted_not_written,
     the_openapi_document_lists_every_route,
+    deadlines_are_judged_by_the_workflow_clock,
 );
 
 fn nurse(server: &TestServer, device: &str) -> String {
@@ -951,4 +952,36 @@ async fn the_openapi_document_lists_every_route(backend: Backend) {
             );
         }
     }
+}
+
+async fn deadlines_are_judged_by_the_workflow_clock(backend: Backend) {
+    // Real time: the demo's urgent consult, opened a moment ago, is not overdue yet.
+    let server = TestServer::start(backend).await;
+    let view = consult_view(&server).await;
+    let due = view["next_due"]["at"]
+        .as_i64()
+        .expect("an acknowledgment deadline");
+    assert_eq!(view["next_due"]["action"]["action"], "escalate");
+    assert!(due > view["now"].as_i64().unwrap());
+    assert_eq!(view["overdue"], false);
+
+    // `--time-scale`: a day passes in a tenth of a second, so it is overdue by now.
+    let fast = TestServer::start_with(backend, |c| c.time_scale = 1_000_000).await;
+    let view = consult_view(&fast).await;
+    assert!(view["now"].as_i64().unwrap() >= view["next_due"]["at"].as_i64().unwrap());
+    assert_eq!(view["overdue"], true);
+}
+
+/// The task view of the demo's consult on 4W, as its nurse sees it.
+async fn consult_view(server: &TestServer) -> serde_json::Value {
+    let evans = nurse(server, "phone-1");
+    let index_id = index_of(server, &evans, "4W").await;
+    let mut phone = Phone::connect(server.addr(), &evans).await.unwrap();
+    let consult = task_of(&mut phone, index_id, "consult").await;
+    phone.close().await;
+    let (status, view) = server
+        .get(&format!("/api/v1/tasks/{consult}"), Some(&evans))
+        .await;
+    assert_eq!(status, 200, "{view}");
+    view
 }
