@@ -162,6 +162,8 @@ impl Db {
                                 "PRAGMA journal_mode = WAL",
                                 "PRAGMA synchronous = FULL",
                                 "PRAGMA wal_autocheckpoint = 0",
+                                // After a burst, the log shrinks back to this once checkpointed.
+                                "PRAGMA journal_size_limit = 67108864",
                                 "PRAGMA foreign_keys = ON",
                                 "PRAGMA busy_timeout = 10000",
                             ] {
