@@ -569,7 +569,6 @@ fn check_added(
         })?;
         view.push(event);
     }
-    drop(view);
     Ok(added)
 }
 

@@ -133,9 +133,7 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
-        let PeerAddr(from) = PeerAddr::from_request_parts(parts, app)
-            .await
-            .unwrap_or(PeerAddr(None));
+        let Ok(PeerAddr(from)) = PeerAddr::from_request_parts(parts, app).await;
         Ok(Caller(
             app.session(bearer(&parts.headers, None), from).await?,
         ))

@@ -113,21 +113,18 @@ async fn writer(
     stats: Arc<CommitStats>,
 ) {
     loop {
-        let first = tokio::select! {
-            write = rx.recv() => write,
+        // Whatever has queued up, once at least one write is there.
+        let mut group = Vec::new();
+        let taken = tokio::select! {
+            taken = rx.recv_many(&mut group, MAX_GROUP) => taken,
             () = cancel.cancelled() => {
                 // Write what is queued, refuse what comes later.
                 rx.close();
-                rx.recv().await
+                rx.recv_many(&mut group, MAX_GROUP).await
             }
         };
-        let Some(first) = first else { return };
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(write) => group.push(write),
-                Err(_) => break,
-            }
+        if taken == 0 {
+            return;
         }
         let new_docs: Vec<&DocRecord> = group.iter().flat_map(|w| &w.new_docs).collect();
         let changes: Vec<&StoredChange> = group.iter().flat_map(|w| &w.changes).collect();

@@ -567,23 +567,7 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         }
-        for rows in in_chunks(changes) {
-            let sql = format!(
-                "INSERT INTO doc_changes (doc_id, hash, bytes, received_at) VALUES {}
-                 ON CONFLICT (doc_id, hash) DO NOTHING",
-                placeholders(rows.len(), 4)
-            );
-            // Safe: the statement is made of fixed text and numbered placeholders only.
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for change in rows {
-                query = query
-                    .bind(change.doc.as_str())
-                    .bind(change.hash.as_str())
-                    .bind(change.bytes.as_slice())
-                    .bind(now);
-            }
-            query.execute(&mut *tx).await?;
-        }
+        insert_changes(&mut tx, changes, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -674,17 +658,8 @@ impl Db {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        for change in changes {
-            sqlx::query(
-                "INSERT INTO doc_changes (doc_id, hash, bytes, received_at) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(doc)
-            .bind(change.hash.as_str())
-            .bind(change.bytes.as_slice())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
+        let changes: Vec<&StoredChange> = changes.iter().collect();
+        insert_changes(&mut tx, &changes, now).await?;
         tx.commit().await?;
         Ok(doc.to_owned())
     }
@@ -730,6 +705,32 @@ impl Db {
             })
             .collect()
     }
+}
+
+/// Store `changes` in `tx`, in multi-row statements; a change already stored is left as it is.
+async fn insert_changes(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    changes: &[&StoredChange],
+    now: i64,
+) -> Result<(), DbError> {
+    for rows in in_chunks(changes) {
+        let sql = format!(
+            "INSERT INTO doc_changes (doc_id, hash, bytes, received_at) VALUES {}
+             ON CONFLICT (doc_id, hash) DO NOTHING",
+            placeholders(rows.len(), 4)
+        );
+        // Safe: the statement is made of fixed text and numbered placeholders only.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for change in rows {
+            query = query
+                .bind(change.doc.as_str())
+                .bind(change.hash.as_str())
+                .bind(change.bytes.as_slice())
+                .bind(now);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 /// Text read as a `T`, or why it cannot be.

@@ -180,7 +180,6 @@ impl Hub {
         }
     }
 
-    /// Documents currently in memory.
     /// The hub's figures (acknowledgment latency, the group commit), in Prometheus text.
     pub fn metrics(&self) -> String {
         let ack = self.shared.ack_latency.render(
@@ -190,6 +189,7 @@ impl Hub {
         ack + &self.shared.committer.stats().render()
     }
 
+    /// Documents currently in memory.
     pub fn loaded_documents(&self) -> u64 {
         self.shared.loaded.load(Ordering::Relaxed)
     }
@@ -535,18 +535,15 @@ impl DocActor {
         let cancel = self.hub.shared.cancel.clone();
         let idle = self.hub.shared.idle;
         loop {
-            let first = tokio::select! {
-                cmd = rx.recv() => cmd,
-                () = tokio::time::sleep(idle), if self.conns.is_empty() => None,
-                () = cancel.cancelled() => None,
+            // Whatever has queued up, once at least one command is there.
+            let mut cmds = Vec::with_capacity(BATCH);
+            let taken = tokio::select! {
+                taken = rx.recv_many(&mut cmds, BATCH) => taken,
+                () = tokio::time::sleep(idle), if self.conns.is_empty() => 0,
+                () = cancel.cancelled() => 0,
             };
-            let Some(first) = first else { break };
-            let mut cmds = vec![first];
-            while cmds.len() < BATCH {
-                match rx.try_recv() {
-                    Ok(cmd) => cmds.push(cmd),
-                    Err(_) => break,
-                }
+            if taken == 0 {
+                break;
             }
             if let Err(e) = self.handle(cmds).await {
                 tracing::error!(doc = %self.id, error = %e, "the document is dropped from memory");
