@@ -112,6 +112,84 @@ mod seeds {
         changes.pop().expect("one change")
     }
 
+    /// A change by the nurse on top of `deps` (the fuzzed task's heads when empty), by Automerge
+    /// actor `actor`: a note whose event (or payload) holds `depth` maps nested in one another.
+    fn nurse_change(
+        actor: u8,
+        deps: &[Change],
+        id: &str,
+        depth: usize,
+        in_payload: bool,
+    ) -> Change {
+        use automerge::transaction::Transactable;
+        use automerge::{ObjType, ROOT, ReadDoc};
+        let mut doc = baton_core::fuzz::fuzzed_task()
+            .fork()
+            .with_actor(ActorId::from([actor; 16]));
+        doc.apply_changes(deps.iter().cloned()).expect("deps apply");
+        let before = doc.get_heads();
+        let events = doc.get(ROOT, "events").expect("get").expect("events").1;
+        let at = doc.length(&events);
+        let wall = 1_767_596_400_000 + 60_000 * i64::try_from(at).expect("small");
+        let hlc = baton_core::Hlc::new(wall, 0).to_string();
+        doc.transact::<_, _, automerge::AutomergeError>(|tx| {
+            let event = tx.insert_object(&events, at, ObjType::Map)?;
+            tx.put(&event, "id", id)?;
+            tx.put(&event, "kind", "note")?;
+            let actor = tx.put_object(&event, "actor", ObjType::Map)?;
+            tx.put(&actor, "user", "rn.evans")?;
+            tx.put(&actor, "role", "nurse")?;
+            tx.put(&event, "device", "rn.evans-phone")?;
+            tx.put(&event, "device_time", wall)?;
+            tx.put(&event, "hlc", hlc.as_str())?;
+            let payload = tx.put_object(&event, "payload", ObjType::Map)?;
+            tx.put(&payload, "text", "deep")?;
+            let mut parent = if in_payload { payload } else { event };
+            for _ in 0..depth {
+                parent = tx.put_object(&parent, "nested", ObjType::Map)?;
+            }
+            Ok(())
+        })
+        .expect("written");
+        doc.get_changes(&before).pop().expect("one change")
+    }
+
+    pub(super) fn known_crashes() -> Vec<Seed> {
+        let chunk = |c: &Change| [vec![CHUNK, 1], with_len(c.raw_bytes())].concat();
+        let mut crashes = Vec::new();
+        for depth in [300usize, 1_000, 5_000] {
+            let deep = nurse_change(9, &[], "deep", depth, true);
+            crashes.push((
+                "validate",
+                format!("nested-{depth}-maps-in-payload"),
+                [vec![NURSE, 60, 0, V_CHANGE], with_len(deep.raw_bytes())].concat(),
+            ));
+            let deep = nurse_change(9, &[], "deep", depth, false);
+            crashes.push((
+                "sync_run",
+                format!("nested-{depth}-maps-in-event"),
+                [chunk(&deep), vec![DELIVER, NURSE]].concat(),
+            ));
+        }
+        // The pharmacist's connection sends the nurse's note Y without the note X it follows: Y
+        // waits inside Automerge, unvalidated. The nurse then sends X; Y comes out with it and
+        // is judged as the nurse's.
+        let x = nurse_change(9, &[], "x", 0, true);
+        let y = nurse_change(9, std::slice::from_ref(&x), "y", 0, true);
+        crashes.push((
+            "sync_run",
+            "orphan-accepted-on-another-peers-authority".into(),
+            [
+                chunk(&y),
+                vec![DELIVER, PHARMACIST],
+                chunk(&x),
+                vec![DELIVER, NURSE],
+            ]
+            .concat(),
+        ));
+        crashes
+    }
+
     fn with_len(bytes: &[u8]) -> Vec<u8> {
         let n = u16::try_from(bytes.len()).expect("short");
         let mut out = n.to_le_bytes().to_vec();
@@ -496,5 +574,20 @@ mod seeds {
             ));
         }
         seeds
+    }
+}
+
+/// Write the inputs in `core/fuzz/crashes/` that are built rather than found (they need valid
+/// change bytes no mutation would make):
+/// `cargo test -p baton-core --test fuzz_corpus -- --ignored write_known_crashes`.
+#[test]
+#[ignore = "writes files; run by hand"]
+fn write_known_crashes() {
+    for (target, name, bytes) in seeds::known_crashes() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/crashes")
+            .join(target);
+        std::fs::create_dir_all(&dir).expect("crashes directory");
+        std::fs::write(dir.join(name), bytes).expect("input written");
     }
 }
