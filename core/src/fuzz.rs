@@ -432,6 +432,20 @@ fn events_list(doc: &Automerge) -> Option<automerge::ObjId> {
     }
 }
 
+/// The greatest readable HLC stamp among `doc`'s events, read without hydrating them.
+fn last_hlc(doc: &Automerge) -> Hlc {
+    let Some(events) = events_list(doc) else {
+        return Hlc::default();
+    };
+    doc.list_range(&events, ..)
+        .filter_map(|item| match doc.get(item.id(), "hlc") {
+            Ok(Some((automerge::Value::Scalar(s), _))) => s.as_str().and_then(|t| t.parse().ok()),
+            _ => None,
+        })
+        .max()
+        .unwrap_or_default()
+}
+
 /// Append `event` to `doc`'s event list as any Automerge client could, with a chain of `depth`
 /// nested maps under `nest_at` (`payload` or the event itself) if `depth` is not zero.
 fn raw_append(doc: &mut Automerge, event: &Map<String, Value>, depth: usize, in_payload: bool) {
@@ -589,12 +603,7 @@ fn forge(
     now: Millis,
     id: String,
 ) {
-    let seen = TaskDoc::from_automerge(doc.clone())
-        .ok()
-        .and_then(|t| t.events().ok())
-        .and_then(|log| log.events.iter().map(|e| e.hlc).max())
-        .unwrap_or_default();
-    clock.observe(seen);
+    clock.observe(last_hlc(doc));
     let hlc = clock.tick(now);
     let note = EventBody::Note {
         text: "forged".into(),
@@ -914,12 +923,7 @@ pub fn sync_run_on<P: ReceivePath>(data: &[u8]) {
                 let in_payload = input.bit();
                 let id = ledger.id();
                 let phone = phone(&mut phones, p, &base.doc);
-                let seen = TaskDoc::from_automerge(phone.doc.clone())
-                    .ok()
-                    .and_then(|t| t.state(template).ok())
-                    .map(|s| s.last_hlc)
-                    .unwrap_or_default();
-                phone.clock.observe(seen);
+                phone.clock.observe(last_hlc(&phone.doc));
                 let hlc = phone.clock.tick(now);
                 let event = event_json(
                     p,
