@@ -125,6 +125,73 @@ impl StoredChange {
     }
 }
 
+/// What one document's changes imply, written in the same transaction as the changes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Derived {
+    /// The events the changes added.
+    pub events: Vec<EventRow>,
+    /// The entry its unit's index now owes the task, if it changed.
+    pub index: Option<IndexRow>,
+}
+
+/// One event as the server received it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventRow {
+    pub doc: String,
+    pub event: String,
+    pub kind: String,
+    pub user: String,
+    pub role: String,
+    pub device: String,
+    pub device_time: i64,
+    pub hlc: String,
+}
+
+impl EventRow {
+    pub fn of(doc: &str, event: &baton_core::Event) -> Self {
+        EventRow {
+            doc: doc.to_owned(),
+            event: event.id.to_string(),
+            kind: event.kind().to_string(),
+            user: event.actor.user.to_string(),
+            role: event.actor.role.to_string(),
+            device: event.device.to_string(),
+            device_time: event.device_time,
+            hlc: event.hlc.to_string(),
+        }
+    }
+}
+
+/// The entry a unit's index owes a task: its listing as JSON, or `None` to take it off.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexRow {
+    pub doc: String,
+    pub unit: String,
+    pub entry: Option<String>,
+}
+
+/// An index entry written with a change and not yet applied to the index document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwedIndexEntry {
+    pub doc: String,
+    pub unit: String,
+    pub entry: Option<String>,
+    pub queued_at: i64,
+}
+
+/// One event as the server received it, read back.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct StoredEvent {
+    pub event: String,
+    pub kind: String,
+    pub user: String,
+    pub role: String,
+    pub device: String,
+    pub device_time: i64,
+    pub hlc: String,
+    pub received_at: i64,
+}
+
 /// The stored form of one document: its snapshot, if compacted, and the changes since, each
 /// with its hash.
 #[derive(Debug, Default)]
@@ -544,12 +611,14 @@ impl Db {
         Ok(StoredDoc { snapshot, changes })
     }
 
-    /// Store new changes of one or more documents in one transaction, registering documents seen
-    /// for the first time. Returns once the transaction is committed.
+    /// Store new changes of one or more documents in one transaction with everything derived
+    /// from them (documents seen for the first time, event rows, owed index entries). Returns
+    /// once the transaction is committed.
     pub async fn store_changes(
         &self,
         new_docs: &[&DocRecord],
         changes: &[&StoredChange],
+        derived: &[&Derived],
         now: i64,
     ) -> Result<(), DbError> {
         let mut tx = self.pool.begin().await?;
@@ -568,8 +637,81 @@ impl Db {
             .await?;
         }
         insert_changes(&mut tx, changes, now).await?;
+        let events: Vec<&EventRow> = derived.iter().flat_map(|d| &d.events).collect();
+        insert_events(&mut tx, &events, now).await?;
+        for owed in derived.iter().filter_map(|d| d.index.as_ref()) {
+            sqlx::query(
+                "INSERT INTO index_outbox (doc_id, unit_id, entry, queued_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (doc_id) DO UPDATE SET unit_id = excluded.unit_id,
+                     entry = excluded.entry, queued_at = excluded.queued_at",
+            )
+            .bind(owed.doc.as_str())
+            .bind(owed.unit.as_str())
+            .bind(owed.entry.as_deref())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Index entries still owed, oldest first, at most `limit`.
+    pub async fn owed_index_entries(&self, limit: i64) -> Result<Vec<OwedIndexEntry>, DbError> {
+        let rows = sqlx::query(
+            "SELECT doc_id, unit_id, entry, queued_at FROM index_outbox
+             ORDER BY queued_at, doc_id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OwedIndexEntry {
+                    doc: r.try_get(0)?,
+                    unit: r.try_get(1)?,
+                    entry: r.try_get(2)?,
+                    queued_at: r.try_get(3)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(DbError::from)
+    }
+
+    /// Forget an owed index entry once applied, unless a newer one replaced it meanwhile.
+    pub async fn index_entry_applied(&self, owed: &OwedIndexEntry) -> Result<(), DbError> {
+        sqlx::query("DELETE FROM index_outbox WHERE doc_id = $1 AND queued_at = $2")
+            .bind(owed.doc.as_str())
+            .bind(owed.queued_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The events of `doc` as received, in the order the server received them.
+    pub async fn task_events(&self, doc: &str) -> Result<Vec<StoredEvent>, DbError> {
+        let rows = sqlx::query(
+            "SELECT event_id, kind, user_id, role_id, device_id, device_time, hlc, received_at
+             FROM task_events WHERE doc_id = $1 ORDER BY received_at, hlc, event_id",
+        )
+        .bind(doc)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredEvent {
+                    event: r.try_get(0)?,
+                    kind: r.try_get(1)?,
+                    user: r.try_get(2)?,
+                    role: r.try_get(3)?,
+                    device: r.try_get(4)?,
+                    device_time: r.try_get(5)?,
+                    hlc: r.try_get(6)?,
+                    received_at: r.try_get(7)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(DbError::from)
     }
 
     /// Replace the changes `hashes` of `doc` with a snapshot that includes them.
@@ -726,6 +868,37 @@ async fn insert_changes(
                 .bind(change.doc.as_str())
                 .bind(change.hash.as_str())
                 .bind(change.bytes.as_slice())
+                .bind(now);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn insert_events(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    events: &[&EventRow],
+    now: i64,
+) -> Result<(), DbError> {
+    for rows in in_chunks(events) {
+        let sql = format!(
+            "INSERT INTO task_events (doc_id, event_id, kind, user_id, role_id, device_id,
+                                      device_time, hlc, received_at) VALUES {}
+             ON CONFLICT (doc_id, event_id) DO NOTHING",
+            placeholders(rows.len(), 9)
+        );
+        // Safe: the statement is made of fixed text and numbered placeholders only.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for row in rows {
+            query = query
+                .bind(row.doc.as_str())
+                .bind(row.event.as_str())
+                .bind(row.kind.as_str())
+                .bind(row.user.as_str())
+                .bind(row.role.as_str())
+                .bind(row.device.as_str())
+                .bind(row.device_time)
+                .bind(row.hlc.as_str())
                 .bind(now);
         }
         query.execute(&mut **tx).await?;

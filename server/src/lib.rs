@@ -215,6 +215,13 @@ impl Server {
             cancel: cancel.clone(),
             peer_id: format!("baton-server-{}", uuid::Uuid::new_v4()),
         };
+        // Index entries owed by commits before a crash are applied before anyone connects.
+        match app.hub.drain_index_entries().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(entries = n, "applied index entries owed from before"),
+            Err(e) => tracing::error!(error = %e, "owed index entries could not be applied yet"),
+        }
+        app.hub.start_index_writer();
         if config.demo {
             demo::seed(&app)
                 .await
