@@ -99,12 +99,27 @@ pub struct AuditRecord<'a> {
 /// A stored audit record.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct StoredAudit {
+    pub id: String,
     pub at: i64,
     pub kind: String,
     pub user: Option<String>,
     pub device: Option<String>,
     pub doc: Option<String>,
     pub detail: String,
+}
+
+/// Which audit records to read: each field that is set must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub kind: Option<String>,
+    pub user: Option<String>,
+    pub device: Option<String>,
+    /// Records at or after this time (Unix ms).
+    pub since: Option<i64>,
+    /// Records before this time (Unix ms).
+    pub until: Option<i64>,
+    /// Records that come after this one, newest first: (at, id).
+    pub after: Option<(i64, String)>,
 }
 
 /// One Automerge change to store.
@@ -446,6 +461,87 @@ impl Db {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Take `role` on `unit` from `user`. Returns whether they held it.
+    pub async fn remove_membership(
+        &self,
+        user: &str,
+        unit: &str,
+        role: &str,
+    ) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "DELETE FROM memberships WHERE user_id = $1 AND unit_id = $2 AND role_id = $3",
+        )
+        .bind(user)
+        .bind(unit)
+        .bind(role)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Whether a unit `id` is in the records.
+    pub async fn unit_exists(&self, id: &str) -> Result<bool, DbError> {
+        let row = sqlx::query("SELECT 1 FROM units WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Whether a role `id` is in the records.
+    pub async fn role_exists(&self, id: &str) -> Result<bool, DbError> {
+        let row = sqlx::query("SELECT 1 FROM roles WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Record `user` as an administrator (of every unit).
+    pub async fn add_admin(&self, user: &str, now: i64) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO admins (user_id, granted_at) VALUES ($1, $2)
+             ON CONFLICT (user_id) DO NOTHING",
+        )
+        .bind(user)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Whether the records list `user` as an administrator.
+    pub async fn is_admin(&self, user: &str) -> Result<bool, DbError> {
+        let row = sqlx::query("SELECT 1 FROM admins WHERE user_id = $1")
+            .bind(user)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// The units of those of `ids` that are stored documents: (id, unit).
+    pub async fn document_units(&self, ids: &[String]) -> Result<Vec<(String, UnitId)>, DbError> {
+        let mut found = Vec::new();
+        for chunk in ids.chunks(256) {
+            let sql = format!(
+                "SELECT id, unit_id FROM documents WHERE id IN ({})",
+                (1..=chunk.len())
+                    .map(|n| format!("${n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            // Safe: the statement is made of fixed text and numbered placeholders only.
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(id.as_str());
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                found.push((row.try_get(0)?, UnitId::new(row.try_get::<String, _>(1)?)));
+            }
+        }
+        Ok(found)
     }
 
     /// The (unit, role) pairs `user` holds.
@@ -825,24 +921,76 @@ impl Db {
         Ok(())
     }
 
-    /// The newest `limit` audit records, newest first.
-    pub async fn audit_records(&self, limit: i64) -> Result<Vec<StoredAudit>, DbError> {
-        let rows = sqlx::query(
-            "SELECT at, kind, user_id, device_id, doc_id, detail FROM security_audit
-             ORDER BY at DESC LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+    /// Audit records that match `filter`, newest first (by `at`, then `id`), at most `limit`,
+    /// starting after `filter.after`.
+    pub async fn audit_records(
+        &self,
+        filter: &AuditFilter,
+        limit: i64,
+    ) -> Result<Vec<StoredAudit>, DbError> {
+        enum Value<'v> {
+            Text(&'v str),
+            Number(i64),
+        }
+        let mut values: Vec<Value<'_>> = Vec::new();
+        let mut conditions: Vec<String> = Vec::new();
+        fn bind<'v>(value: Value<'v>, values: &mut Vec<Value<'v>>) -> String {
+            values.push(value);
+            format!("${}", values.len())
+        }
+        for (column, value) in [
+            ("kind", &filter.kind),
+            ("user_id", &filter.user),
+            ("device_id", &filter.device),
+        ] {
+            if let Some(value) = value {
+                let p = bind(Value::Text(value), &mut values);
+                conditions.push(format!("{column} = {p}"));
+            }
+        }
+        if let Some(since) = filter.since {
+            let p = bind(Value::Number(since), &mut values);
+            conditions.push(format!("at >= {p}"));
+        }
+        if let Some(until) = filter.until {
+            let p = bind(Value::Number(until), &mut values);
+            conditions.push(format!("at < {p}"));
+        }
+        if let Some((at, id)) = &filter.after {
+            let before = bind(Value::Number(*at), &mut values);
+            let same = bind(Value::Number(*at), &mut values);
+            let id = bind(Value::Text(id), &mut values);
+            conditions.push(format!("(at < {before} OR (at = {same} AND id < {id}))"));
+        }
+        let limit = bind(Value::Number(limit), &mut values);
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conditions.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT id, at, kind, user_id, device_id, doc_id, detail FROM security_audit{filter}
+             ORDER BY at DESC, id DESC LIMIT {limit}"
+        );
+        // Safe: the statement is made of fixed text and numbered placeholders only.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for value in values {
+            query = match value {
+                Value::Text(text) => query.bind(text),
+                Value::Number(number) => query.bind(number),
+            };
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
                 Ok(StoredAudit {
-                    at: r.try_get(0)?,
-                    kind: r.try_get(1)?,
-                    user: r.try_get(2)?,
-                    device: r.try_get(3)?,
-                    doc: r.try_get(4)?,
-                    detail: r.try_get(5)?,
+                    id: r.try_get(0)?,
+                    at: r.try_get(1)?,
+                    kind: r.try_get(2)?,
+                    user: r.try_get(3)?,
+                    device: r.try_get(4)?,
+                    doc: r.try_get(5)?,
+                    detail: r.try_get(6)?,
                 })
             })
             .collect()

@@ -932,6 +932,7 @@ async fn the_openapi_document_lists_every_route(backend: Backend) {
             "/api/v1/openapi.json",
             "/api/v1/tasks/{id}",
             "/api/v1/users/{id}/disable",
+            "/api/v1/users/{id}/memberships/{unit}/{role}",
             "/healthz",
             "/metrics",
             "/readyz",
@@ -943,7 +944,10 @@ async fn the_openapi_document_lists_every_route(backend: Backend) {
     let admin = server.admin_token();
     for (path, operations) in paths {
         for method in operations.as_object().unwrap().keys() {
-            let path = path.replace("{id}", "nobody");
+            let path = path
+                .replace("{id}", "nobody")
+                .replace("{unit}", "4W")
+                .replace("{role}", "nurse");
             let (status, body) =
                 baton_e2e::http(server.addr(), &method.to_uppercase(), &path, Some(&admin)).await;
             assert!(
