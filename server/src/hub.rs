@@ -13,11 +13,11 @@
 //! When no peer has synced a document for `idle_document`, its actor ends and the document
 //! leaves memory: memory follows the working set, not the number of stored documents.
 
+use crate::audit::Auditor;
 use crate::auth::Session;
 use crate::commit::Committer;
 use crate::db::{
-    AuditRecord, Db, DbError, Derived, DocKind, DocRecord, EventRow, IndexRow, OwedIndexEntry,
-    StoredChange,
+    Db, DbError, Derived, DocKind, DocRecord, EventRow, IndexRow, OwedIndexEntry, StoredChange,
 };
 use crate::metrics::Histogram;
 use crate::now_ms;
@@ -132,6 +132,8 @@ pub enum HubError {
 
 struct Shared {
     db: Db,
+    /// The security audit, throttled per device and address.
+    auditor: Arc<Auditor>,
     committer: Committer,
     templates: TemplateRegistry,
     limits: Limits,
@@ -175,6 +177,7 @@ const DOC_QUEUE: usize = 1_024;
 impl Hub {
     pub fn new(
         db: Db,
+        auditor: Arc<Auditor>,
         templates: TemplateRegistry,
         idle: Duration,
         tracker: TaskTracker,
@@ -184,6 +187,7 @@ impl Hub {
             shared: Arc::new(Shared {
                 committer: Committer::start(db.clone(), &tracker, cancel.clone()),
                 db,
+                auditor,
                 templates,
                 limits: Limits::default(),
                 idle,
@@ -719,16 +723,11 @@ impl DocActor {
         }
         let doc = self.id.to_string();
         for (conn, kind, detail) in batch.audits {
-            let audit = AuditRecord {
-                kind,
-                user: Some(conn.session.user.as_str()),
-                device: Some(conn.session.device.as_str()),
-                doc: Some(&doc),
-                detail,
-            };
-            if let Err(e) = self.hub.shared.db.audit(audit, now_ms()).await {
-                tracing::error!(error = %e, "a security audit record could not be written");
-            }
+            self.hub
+                .shared
+                .auditor
+                .session_record(&conn.session, kind, Some(&doc), detail)
+                .await;
         }
         for (done, result) in batch.local_done {
             let _ = done.send(result);

@@ -188,6 +188,7 @@ impl Server {
         let tracker = TaskTracker::new();
         let hub = Hub::new(
             db.clone(),
+            auditor.clone(),
             (*templates).clone(),
             Duration::from_millis(config.idle_document.as_millis()),
             tracker.clone(),
