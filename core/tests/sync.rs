@@ -1071,3 +1071,81 @@ fn an_event_nested_too_deeply_is_refused_before_it_is_read() {
     );
     assert_eq!(server.doc().get_heads(), before);
 }
+
+/// What a peer may send, for the property below: honest notes, forged ones, and the order and
+/// grouping they arrive in.
+#[derive(Clone, Debug)]
+enum Sent {
+    /// A note by the honest nurse, on top of everything she wrote so far.
+    Honest,
+    /// A note in another clinician's name, on top of everything so far.
+    Forged,
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// Whatever arrives in whatever order and grouping (dependencies late, missing, duplicated),
+    /// the server's document holds exactly the changes validation accepted and never a queued
+    /// one: no forged event ever; and from an honest phone, everything once it has all arrived.
+    #[test]
+    fn the_document_holds_only_accepted_changes_whatever_the_order(
+        sent in prop::collection::vec(prop_oneof![3 => Just(Sent::Honest), 1 => Just(Sent::Forged)], 1..12),
+        order in prop::collection::vec(0usize..64, 0..40),
+        groups in prop::collection::vec(1usize..4, 1..20),
+    ) {
+        let (origin, mut phone) = task_and_replica();
+        let mut nurse = Person::new("rn.evans", "nurse");
+        let mut other = Person::new("rn.lopez", "nurse");
+        other.author.device = "rn.evans-phone".into();
+        let mut changes = Vec::new();
+        for (i, s) in sent.iter().enumerate() {
+            let at = T0 + (i as i64 + 1) * MINUTE;
+            changes.push(match s {
+                Sent::Honest => note(&mut nurse, &mut phone, at, "mine"),
+                Sent::Forged => note(&mut other, &mut phone, at, "not mine"),
+            });
+        }
+        // The arrival order: picks from the changes (repeats allowed), then everything once more
+        // in the order written, as an honest resend would.
+        let mut arrivals: Vec<automerge::Change> = order
+            .iter()
+            .map(|i| changes[i % changes.len()].clone())
+            .collect();
+        arrivals.extend(changes.iter().cloned());
+        let origin_heads = origin.get_heads();
+        let mut server = DocSync::new(origin);
+        let peer = "phone".to_string();
+        let auth = nurse_auth();
+        let mut accepted = std::collections::BTreeSet::new();
+        let mut next = 0;
+        let mut group = groups.iter().cycle();
+        while next < arrivals.len() {
+            let n = (*group.next().expect("cycled")).min(arrivals.len() - next);
+            let batch = &arrivals[next..next + n];
+            next += n;
+            let heads = vec![batch.last().expect("a change").hash()];
+            match server.receive(&peer, &carrying(heads, batch), validating(&auth)) {
+                Ok(received) => accepted.extend(received.changes.iter().map(|c| c.hash())),
+                Err(ReceiveError::Blocked) => {}
+                // A refused run blocks the peer for the connection: it reconnects.
+                Err(ReceiveError::Refused(_)) => server.add_peer(peer.clone()),
+                Err(e) => prop_assert!(false, "unexpected: {e}"),
+            }
+            prop_assert!(server.doc().get_missing_deps(&[]).is_empty(), "nothing queued");
+        }
+        let stored: std::collections::BTreeSet<_> = server
+            .doc()
+            .get_changes(&origin_heads)
+            .iter()
+            .map(|c| c.hash())
+            .collect();
+        prop_assert_eq!(&stored, &accepted, "stored is exactly what was accepted");
+        let task = TaskDoc::from_automerge(server.doc().clone()).expect("a task");
+        let events = task.events().expect("events").events;
+        prop_assert!(events.iter().all(|e| e.actor.user.as_str() != "rn.lopez"), "no forged event");
+        if sent.iter().all(|s| matches!(s, Sent::Honest)) {
+            prop_assert_eq!(stored.len(), changes.len(), "an honest phone's changes all arrive");
+        }
+    }
+}
