@@ -29,6 +29,12 @@ fn every_message() -> Vec<Message> {
             peer_metadata: meta.clone(),
             supported_protocol_versions: Some(vec!["1".into()]),
         },
+        // Without versions (the stock server takes "1"): encoded without the field.
+        Message::Join {
+            sender_id: "peer-b".into(),
+            peer_metadata: PeerMetadata::default(),
+            supported_protocol_versions: None,
+        },
         Message::Peer {
             sender_id: "baton".into(),
             target_id: "peer-a".into(),

@@ -382,16 +382,32 @@ impl DocSync {
         let (ready, unready) = causally_ready(&self.doc, candidates);
         let mut state = entry.sync.clone();
         let before = self.doc.get_heads();
-        let applied = self.apply_all(&mut state, messages, &ready);
-        let verdict = match applied {
-            Err(e) => Err(ReceiveError::Apply(e.to_string())),
-            Ok(()) if ready.is_empty() => Ok(()),
-            Ok(()) => accept(&Applied {
-                before: &before,
-                after: &self.doc,
-                changes: &ready,
-            })
-            .map_err(ReceiveError::Refused),
+        // Automerge panics on some malformed changes (one naming an actor the document does not
+        // know, for one) instead of returning an error. A panic here is a refusal of the run;
+        // the document may be half-changed, so it is poisoned and its owner loads it again.
+        let judged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            match self.apply_all(&mut state, messages, &ready) {
+                Err(e) => Err(ReceiveError::Apply(e.to_string())),
+                Ok(()) if ready.is_empty() => Ok(()),
+                Ok(()) => accept(&Applied {
+                    before: &before,
+                    after: &self.doc,
+                    changes: &ready,
+                })
+                .map_err(ReceiveError::Refused),
+            }
+        }));
+        let verdict = match judged {
+            Ok(verdict) => verdict,
+            Err(_) => {
+                self.poisoned = true;
+                if let Some(entry) = self.peers.get_mut(peer) {
+                    entry.blocked = true;
+                }
+                return Err(ReceiveError::Apply(
+                    "the changes could not be applied".to_owned(),
+                ));
+            }
         };
         let Some(entry) = self.peers.get_mut(peer) else {
             return Err(ReceiveError::Blocked);
