@@ -349,12 +349,20 @@ impl DocSync {
         data: &[D],
         accept: impl FnOnce(&Applied<'_>) -> Result<(), E>,
     ) -> Result<Received, ReceiveError<E>> {
-        let messages = data
-            .iter()
-            .map(|d| sync::Message::decode(d.as_ref()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ReceiveError::Malformed(e.to_string()))?;
-        let incoming = carried(&messages).map_err(ReceiveError::Malformed)?;
+        // Reading the messages and their changes touches nothing yet; a panic in Automerge's
+        // parsers is a malformed message like any other.
+        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let messages = data
+                .iter()
+                .map(|d| sync::Message::decode(d.as_ref()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
+            let incoming = carried(&messages)?;
+            Ok::<_, String>((messages, incoming))
+        }));
+        let (messages, incoming) = read
+            .unwrap_or_else(|_| Err("the message could not be read".to_owned()))
+            .map_err(ReceiveError::Malformed)?;
         let entry = self
             .peers
             .entry(peer.clone())
