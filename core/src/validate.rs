@@ -445,7 +445,7 @@ fn appended_items(
             Some(obj) if obj.actor() == actor && own.contains_key(&obj.counter()) => {
                 own.get(&obj.counter()).copied().unwrap_or_default()
             }
-            Some(obj) if !lays_out => return Err(existing_object_changed(after, obj)),
+            Some(obj) if !lays_out => return Err(existing_object_changed(after, before, obj)),
             Some(_) | None => 0,
         };
         if matches!(op.action, legacy::OpType::Make(_)) {
@@ -482,11 +482,17 @@ fn root_key_changed(
     }
 }
 
-/// The problem with a write inside an object that existed before the change.
-fn existing_object_changed(after: &Automerge, obj: &legacy::OpId) -> ValidationError {
+/// The problem with a write inside an object that existed before the change. Where the object
+/// stood is read as the document was before the changes: a later change may have deleted it,
+/// and Automerge cannot walk up from a deleted object.
+fn existing_object_changed(
+    after: &Automerge,
+    before: &[ChangeHash],
+    obj: &legacy::OpId,
+) -> ValidationError {
     let id = ObjId::Id(obj.counter(), obj.actor().clone(), 0);
     let top = after
-        .parents(&id)
+        .parents_at(&id, before)
         .ok()
         .and_then(|parents| parents.last())
         .map(|p| p.prop);

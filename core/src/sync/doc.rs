@@ -169,6 +169,11 @@ fn carried(messages: &[sync::Message]) -> Result<Vec<Change>, String> {
     for chunk in messages.iter().flat_map(|m| m.changes.iter()) {
         for part in split_chunks(chunk)? {
             match Change::try_from(part) {
+                // Parsing a change does not check its chunk's checksum (loading does): a
+                // damaged change would be applied under a hash its bytes do not have.
+                Ok(change) if part.get(4..8) != Some(&change.hash().0[..4]) => {
+                    return Err("a change's checksum does not match its contents".to_owned());
+                }
                 Ok(change) => changes.push(change),
                 Err(_) => {
                     let doc = Automerge::load(part).map_err(|e| e.to_string())?;
