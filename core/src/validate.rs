@@ -28,7 +28,7 @@ use crate::index;
 use crate::rules::{self, Refusal};
 use crate::template::{Template, TemplateRef, TemplateRegistry};
 use crate::time::{Millis, Span};
-use automerge::{Automerge, ChangeHash, ObjId, ObjType, Prop, ROOT, ReadDoc, hydrate, legacy};
+use automerge::{Automerge, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, hydrate, legacy};
 use serde::Serialize;
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -482,22 +482,22 @@ fn root_key_changed(
     }
 }
 
-/// The problem with a write inside an object that existed before the change. Where the object
-/// stood is read as the document was before the changes: a later change may have deleted it,
-/// and Automerge cannot walk up from a deleted object.
+/// The problem with a write inside an object that existed before the change: a top-level field
+/// of the task, or else an event. Only the root's fields are looked at, as they stood before the
+/// changes (Automerge cannot walk up from an object a later change deleted, or one that did not
+/// exist yet, without panicking, so its parents are never asked for).
 fn existing_object_changed(
     after: &Automerge,
     before: &[ChangeHash],
     obj: &legacy::OpId,
 ) -> ValidationError {
     let id = ObjId::Id(obj.counter(), obj.actor().clone(), 0);
-    let top = after
-        .parents_at(&id, before)
-        .ok()
-        .and_then(|parents| parents.last())
-        .map(|p| p.prop);
-    match top {
-        Some(Prop::Map(key)) if key != EVENTS => not_an_append(format!("`{key}` was changed")),
+    let field = after
+        .map_range_at(ROOT, .., before)
+        .find(|item| item.id() == id)
+        .map(|item| item.key.to_string());
+    match field {
+        Some(key) if key != EVENTS => not_an_append(format!("`{key}` was changed")),
         _ => not_an_append("an existing event was changed or removed"),
     }
 }
