@@ -46,6 +46,8 @@ pub mod codec;
 pub mod doc;
 pub mod event;
 pub mod fold;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod hlc;
 pub mod ids;
 pub mod index;
