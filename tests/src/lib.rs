@@ -24,6 +24,24 @@ use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// One test module per scenario, each with a test on SQLite and one on Postgres: a scenario is
+/// an `async fn(Backend)` in the calling file.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$scenario($crate::Backend::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$scenario($crate::Backend::Postgres).await;
+            }
+        }
+    )*};
+}
+
 /// Which database a test server uses.
 #[derive(Clone, Copy, Debug)]
 pub enum Backend {

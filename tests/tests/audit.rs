@@ -7,23 +7,7 @@ use baton_core::sync::DocumentId;
 use baton_e2e::{Backend, Phone, TestServer, http_from};
 use std::net::IpAddr;
 
-macro_rules! on_both_backends {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$scenario(Backend::Sqlite).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$scenario(Backend::Postgres).await;
-            }
-        }
-    )*};
-}
-
-on_both_backends!(
+baton_e2e::on_both_backends!(
     rest_reads_outside_units_are_audited_and_throttled,
     the_audit_api_filters_and_pages,
 );

@@ -13,23 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-macro_rules! on_both_backends {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$scenario(Backend::Sqlite).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$scenario(Backend::Postgres).await;
-            }
-        }
-    )*};
-}
-
-on_both_backends!(
+baton_e2e::on_both_backends!(
     a_revocation_while_a_connection_is_set_up_is_not_missed,
     a_nurse_who_loses_her_unit_stops_receiving_its_tasks,
     membership_changes_are_for_admins_and_known_records_only,

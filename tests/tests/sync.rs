@@ -9,23 +9,7 @@ use baton_core::{Author, EventBody, HlcClock, NewTask, Subject, TaskDoc, Templat
 use baton_e2e::{Backend, Phone, TestServer, event_count};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-macro_rules! on_both_backends {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$scenario(Backend::Sqlite).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$scenario(Backend::Postgres).await;
-            }
-        }
-    )*};
-}
-
-on_both_backends!(
+baton_e2e::on_both_backends!(
     me_bootstraps_a_device,
     bad_tokens_are_refused,
     a_phone_gets_the_worklist_from_the_server_alone,

@@ -10,23 +10,7 @@ use baton_core::{Author, EventBody, HlcClock, NewTask, Subject, TaskDoc, Templat
 use baton_e2e::{Backend, Phone, TestServer, event_count};
 use std::time::Duration;
 
-macro_rules! on_both_backends {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$scenario(Backend::Sqlite).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$scenario(Backend::Postgres).await;
-            }
-        }
-    )*};
-}
-
-on_both_backends!(
+baton_e2e::on_both_backends!(
     a_change_without_its_dependency_never_reaches_storage,
     a_deeply_nested_event_is_refused_and_the_server_stays_up,
     a_sync_for_a_document_not_yet_created_leaks_nothing_later,
