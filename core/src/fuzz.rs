@@ -14,11 +14,11 @@
 //!   [`validate_changes`].
 //! - [`template`]: template text through [`Template::from_toml`] and [`Template::from_json`].
 //!
-//! Known bugs not fixed yet are stepped around through a switch each ([`MAX_NESTING`],
-//! [`ORPHANS_REFUSED`], [`CHECKSUMS_VERIFIED`], [`UNKNOWN_ACTORS_REFUSED`],
-//! [`DELETED_EVENTS_SAFE`], [`JOIN_WITHOUT_VERSIONS_ROUND_TRIPS`]), so a
-//! fuzzing run goes on looking for new ones; `core/fuzz/crashes/` holds inputs that show them.
-//! Whoever fixes one flips its switch.
+//! The bugs the fuzzers found are fixed; each has a switch ([`ORPHANS_REFUSED`],
+//! [`CHECKSUMS_VERIFIED`], [`UNKNOWN_ACTORS_REFUSED`], [`DELETED_EVENTS_SAFE`],
+//! [`JOIN_WITHOUT_VERSIONS_ROUND_TRIPS`]) that the generators stepped around it with while it was
+//! open, now on, and the inputs that showed them are in the corpus as `fixed-*`. A bug found
+//! later gets the same: a switch, and its input kept out of the corpus until it is fixed.
 
 use crate::codec;
 use crate::doc::{Author, EVENTS, NewTask, Subject, TaskDoc};
@@ -37,70 +37,67 @@ use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 
-/// The deepest map nesting the generators build into an event.
-///
-/// Known bug, being fixed: an event nested a few hundred maps deep overflows the stack in
-/// validation (Automerge's `hydrate` and Baton's walkers recurse once per level, with no bound):
-/// about 300 levels on a 2 MB thread in a debug build, 1,000 in release. Until validation bounds
-/// nesting the generators stay well below that; raise this to 1_000 with the fix.
-/// `core/fuzz/crashes/` holds inputs that overflow.
-pub const MAX_NESTING: usize = 32;
+/// The deepest map nesting the generators build into an event: past validation's limit (32
+/// levels from the root), so refusals of deep events are fuzzed too. The generators build their
+/// nests recursively themselves, so this stays far below what would overflow their own stack;
+/// the corpus holds raw changes nested 300, 1,000 and 5,000 deep (`fixed-nested-*`), which
+/// validation refuses from the operations before anything recurses.
+pub const MAX_NESTING: usize = 40;
 
-/// Whether the receive path refuses (or drops) changes whose dependencies are missing.
+/// Whether runs may end with dependencies missing, and nothing may be left queued after one.
 ///
-/// Known bug, being fixed: such a change is queued inside Automerge, unvalidated, and is applied
-/// (and judged on the authority of whoever sends the missing dependency) when its dependencies
-/// arrive. While this is `false`, [`sync_run`] sends every dependency a run withholds later in
-/// the same run — changes still arrive out of causal order, but none is left waiting — and does
-/// not check that nothing is queued. Set it to `true` with the fix: runs then may end with
-/// dependencies missing, and after every run nothing may be queued.
-pub const ORPHANS_REFUSED: bool = false;
+/// Fixed: a change whose dependencies are missing waits beside the document for the peer that
+/// sent it and is judged with them (ADR 0006); the document never has a queue.
+/// `corpus/sync_run/fixed-orphan-accepted-on-another-peers-authority` showed the bug.
+pub const ORPHANS_REFUSED: bool = true;
 
-/// Whether the receive path refuses a change that names an actor the document has never seen.
+/// Whether [`sync_run`] sends changes that name an actor the document has never seen.
 ///
-/// Known bug, reported (in Automerge 0.12, reached through `DocSync`'s receive path): applying a
-/// change whose list of other actors names an actor the document does not know panics (an
-/// `unwrap` in `import_ops`, `op_set2/change/batch.rs:1121`) instead of returning an error, so
-/// one mangled change in a sync message brings down the document's actor. While this is
-/// `false`, [`sync_run`] and [`validate`] leave such changes out; set it to `true` once the
-/// receive path refuses them before applying them (or Automerge returns an error).
-/// `core/fuzz/crashes/*/change-naming-an-unknown-actor` shows it.
-pub const UNKNOWN_ACTORS_REFUSED: bool = false;
+/// Fixed in the receive path: Automerge 0.12 panics applying such a change (an `unwrap` in
+/// `import_ops`), and `DocSync` turns a panic while a run is applied or judged into a refusal
+/// and poisons the document (its owner loads it again). [`validate`] applies changes with
+/// Automerge's own `apply_changes` and so always leaves them out.
+/// `corpus/*/fixed-change-naming-an-unknown-actor` showed the bug.
+pub const UNKNOWN_ACTORS_REFUSED: bool = true;
 
-/// Whether the receive path checks the checksum of the changes a sync message carries.
+/// Whether [`sync_run`] sends changes whose chunk checksum does not match their contents.
 ///
-/// Known bug, reported (in `DocSync`, `core/src/sync/doc.rs`, `carried`): the changes a sync
-/// message carries are read with `Change::try_from`, which does not verify the chunk's checksum
-/// (Automerge's own `receive_sync_message` loads them with `load_incremental`, which does), and
-/// applied with `apply_changes`. A change whose bytes were altered is then applied: Automerge
-/// panics on some (`op_set2/change/batch.rs:920`, "Missing from Index"), validation accepts
-/// others, after which `get_changes` on the document panics (`MissingDep` of the hash the
-/// checksum names, `op_set2/change/collector.rs:753`). While this is `false`, [`sync_run`] and
-/// [`validate`] leave out changes whose checksum does not match; set it to `true` once the
-/// receive path refuses them. `core/fuzz/crashes/sync_run/mangled-change-*` show it.
-pub const CHECKSUMS_VERIFIED: bool = false;
+/// Fixed: `DocSync` refuses a message carrying such a change before applying anything
+/// (`Change::try_from` does not check checksums; `load_incremental` does). [`validate`] applies
+/// changes itself and so always leaves them out. `corpus/sync_run/fixed-mangled-change-*`
+/// showed the bug.
+pub const CHECKSUMS_VERIFIED: bool = true;
 
-/// Whether validation survives a batch that edits an event and then deletes it.
+/// Whether the generators delete events.
 ///
-/// Known bug, reported (in `validate.rs`, `existing_object_changed`): to name what a refused
-/// write touched, validation asks Automerge for the parents of the written object in the
-/// document after the batch; when a later change of the batch deleted that object, Automerge
-/// 0.12 panics (an assertion in `seek_list_opid`, `op_set2/op_set.rs:846`). Two ordinary
-/// Automerge changes from any peer end the document's actor. While this is `false`, the
-/// generators delete no events (they insert a scalar instead); set it to `true` with the fix.
-/// `core/fuzz/crashes/validate/edit-then-delete-an-event` shows it.
-pub const DELETED_EVENTS_SAFE: bool = false;
+/// Fixed: validation described a refused write by asking Automerge for the written object's
+/// parents, which panics for an object a later change deleted; it now looks only at the root's
+/// fields as they stood before the changes. `corpus/*/fixed-edit-then-delete-an-event` showed it.
+pub const DELETED_EVENTS_SAFE: bool = true;
 
 /// Whether the generators leave `chunk` out of a run for a known bug: its checksum does not
 /// match ([`CHECKSUMS_VERIFIED`]) or it names an actor `doc` does not know
 /// ([`UNKNOWN_ACTORS_REFUSED`]).
 fn steered_around(chunk: &[u8], doc: &Automerge) -> bool {
+    steered_around_when(chunk, doc, CHECKSUMS_VERIFIED, UNKNOWN_ACTORS_REFUSED)
+}
+
+/// [`steered_around`] with the fixes taken as given or not: [`validate`] applies changes with
+/// Automerge's own `apply_changes`, which panics on both kinds whatever Baton does (the receive
+/// path checks checksums before applying and turns a panic into a refusal), so it always steers
+/// around them.
+fn steered_around_when(
+    chunk: &[u8],
+    doc: &Automerge,
+    checksums_verified: bool,
+    unknown_actors_refused: bool,
+) -> bool {
     let Ok(change) = Change::try_from(chunk) else {
         return false;
     };
     let checksum_matches = chunk.get(4..8) == change.hash().0.get(..4);
-    (!CHECKSUMS_VERIFIED && !checksum_matches)
-        || (!UNKNOWN_ACTORS_REFUSED && names_unknown_actor(&change, doc))
+    (!checksums_verified && !checksum_matches)
+        || (!unknown_actors_refused && names_unknown_actor(&change, doc))
 }
 
 /// Whether `change` names, besides its own actor, an actor none of `doc`'s changes is by.
@@ -125,14 +122,11 @@ fn carries_steered_around(message: &[u8], doc: &Automerge) -> bool {
         .is_ok_and(|m| m.changes.iter().any(|chunk| steered_around(chunk, doc)))
 }
 
-/// Whether a `join` that offers no protocol versions still round-trips.
+/// Whether a `join` that offers no protocol versions is compared whole after a round trip.
 ///
-/// Known bug, reported (in `sync/message.rs`, not fixed here): [`Message::Join`] with
-/// `supported_protocol_versions: None` (no list on the wire, which the handshake reads as "1")
-/// encodes an empty list, which decodes as `Some([])`, which the handshake refuses. While this is
-/// `false`, [`frame`] compares such a message without that field.
-/// `core/fuzz/crashes/frame/join-without-versions-encodes-an-empty-list` shows it.
-pub const JOIN_WITHOUT_VERSIONS_ROUND_TRIPS: bool = false;
+/// Fixed: such a `join` is encoded without the field, as it came.
+/// `corpus/frame/fixed-join-without-versions-encodes-an-empty-list` showed the bug.
+pub const JOIN_WITHOUT_VERSIONS_ROUND_TRIPS: bool = true;
 
 /// 2026-01-05 07:00 UTC, a Monday: when the fuzzed task was created.
 const T0: Millis = 1_767_596_400_000;
@@ -1270,7 +1264,7 @@ pub fn validate(data: &[u8]) {
             // Change bytes, applied as they are.
             0 => {
                 let bytes = input.long_bytes();
-                if steered_around(bytes, &after) {
+                if steered_around_when(bytes, &after, false, false) {
                     continue;
                 }
                 if let Ok(change) = Change::try_from(bytes) {

@@ -28,7 +28,7 @@ use crate::index;
 use crate::rules::{self, Refusal};
 use crate::template::{Template, TemplateRef, TemplateRegistry};
 use crate::time::{Millis, Span};
-use automerge::{Automerge, ChangeHash, ObjId, ObjType, Prop, ROOT, ReadDoc, hydrate, legacy};
+use automerge::{Automerge, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, hydrate, legacy};
 use serde::Serialize;
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -53,6 +53,9 @@ pub struct Limits {
     pub max_changes: usize,
     /// How many events a task may hold.
     pub max_events: usize,
+    /// How deeply objects may nest in a task, counted from its root (an event in `events` is
+    /// at depth 2). Checked from a change's operations before anything reads the objects.
+    pub max_depth: usize,
 }
 
 impl Default for Limits {
@@ -61,6 +64,7 @@ impl Default for Limits {
             max_clock_skew: Span::from_minutes(5),
             max_changes: 1_000,
             max_events: 10_000,
+            max_depth: 32,
         }
     }
 }
@@ -83,6 +87,8 @@ pub enum ValidationError {
     TooManyChanges { count: usize, limit: usize },
     #[error("the task would hold more than {limit} events")]
     TooManyEvents { limit: usize },
+    #[error("objects nest more than {limit} levels deep")]
+    TooDeep { limit: usize },
     #[error("event #{index} cannot be read: {problem}")]
     Unreadable { index: usize, problem: String },
     #[error("event {event}: its {field} is `{claimed}` but the sender is `{authenticated}`")]
@@ -226,17 +232,24 @@ pub fn validate_applied(
         check_creation(changes)?;
     }
     let events_list = events_list(after);
-    let mut appended = Vec::with_capacity(changes.len());
+    // Every change's operations are checked before any object is read: a change later in the
+    // batch may write into what an earlier one created, and reading recurses.
+    let mut inserted = Vec::with_capacity(changes.len());
     for (i, change) in changes.iter().enumerate() {
         let lays_out = creating && i == 0;
-        appended.push(appended_items(
+        inserted.push(appended_items(
             after,
             before_heads,
             change,
             events_list.as_ref(),
             lays_out,
+            limits.max_depth,
         )?);
     }
+    let appended = inserted
+        .into_iter()
+        .map(|items| items.into_iter().map(|i| i.read(after)).collect())
+        .collect::<Result<Vec<Vec<Item>>, _>>()?;
     if !creating && events_list.is_none() {
         return Err(not_an_append("`events` is not a list"));
     }
@@ -355,6 +368,30 @@ fn events_list(doc: &Automerge) -> Option<ObjId> {
     }
 }
 
+/// One item a change inserted into `events`, not read yet.
+struct Inserted {
+    /// The operation that inserted it (for an object, the object's id).
+    id: ObjId,
+    /// The value, for a scalar; `None` for an object, read from the document.
+    scalar: Option<automerge::ScalarValue>,
+}
+
+impl Inserted {
+    /// Read the item as the document holds it. Its depth was checked from the operations.
+    fn read(self, after: &Automerge) -> Result<Item, ValidationError> {
+        let value = match self.scalar {
+            Some(scalar) => hydrate::Value::Scalar(scalar),
+            None => {
+                ReadDoc::hydrate(after, &self.id, None).map_err(|e| not_an_append(e.to_string()))?
+            }
+        };
+        if has_conflict(&value) {
+            return Err(not_an_append("an event holds conflicting values"));
+        }
+        Ok(Item { id: self.id, value })
+    }
+}
+
 /// One item a change inserted into `events`.
 struct Item {
     /// The operation that inserted it (for an object, the object's id).
@@ -365,54 +402,58 @@ struct Item {
 
 /// The items `change` adds to `events`, after checking that it does nothing else: every
 /// operation inserts a new item into `events` or writes inside an object the same change created
-/// there. `lays_out` allows anything else in the change that creates the document.
+/// there, and no object it makes nests deeper than `max_depth`. `lays_out` allows anything else
+/// in the change that creates the document.
 fn appended_items(
     after: &Automerge,
     before: &[ChangeHash],
     change: &automerge::Change,
     events: Option<&ObjId>,
     lays_out: bool,
-) -> Result<Vec<Item>, ValidationError> {
+    max_depth: usize,
+) -> Result<Vec<Inserted>, ValidationError> {
     let expanded = change.decode();
     let actor = &expanded.actor_id;
     let start = expanded.start_op.get();
-    // Counters of the objects this change created and may fill.
-    let mut own = HashSet::new();
+    // The objects this change created and may fill, by counter, with their depth.
+    let mut own: HashMap<u64, usize> = HashMap::new();
     let mut items = Vec::new();
     for (i, op) in expanded.operations.iter().enumerate() {
         let counter = u64::try_from(i)
             .ok()
             .and_then(|i| start.checked_add(i))
             .ok_or_else(|| not_an_append("the change's operation ids run out"))?;
-        let made = matches!(op.action, legacy::OpType::Make(_));
         let target = match &op.obj {
             legacy::ObjectId::Root if lays_out => None,
             legacy::ObjectId::Root => return Err(root_key_changed(after, before, &op.key)),
             legacy::ObjectId::Id(obj) => Some(obj),
         };
-        match target {
+        let parent_depth = match target {
             Some(obj) if events.is_some_and(|list| same_object(list, obj)) => {
                 if !op.insert || !op.pred.is_empty() {
                     return Err(not_an_append("an existing event was changed or removed"));
                 }
                 let id = ObjId::Id(counter, actor.clone(), 0);
-                let value = match &op.action {
-                    legacy::OpType::Make(_) => ReadDoc::hydrate(after, &id, None)
-                        .map_err(|e| not_an_append(e.to_string()))?,
-                    legacy::OpType::Put(scalar) => hydrate::Value::Scalar(scalar.clone()),
+                let scalar = match &op.action {
+                    legacy::OpType::Make(_) => None,
+                    legacy::OpType::Put(scalar) => Some(scalar.clone()),
                     _ => return Err(not_an_append("`events` may only receive new events")),
                 };
-                if has_conflict(&value) {
-                    return Err(not_an_append("an event holds conflicting values"));
-                }
-                items.push(Item { id, value });
+                items.push(Inserted { id, scalar });
+                1
             }
-            Some(obj) if obj.actor() == actor && own.contains(&obj.counter()) => {}
-            Some(obj) if !lays_out => return Err(existing_object_changed(after, obj)),
-            Some(_) | None => {}
-        }
-        if made {
-            own.insert(counter);
+            Some(obj) if obj.actor() == actor && own.contains_key(&obj.counter()) => {
+                own.get(&obj.counter()).copied().unwrap_or_default()
+            }
+            Some(obj) if !lays_out => return Err(existing_object_changed(after, before, obj)),
+            Some(_) | None => 0,
+        };
+        if matches!(op.action, legacy::OpType::Make(_)) {
+            let depth = parent_depth + 1;
+            if depth > max_depth {
+                return Err(ValidationError::TooDeep { limit: max_depth });
+            }
+            own.insert(counter, depth);
         }
     }
     Ok(items)
@@ -441,16 +482,22 @@ fn root_key_changed(
     }
 }
 
-/// The problem with a write inside an object that existed before the change.
-fn existing_object_changed(after: &Automerge, obj: &legacy::OpId) -> ValidationError {
+/// The problem with a write inside an object that existed before the change: a top-level field
+/// of the task, or else an event. Only the root's fields are looked at, as they stood before the
+/// changes (Automerge cannot walk up from an object a later change deleted, or one that did not
+/// exist yet, without panicking, so its parents are never asked for).
+fn existing_object_changed(
+    after: &Automerge,
+    before: &[ChangeHash],
+    obj: &legacy::OpId,
+) -> ValidationError {
     let id = ObjId::Id(obj.counter(), obj.actor().clone(), 0);
-    let top = after
-        .parents(&id)
-        .ok()
-        .and_then(|parents| parents.last())
-        .map(|p| p.prop);
-    match top {
-        Some(Prop::Map(key)) if key != EVENTS => not_an_append(format!("`{key}` was changed")),
+    let field = after
+        .map_range_at(ROOT, .., before)
+        .find(|item| item.id() == id)
+        .map(|item| item.key.to_string());
+    match field {
+        Some(key) if key != EVENTS => not_an_append(format!("`{key}` was changed")),
         _ => not_an_append("an existing event was changed or removed"),
     }
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use automerge::{ActorId, Automerge};
+use automerge::{ActorId, Automerge, ReadDoc};
 use baton_core::event::EventBody;
 use baton_core::sync::handshake::{Handshake, HandshakeError, accept_join, join, read_peer};
 use baton_core::sync::message::{Message, PeerMetadata};
@@ -28,6 +28,12 @@ fn every_message() -> Vec<Message> {
             sender_id: "peer-a".into(),
             peer_metadata: meta.clone(),
             supported_protocol_versions: Some(vec!["1".into()]),
+        },
+        // Without versions (the stock server takes "1"): encoded without the field.
+        Message::Join {
+            sender_id: "peer-b".into(),
+            peer_metadata: PeerMetadata::default(),
+            supported_protocol_versions: None,
         },
         Message::Peer {
             sender_id: "baton".into(),
@@ -712,4 +718,440 @@ fn one_bad_message_in_a_run_refuses_the_run() {
     );
     assert_eq!(World::events(world.server.doc()).len(), 1);
     assert!(world.server.generate(&"phone-0".to_string()).is_none());
+}
+
+// --- Changes that are not causally ready, and bounded input -------------------------------------
+
+/// A discharge task, and a nurse's replica of it with a fresh Automerge actor.
+fn task_and_replica() -> (Automerge, TaskDoc) {
+    let mut creator = Person::new("dr.adams", "physician");
+    let task = creator.create(&template("discharge"), T0);
+    let copy = replica(&task);
+    (task.into_automerge(), copy)
+}
+
+/// The change `doc` gained from `f`.
+fn change_by(doc: &mut TaskDoc, f: impl FnOnce(&mut TaskDoc)) -> automerge::Change {
+    let before = doc.automerge().get_heads();
+    f(doc);
+    let mut changes = doc.automerge().get_changes(&before);
+    assert_eq!(changes.len(), 1);
+    changes.remove(0)
+}
+
+fn note(person: &mut Person, doc: &mut TaskDoc, at: i64, text: &str) -> automerge::Change {
+    change_by(doc, |doc| {
+        person.act(
+            doc,
+            &template("discharge"),
+            at,
+            EventBody::Note { text: text.into() },
+        );
+    })
+}
+
+/// A sync message that carries `changes` and claims `heads`, as a raw peer would send it.
+fn carrying(heads: Vec<automerge::ChangeHash>, changes: &[automerge::Change]) -> Vec<u8> {
+    automerge::sync::Message {
+        heads,
+        need: Vec::new(),
+        have: Vec::new(),
+        changes: changes
+            .iter()
+            .map(|c| c.raw_bytes().to_vec())
+            .collect::<Vec<_>>()
+            .into(),
+        flags: None,
+        version: automerge::sync::MessageVersion::V1,
+    }
+    .encode()
+}
+
+fn nurse_auth() -> AuthContext {
+    AuthContext {
+        user: "rn.evans".into(),
+        device: "rn.evans-phone".into(),
+        roles: vec!["nurse".into()],
+        units: vec!["4W".into()],
+        system: false,
+    }
+}
+
+fn validating(auth: &AuthContext) -> impl FnOnce(&Applied<'_>) -> Result<(), ValidationError> + '_ {
+    move |applied| {
+        validate_applied(
+            applied,
+            Known::default(),
+            auth,
+            &TemplateRegistry::shipped(),
+            T0 + 24 * HOUR,
+            &Limits::default(),
+        )
+        .map(|_| ())
+    }
+}
+
+fn has_change(doc: &Automerge, hash: automerge::ChangeHash) -> bool {
+    doc.get_change_meta_by_hash(&hash).is_some()
+}
+
+#[test]
+fn a_change_whose_dependency_is_missing_is_held_and_never_applied_or_saved() {
+    let (origin, mut phone) = task_and_replica();
+    let mut nurse = Person::new("rn.evans", "nurse");
+    let first = note(&mut nurse, &mut phone, T0 + MINUTE, "first");
+    let second = note(&mut nurse, &mut phone, T0 + 2 * MINUTE, "second");
+    let mut server = DocSync::new(origin);
+    let peer = "phone".to_string();
+    let auth = nurse_auth();
+
+    let received = server
+        .receive(
+            &peer,
+            &carrying(vec![second.hash()], std::slice::from_ref(&second)),
+            validating(&auth),
+        )
+        .expect("an unready change is no refusal");
+    assert!(received.changes.is_empty(), "nothing applied");
+    assert_eq!(server.held(&peer), 1);
+    assert!(!has_change(server.doc(), second.hash()));
+    assert!(
+        server.doc().get_missing_deps(&[]).is_empty(),
+        "nothing queued in the document"
+    );
+    let saved = Automerge::load(&server.doc().save()).expect("load");
+    assert!(!has_change(&saved, second.hash()) && saved.get_missing_deps(&[]).is_empty());
+
+    // The server asks for what the held change depends on.
+    let ask = server.generate(&peer).expect("an answer");
+    let ask = automerge::sync::Message::decode(&ask).expect("decode");
+    assert_eq!(ask.need, vec![first.hash()]);
+
+    // It comes: both are judged together, and both are applied.
+    let received = server
+        .receive(
+            &peer,
+            &carrying(vec![second.hash()], std::slice::from_ref(&first)),
+            validating(&auth),
+        )
+        .expect("accepted");
+    let hashes: Vec<_> = received.changes.iter().map(|c| c.hash()).collect();
+    assert_eq!(hashes, vec![first.hash(), second.hash()]);
+    assert_eq!(server.held(&peer), 0);
+    assert_eq!(server.doc().get_heads(), vec![second.hash()]);
+}
+
+#[test]
+fn a_forged_change_held_for_its_dependency_is_refused_when_it_arrives() {
+    let (origin, mut phone) = task_and_replica();
+    let mut nurse = Person::new("rn.evans", "nurse");
+    let first = note(&mut nurse, &mut phone, T0 + MINUTE, "mine");
+    // Written in another clinician's name on top of the nurse's own note.
+    let mut other = Person::new("rn.lopez", "nurse");
+    other.author.device = "rn.evans-phone".into();
+    let forged = note(&mut other, &mut phone, T0 + 2 * MINUTE, "not mine");
+    let mut server = DocSync::new(origin);
+    let peer = "phone".to_string();
+    let auth = nurse_auth();
+    let before = server.doc().get_heads();
+
+    server
+        .receive(
+            &peer,
+            &carrying(vec![forged.hash()], std::slice::from_ref(&forged)),
+            validating(&auth),
+        )
+        .expect("held");
+    let refused = server.receive(
+        &peer,
+        &carrying(vec![forged.hash()], std::slice::from_ref(&first)),
+        validating(&auth),
+    );
+    assert!(
+        matches!(
+            refused,
+            Err(ReceiveError::Refused(ValidationError::Impersonation { .. }))
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(server.doc().get_heads(), before, "neither change kept");
+    assert_eq!(server.held(&peer), 0);
+    assert!(!has_change(server.doc(), forged.hash()));
+}
+
+#[test]
+fn a_stored_document_with_queued_changes_is_loaded_without_them() {
+    let (origin, mut phone) = task_and_replica();
+    let mut nurse = Person::new("rn.evans", "nurse");
+    let first = note(&mut nurse, &mut phone, T0 + MINUTE, "mine");
+    let mut other = Person::new("rn.lopez", "nurse");
+    other.author.device = "rn.evans-phone".into();
+    let forged = note(&mut other, &mut phone, T0 + 2 * MINUTE, "not mine");
+    // A snapshot as Automerge saves a document with a queued change: the change after it.
+    let mut poisoned = origin.clone();
+    poisoned.apply_changes([forged.clone()]).expect("queued");
+    assert!(!poisoned.get_missing_deps(&[]).is_empty());
+    let bytes = poisoned.save();
+    let loaded = Automerge::load(&bytes).expect("load");
+    assert!(
+        !loaded.get_missing_deps(&[]).is_empty(),
+        "the bytes carry it"
+    );
+
+    let mut server = DocSync::new(loaded);
+    assert!(server.doc().get_missing_deps(&[]).is_empty());
+    let peer = "phone".to_string();
+    let auth = nurse_auth();
+    let received = server
+        .receive(
+            &peer,
+            &carrying(vec![first.hash()], std::slice::from_ref(&first)),
+            validating(&auth),
+        )
+        .expect("the honest change alone is accepted");
+    assert_eq!(received.changes.len(), 1);
+    assert!(
+        !has_change(server.doc(), forged.hash()),
+        "the queued change never applied"
+    );
+    assert_eq!(server.doc().get_heads(), vec![first.hash()]);
+}
+
+#[test]
+fn every_change_received_counts_against_the_limit() {
+    let (origin, mut phone) = task_and_replica();
+    let mut nurse = Person::new("rn.evans", "nurse");
+    let withheld = note(&mut nurse, &mut phone, T0 + MINUTE, "withheld");
+    let limit = 50;
+    let chain: Vec<_> = (0..=limit)
+        .map(|i| note(&mut nurse, &mut phone, T0 + MINUTE + i as i64, "more"))
+        .collect();
+    let limits = baton_core::sync::SyncLimits {
+        max_changes: limit,
+        ..Default::default()
+    };
+    let mut server = DocSync::with_limits(origin, limits);
+    let peer = "phone".to_string();
+    let auth = nurse_auth();
+    let heads = vec![chain.last().expect("a chain").hash()];
+    let result = server.receive(&peer, &carrying(heads, &chain), validating(&auth));
+    assert!(
+        matches!(result, Err(ReceiveError::TooManyChanges { count, .. }) if count == limit + 1),
+        "{result:?}"
+    );
+    assert_eq!(server.held(&peer), 0);
+    assert!(!has_change(server.doc(), withheld.hash()));
+}
+
+#[test]
+fn changes_held_for_a_peer_are_bounded() {
+    let (origin, mut phone) = task_and_replica();
+    let mut nurse = Person::new("rn.evans", "nurse");
+    let _withheld = note(&mut nurse, &mut phone, T0 + MINUTE, "withheld");
+    let chain: Vec<_> = (0..20)
+        .map(|i| note(&mut nurse, &mut phone, T0 + MINUTE + i, "more"))
+        .collect();
+    let limits = baton_core::sync::SyncLimits {
+        max_held: 5,
+        ..Default::default()
+    };
+    let mut server = DocSync::with_limits(origin, limits);
+    let peer = "phone".to_string();
+    let auth = nurse_auth();
+    let heads = vec![chain.last().expect("a chain").hash()];
+    server
+        .receive(&peer, &carrying(heads, &chain), validating(&auth))
+        .expect("held, not refused");
+    assert_eq!(server.held(&peer), 5);
+}
+
+/// A phone's copy and sync state, driven with Automerge's own sync, as a stock client is.
+struct RawPeer {
+    doc: Automerge,
+    state: automerge::sync::State,
+}
+
+#[test]
+fn a_change_sent_without_its_dependency_after_a_bloom_miss_still_arrives() {
+    use automerge::sync::SyncDoc;
+    let (origin, mut phone) = task_and_replica();
+    let mut server = DocSync::new(origin);
+    let peer = "phone".to_string();
+    let auth = nurse_auth();
+    let mut raw = RawPeer {
+        doc: phone.automerge().clone(),
+        state: automerge::sync::State::new(),
+    };
+    // In sync first.
+    for _ in 0..6 {
+        if let Some(m) = raw.doc.generate_sync_message(&mut raw.state) {
+            server
+                .receive(&peer, &m.encode(), validating(&auth))
+                .expect("in sync");
+        }
+        if let Some(bytes) = server.generate(&peer) {
+            raw.doc
+                .receive_sync_message(
+                    &mut raw.state,
+                    automerge::sync::Message::decode(&bytes).expect("decode"),
+                )
+                .expect("apply");
+        }
+    }
+    let mut nurse = Person::new("rn.evans", "nurse");
+    let first = note(&mut nurse, &mut phone, T0 + MINUTE, "first");
+    let second = note(&mut nurse, &mut phone, T0 + 2 * MINUTE, "second");
+    raw.doc
+        .apply_changes([first.clone(), second.clone()])
+        .expect("apply");
+
+    // The phone believes the server has `first` (a bloom filter's false positive): it sends only
+    // `second`, and never counts `first` as sent.
+    let mut message = raw
+        .doc
+        .generate_sync_message(&mut raw.state)
+        .expect("a message");
+    message.changes = vec![second.raw_bytes().to_vec()].into();
+    raw.state.sent_hashes.remove(&first.hash());
+    server
+        .receive(&peer, &message.encode(), validating(&auth))
+        .expect("held");
+
+    // Ordinary sync from here on brings both.
+    for _ in 0..6 {
+        if let Some(bytes) = server.generate(&peer) {
+            raw.doc
+                .receive_sync_message(
+                    &mut raw.state,
+                    automerge::sync::Message::decode(&bytes).expect("decode"),
+                )
+                .expect("apply");
+        }
+        if let Some(m) = raw.doc.generate_sync_message(&mut raw.state) {
+            server
+                .receive(&peer, &m.encode(), validating(&auth))
+                .expect("accepted");
+        }
+    }
+    assert!(has_change(server.doc(), first.hash()) && has_change(server.doc(), second.hash()));
+    assert_eq!(server.held(&peer), 0);
+}
+
+#[test]
+fn an_event_nested_too_deeply_is_refused_before_it_is_read() {
+    use automerge::transaction::Transactable;
+    let (origin, phone) = task_and_replica();
+    let mut doc = phone.into_automerge();
+    let before = doc.get_heads();
+    let mut tx = doc.transaction();
+    let (_, events) = tx
+        .get(automerge::ROOT, "events")
+        .expect("read")
+        .expect("an event list");
+    let len = tx.length(&events);
+    let mut obj = tx
+        .insert_object(&events, len, automerge::ObjType::Map)
+        .expect("insert");
+    for _ in 0..5_000 {
+        obj = tx
+            .put_object(&obj, "payload", automerge::ObjType::Map)
+            .expect("nest");
+    }
+    tx.commit();
+    let changes = doc.get_changes(&before);
+    let heads = doc.get_heads();
+    let mut server = DocSync::new(origin);
+    let before = server.doc().get_heads();
+    let auth = nurse_auth();
+    let result = server.receive(
+        &"phone".to_string(),
+        &carrying(heads, &changes),
+        validating(&auth),
+    );
+    assert!(
+        matches!(
+            result,
+            Err(ReceiveError::Refused(ValidationError::TooDeep { .. }))
+        ),
+        "{result:?}"
+    );
+    assert_eq!(server.doc().get_heads(), before);
+}
+
+/// What a peer may send, for the property below: honest notes, forged ones, and the order and
+/// grouping they arrive in.
+#[derive(Clone, Debug)]
+enum Sent {
+    /// A note by the honest nurse, on top of everything she wrote so far.
+    Honest,
+    /// A note in another clinician's name, on top of everything so far.
+    Forged,
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// Whatever arrives in whatever order and grouping (dependencies late, missing, duplicated),
+    /// the server's document holds exactly the changes validation accepted and never a queued
+    /// one: no forged event ever; and from an honest phone, everything once it has all arrived.
+    #[test]
+    fn the_document_holds_only_accepted_changes_whatever_the_order(
+        sent in prop::collection::vec(prop_oneof![3 => Just(Sent::Honest), 1 => Just(Sent::Forged)], 1..12),
+        order in prop::collection::vec(0usize..64, 0..40),
+        groups in prop::collection::vec(1usize..4, 1..20),
+    ) {
+        let (origin, mut phone) = task_and_replica();
+        let mut nurse = Person::new("rn.evans", "nurse");
+        let mut other = Person::new("rn.lopez", "nurse");
+        other.author.device = "rn.evans-phone".into();
+        let mut changes = Vec::new();
+        for (i, s) in sent.iter().enumerate() {
+            let at = T0 + (i as i64 + 1) * MINUTE;
+            changes.push(match s {
+                Sent::Honest => note(&mut nurse, &mut phone, at, "mine"),
+                Sent::Forged => note(&mut other, &mut phone, at, "not mine"),
+            });
+        }
+        // The arrival order: picks from the changes (repeats allowed), then everything once more
+        // in the order written, as an honest resend would.
+        let mut arrivals: Vec<automerge::Change> = order
+            .iter()
+            .map(|i| changes[i % changes.len()].clone())
+            .collect();
+        arrivals.extend(changes.iter().cloned());
+        let origin_heads = origin.get_heads();
+        let mut server = DocSync::new(origin);
+        let peer = "phone".to_string();
+        let auth = nurse_auth();
+        let mut accepted = std::collections::BTreeSet::new();
+        let mut next = 0;
+        let mut group = groups.iter().cycle();
+        while next < arrivals.len() {
+            let n = (*group.next().expect("cycled")).min(arrivals.len() - next);
+            let batch = &arrivals[next..next + n];
+            next += n;
+            let heads = vec![batch.last().expect("a change").hash()];
+            match server.receive(&peer, &carrying(heads, batch), validating(&auth)) {
+                Ok(received) => accepted.extend(received.changes.iter().map(|c| c.hash())),
+                Err(ReceiveError::Blocked) => {}
+                // A refused run blocks the peer for the connection: it reconnects.
+                Err(ReceiveError::Refused(_)) => server.add_peer(peer.clone()),
+                Err(e) => prop_assert!(false, "unexpected: {e}"),
+            }
+            prop_assert!(server.doc().get_missing_deps(&[]).is_empty(), "nothing queued");
+        }
+        let stored: std::collections::BTreeSet<_> = server
+            .doc()
+            .get_changes(&origin_heads)
+            .iter()
+            .map(|c| c.hash())
+            .collect();
+        prop_assert_eq!(&stored, &accepted, "stored is exactly what was accepted");
+        let task = TaskDoc::from_automerge(server.doc().clone()).expect("a task");
+        let events = task.events().expect("events").events;
+        prop_assert!(events.iter().all(|e| e.actor.user.as_str() != "rn.lopez"), "no forged event");
+        if sent.iter().all(|s| matches!(s, Sent::Honest)) {
+            prop_assert_eq!(stored.len(), changes.len(), "an honest phone's changes all arrive");
+        }
+    }
 }

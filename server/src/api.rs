@@ -5,9 +5,10 @@
 
 use crate::AppState;
 use crate::auth::{AuthError, Session};
+use crate::db::AuditFilter;
 use crate::hub::HubError;
 use crate::now_ms;
-use crate::ws::bearer;
+use crate::ws::{LimitError, bearer, follow_memberships};
 use axum::Json;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
@@ -65,9 +66,11 @@ impl IntoResponse for ApiError {
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         let status = match &e {
-            AuthError::Missing | AuthError::Expired | AuthError::Invalid(_) => {
-                StatusCode::UNAUTHORIZED
-            }
+            AuthError::Missing
+            | AuthError::Expired
+            | AuthError::NotYetValid
+            | AuthError::IssuedInFuture
+            | AuthError::Invalid(_) => StatusCode::UNAUTHORIZED,
             AuthError::UnknownUser(_)
             | AuthError::UserDisabled(_)
             | AuthError::DeviceRevoked(_)
@@ -96,6 +99,12 @@ impl From<AuthError> for ApiError {
             wipe: matches!(e, AuthError::DeviceRevoked(_)),
             ..ApiError::new(status, code, message)
         }
+    }
+}
+
+impl From<LimitError> for ApiError {
+    fn from(e: LimitError) -> Self {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.code(), e.to_string())
     }
 }
 
@@ -180,10 +189,11 @@ pub(crate) async fn metrics(State(app): State<AppState>) -> Response {
          baton_documents_loaded {}\n\
          # HELP baton_refused_tokens_total Tokens refused (each address's first few a minute are audited).\n\
          # TYPE baton_refused_tokens_total counter\n\
-         baton_refused_tokens_total {}\n{}",
+         baton_refused_tokens_total {}\n{}{}",
         app.connections.count(),
         app.hub.loaded_documents(),
-        app.refusals.total(),
+        app.auditor.total("refused_token"),
+        app.auditor.metrics(),
         app.hub.metrics(),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
@@ -220,6 +230,7 @@ pub(crate) async fn me(
     Caller(session): Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let names = app.db.units().await?;
+    let grants = session.grants();
     let mut units = Vec::new();
     for unit in session.units() {
         let index = app.hub.ensure_unit_index(unit.as_str()).await?;
@@ -229,8 +240,7 @@ pub(crate) async fn me(
                 .find(|(id, _)| *id == unit)
                 .map(|(_, n)| n.clone())
                 .unwrap_or_else(|| unit.to_string()),
-            roles: session
-                .grants
+            roles: grants
                 .iter()
                 .filter(|(u, _)| *u == unit)
                 .map(|(_, r)| r.to_string())
@@ -266,8 +276,15 @@ pub(crate) async fn task(
         .document(&id.to_string())
         .await?
         .filter(|r| r.kind == crate::db::DocKind::Task)
-        .filter(|r| session.admin || session.may_see(&r.unit))
         .ok_or_else(ApiError::not_found)?;
+    if !(session.admin || session.may_see(&record.unit)) {
+        // Answered like a task that does not exist, and recorded like the same request over sync.
+        let detail = format!("requested a document of unit {} over REST", record.unit);
+        app.auditor
+            .session_record(&session, "document_outside_units", Some(&record.id), detail)
+            .await;
+        return Err(ApiError::not_found());
+    }
     let doc = app.hub.load(&id).await?.ok_or_else(ApiError::not_found)?;
     let task = TaskDoc::from_automerge(doc).map_err(ApiError::internal)?;
     let template = app
@@ -299,12 +316,13 @@ pub(crate) async fn revoke_device(
         return Err(ApiError::not_found());
     }
     let closed = app.connections.kick_device(&device, true);
-    app.audit_admin(
-        &admin,
-        "device_revoked",
-        format!("device {device}; {closed} connection(s) closed"),
-    )
-    .await;
+    app.auditor
+        .admin_action(
+            &admin,
+            "device_revoked",
+            format!("device {device}; {closed} connection(s) closed"),
+        )
+        .await;
     Ok(Json(
         json!({ "device": device, "revoked": true, "connections_closed": closed }),
     ))
@@ -333,31 +351,156 @@ pub(crate) async fn disable_user(
     for unit in units {
         app.hub.refresh_roster(unit.as_str()).await?;
     }
-    app.audit_admin(
-        &admin,
-        "user_disabled",
-        format!("user {user}; {closed} connection(s) closed"),
-    )
-    .await;
+    app.auditor
+        .admin_action(
+            &admin,
+            "user_disabled",
+            format!("user {user}; {closed} connection(s) closed"),
+        )
+        .await;
     Ok(Json(
         json!({ "user": user, "disabled": true, "connections_closed": closed }),
     ))
 }
 
+/// `PUT /api/v1/users/{id}/memberships/{unit}/{role}` (admin): grant `role` on `unit`. Takes
+/// effect at once, on the user's open connections too.
+pub(crate) async fn grant_membership(
+    State(app): State<AppState>,
+    Admin(admin): Admin,
+    Path((user, unit, role)): Path<(String, String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if app.db.user(&user).await?.is_none()
+        || !app.db.unit_exists(&unit).await?
+        || !app.db.role_exists(&role).await?
+    {
+        return Err(ApiError::not_found());
+    }
+    app.db.add_membership(&user, &unit, &role).await?;
+    let updated = follow_memberships(&app, &user).await?;
+    app.hub.refresh_roster(&unit).await?;
+    app.auditor
+        .admin_action(
+            &admin,
+            "membership_granted",
+            format!("user {user}: {role} on {unit}; {updated} connection(s) updated"),
+        )
+        .await;
+    Ok(Json(json!({
+        "user": user, "unit": unit, "role": role, "member": true,
+        "connections_updated": updated,
+    })))
+}
+
+/// `DELETE /api/v1/users/{id}/memberships/{unit}/{role}` (admin): take `role` on `unit` away.
+/// Takes effect at once: a unit the user no longer holds any role on stops reaching their open
+/// connections.
+pub(crate) async fn revoke_membership(
+    State(app): State<AppState>,
+    Admin(admin): Admin,
+    Path((user, unit, role)): Path<(String, String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if !app.db.remove_membership(&user, &unit, &role).await? {
+        return Err(ApiError::not_found());
+    }
+    let updated = follow_memberships(&app, &user).await?;
+    app.hub.refresh_roster(&unit).await?;
+    app.auditor
+        .admin_action(
+            &admin,
+            "membership_revoked",
+            format!("user {user}: {role} on {unit}; {updated} connection(s) updated"),
+        )
+        .await;
+    Ok(Json(json!({
+        "user": user, "unit": unit, "role": role, "member": false,
+        "connections_updated": updated,
+    })))
+}
+
 #[derive(Deserialize)]
 pub(crate) struct AuditQuery {
     limit: Option<i64>,
+    kind: Option<String>,
+    user: Option<String>,
+    device: Option<String>,
+    since: Option<i64>,
+    until: Option<i64>,
+    cursor: Option<String>,
 }
 
-/// `GET /api/v1/audit/security` (admin): the newest security audit records.
+/// Where a page of audit records ends, as the client holds it: opaque, but it is the last
+/// record's time and id, hex-encoded.
+fn encode_cursor(at: i64, id: &str) -> String {
+    format!("{at}.{id}")
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
+    if cursor.len() > 512 || !cursor.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..cursor.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(cursor.get(i..i + 2)?, 16).ok())
+        .collect();
+    let text = String::from_utf8(bytes?).ok()?;
+    let (at, id) = text.split_once('.')?;
+    Some((at.parse().ok()?, id.to_owned()))
+}
+
+/// `GET /api/v1/audit/security` (admin): security audit records, newest first, filtered and
+/// paged.
 pub(crate) async fn security_audit(
     State(app): State<AppState>,
     Admin(_): Admin,
     Query(query): Query<AuditQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let records = app
-        .db
-        .audit_records(query.limit.unwrap_or(100).clamp(1, 1_000))
-        .await?;
-    Ok(Json(json!({ "records": records })))
+    let after = match query.cursor.as_deref() {
+        Some(cursor) => Some(decode_cursor(cursor).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_cursor",
+                "the cursor is not one this server gave out",
+            )
+        })?),
+        None => None,
+    };
+    let filter = AuditFilter {
+        kind: query.kind,
+        user: query.user,
+        device: query.device,
+        since: query.since,
+        until: query.until,
+        after,
+    };
+    let limit = query.limit.unwrap_or(100).clamp(1, 1_000);
+    let records = app.db.audit_records(&filter, limit).await?;
+    let next_cursor = if records.len() as i64 == limit {
+        records.last().map(|r| encode_cursor(r.at, &r.id))
+    } else {
+        None
+    };
+    Ok(Json(
+        json!({ "records": records, "next_cursor": next_cursor }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_junk_is_refused() {
+        let cursor = encode_cursor(1_767_596_400_000, "5b7e-…");
+        assert_eq!(
+            decode_cursor(&cursor),
+            Some((1_767_596_400_000, "5b7e-…".to_owned()))
+        );
+        for junk in ["", "zz", "abc", "2e", &"00".repeat(300)] {
+            assert_eq!(decode_cursor(junk), None, "{junk}");
+        }
+    }
 }

@@ -4,7 +4,11 @@
 //! the data directory on first start (`baton-server token issue` uses the same key). A token says
 //! who the caller is; what they may do comes from the server's own records, checked on every
 //! connection: the user must exist and be enabled, the device must not be revoked, and the units
-//! and roles a session gets are those the token names **and** the records grant.
+//! and roles a session gets are those the token names **and** the records grant. Admin rights
+//! likewise need the token's `admin` claim **and** a row in the `admins` table.
+//!
+//! A session's grants are live: a sync connection keeps its [`Session`] while it lasts, and
+//! [`Session::update_grants`] brings it in line with the records when a membership changes.
 
 use crate::config::TokenConfig;
 use crate::db::{Db, DbError};
@@ -16,6 +20,7 @@ use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -45,6 +50,9 @@ pub struct Claims {
     #[serde(default)]
     pub aud: serde_json::Value,
     pub exp: i64,
+    /// Not valid before (Unix seconds); checked when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
     #[serde(default)]
     pub iat: i64,
     #[serde(default)]
@@ -58,6 +66,10 @@ pub enum AuthError {
     Missing,
     #[error("the token has expired")]
     Expired,
+    #[error("the token is not valid yet (`nbf` is in the future)")]
+    NotYetValid,
+    #[error("the token says it was issued in the future (`iat`); check the issuer's clock")]
+    IssuedInFuture,
     #[error("the token is not valid: {0}")]
     Invalid(String),
     #[error("user `{0}` is not known here")]
@@ -82,6 +94,8 @@ impl AuthError {
         match self {
             AuthError::Missing => "token_missing",
             AuthError::Expired => "token_expired",
+            AuthError::NotYetValid => "token_not_yet_valid",
+            AuthError::IssuedInFuture => "token_issued_in_future",
             AuthError::Invalid(_) => "token_invalid",
             AuthError::UnknownUser(_) => "unknown_user",
             AuthError::UserDisabled(_) => "user_disabled",
@@ -200,6 +214,7 @@ impl TokenRequest {
             iss: tokens.issuer.clone(),
             aud: serde_json::Value::String(tokens.audience.clone()),
             exp: now.saturating_add(self.ttl_secs),
+            nbf: None,
             iat: now,
             jti: uuid::Uuid::new_v4().to_string(),
         }
@@ -232,9 +247,14 @@ fn validation(algorithm: Algorithm, tokens: &TokenConfig) -> Validation {
     validation.set_issuer(&[&tokens.issuer]);
     validation.set_audience(&[&tokens.audience]);
     validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-    validation.leeway = 30;
+    validation.leeway = LEEWAY_SECS;
+    validation.validate_nbf = true;
     validation
 }
+
+/// How far the server's clock and an issuer's may disagree, in seconds: on `exp`, `nbf` and
+/// `iat`.
+pub const LEEWAY_SECS: u64 = 30;
 
 fn decode(token: &str, key: &DecodingKey, validation: &Validation) -> Result<Claims, AuthError> {
     use jsonwebtoken::errors::ErrorKind;
@@ -242,6 +262,7 @@ fn decode(token: &str, key: &DecodingKey, validation: &Validation) -> Result<Cla
         .map(|data| data.claims)
         .map_err(|e| match e.kind() {
             ErrorKind::ExpiredSignature => AuthError::Expired,
+            ErrorKind::ImmatureSignature => AuthError::NotYetValid,
             _ => AuthError::Invalid(e.to_string()),
         })
 }
@@ -365,15 +386,53 @@ fn fetch_jwks(url: &str) -> Result<JwkSet, AuthError> {
     serde_json::from_str(&body).map_err(|e| AuthError::Keys(format!("{url}: {e}")))
 }
 
-/// An authenticated caller, as the server's records allow them.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What a token names, which narrows what the records grant: `None` is "whatever the records
+/// grant".
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scope {
+    pub units: Option<Vec<String>>,
+    pub roles: Option<Vec<String>>,
+}
+
+impl Scope {
+    /// The (unit, role) pairs of `records` this scope lets through.
+    pub fn narrow(&self, records: Vec<(UnitId, Role)>) -> Vec<(UnitId, Role)> {
+        let named = |list: &Option<Vec<String>>, item: &str| {
+            list.as_ref().is_none_or(|l| l.iter().any(|x| x == item))
+        };
+        records
+            .into_iter()
+            .filter(|(unit, role)| {
+                named(&self.units, unit.as_str()) && named(&self.roles, role.as_str())
+            })
+            .collect()
+    }
+}
+
+/// A session's (unit, role) grants, which follow the server's membership records while the
+/// session lasts. Each update carries a sequence number taken before its records were read, so
+/// an update read earlier never overwrites one read later.
+#[derive(Debug, Default)]
+struct Grants {
+    seq: u64,
+    pairs: Vec<(UnitId, Role)>,
+}
+
+/// An authenticated caller, as the server's records allow them. Its grants are live: when the
+/// records change, [`Session::update_grants`] changes them for every connection holding the
+/// session.
+#[derive(Debug)]
 pub struct Session {
     pub user: UserId,
     pub display_name: String,
     pub device: DeviceId,
+    /// The token claims admin rights **and** the server's records list the user as an admin.
     pub admin: bool,
-    /// The (unit, role) pairs this session may act in.
-    pub grants: Vec<(UnitId, Role)>,
+    /// The address the session was established from, when known.
+    pub address: Option<IpAddr>,
+    /// What the token names.
+    pub scope: Scope,
+    grants: RwLock<Grants>,
     /// When the token expires (Unix seconds).
     pub expires_at: i64,
 }
@@ -387,6 +446,10 @@ impl Session {
         now_ms: i64,
     ) -> Result<Session, AuthError> {
         let claims = verifier.verify(token).await?;
+        let leeway = i64::try_from(LEEWAY_SECS).unwrap_or(i64::MAX);
+        if claims.iat > (now_ms / 1000).saturating_add(leeway) {
+            return Err(AuthError::IssuedInFuture);
+        }
         let user = db
             .user(&claims.sub)
             .await?
@@ -399,18 +462,14 @@ impl Session {
         {
             return Err(AuthError::DeviceRevoked(claims.device));
         }
-        let grants: Vec<(UnitId, Role)> = db
-            .memberships(&claims.sub)
-            .await?
-            .into_iter()
-            .filter(|(unit, role)| {
-                let named = |list: &Option<Vec<String>>, item: &str| {
-                    list.as_ref().is_none_or(|l| l.iter().any(|x| x == item))
-                };
-                named(&claims.units, unit.as_str()) && named(&claims.roles, role.as_str())
-            })
-            .collect();
-        if grants.is_empty() && !claims.admin {
+        let scope = Scope {
+            units: claims.units,
+            roles: claims.roles,
+        };
+        let grants = scope.narrow(db.memberships(&claims.sub).await?);
+        // Admin rights need the claim and the record: a token alone makes no one an admin.
+        let admin = claims.admin && db.is_admin(&claims.sub).await?;
+        if grants.is_empty() && !admin {
             return Err(AuthError::NoAccess);
         }
         db.touch_device(&claims.device, &claims.sub, now_ms).await?;
@@ -418,21 +477,83 @@ impl Session {
             user: user.id,
             display_name: user.display_name,
             device: DeviceId::new(claims.device),
-            admin: claims.admin,
-            grants,
+            admin,
+            address: None,
+            scope,
+            grants: RwLock::new(Grants {
+                seq: 0,
+                pairs: grants,
+            }),
             expires_at: claims.exp,
         })
     }
 
+    /// Check again that the user is enabled and the device not revoked, and take the user's
+    /// grants afresh (`seq` taken before reading them). For a connection that registered itself
+    /// after [`Session::establish`]: a revocation or a membership change made in between is
+    /// seen here, one made later reaches it through the registry.
+    pub async fn recheck(&self, db: &Db, seq: u64) -> Result<(), AuthError> {
+        let user = db
+            .user(self.user.as_str())
+            .await?
+            .ok_or_else(|| AuthError::UnknownUser(self.user.to_string()))?;
+        if user.disabled_at.is_some() {
+            return Err(AuthError::UserDisabled(self.user.to_string()));
+        }
+        if let Some(device) = db.device(self.device.as_str()).await?
+            && device.revoked_at.is_some()
+        {
+            return Err(AuthError::DeviceRevoked(self.device.to_string()));
+        }
+        let records = db.memberships(self.user.as_str()).await?;
+        self.update_grants(seq, records);
+        Ok(())
+    }
+
+    /// Replace the grants with `records` (the user's memberships as read after `seq` was taken),
+    /// narrowed by the token, unless an update read later is already in. Returns the units the
+    /// session could see before and can no longer.
+    pub fn update_grants(&self, seq: u64, records: Vec<(UnitId, Role)>) -> Vec<UnitId> {
+        let pairs = self.scope.narrow(records);
+        let mut grants = self.grants.write().unwrap_or_else(|e| e.into_inner());
+        if seq < grants.seq {
+            return Vec::new();
+        }
+        let mut lost: Vec<UnitId> = grants
+            .pairs
+            .iter()
+            .filter(|(u, _)| !pairs.iter().any(|(p, _)| p == u))
+            .map(|(u, _)| u.clone())
+            .collect();
+        lost.dedup();
+        grants.seq = seq;
+        grants.pairs = pairs;
+        lost
+    }
+
+    /// The (unit, role) pairs this session may act in, now.
+    pub fn grants(&self) -> Vec<(UnitId, Role)> {
+        self.grants
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .pairs
+            .clone()
+    }
+
     /// The units this session may act on, each once, in order.
     pub fn units(&self) -> Vec<UnitId> {
-        let mut units: Vec<UnitId> = self.grants.iter().map(|(u, _)| u.clone()).collect();
+        let mut units: Vec<UnitId> = self.grants().into_iter().map(|(u, _)| u).collect();
         units.dedup();
         units
     }
 
     pub fn may_see(&self, unit: &UnitId) -> bool {
-        self.grants.iter().any(|(u, _)| u == unit)
+        self.grants
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .pairs
+            .iter()
+            .any(|(u, _)| u == unit)
     }
 
     /// What validation needs to know about the sender acting on a document of `unit`: the roles
@@ -440,6 +561,9 @@ impl Session {
     pub fn auth_context_on(&self, unit: Option<&UnitId>) -> AuthContext {
         let roles: Vec<Role> = self
             .grants
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .pairs
             .iter()
             .filter(|(u, _)| Some(u) == unit)
             .map(|(_, r)| r.clone())

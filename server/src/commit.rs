@@ -1,9 +1,10 @@
 //! Group commit: every document actor's new changes go through one writer, which commits
 //! whatever has queued up meanwhile in a single transaction (one fsync for many documents), then
 //! answers each actor. An actor still acknowledges nothing before its changes are committed;
-//! under load, many actors share one commit instead of queueing for one each.
+//! under load, many actors share one commit instead of queueing for one each. What each write's
+//! changes imply ([`Derived`]: event rows, owed index entries) goes into the same transaction.
 
-use crate::db::{Db, DocRecord, StoredChange};
+use crate::db::{Db, Derived, DocRecord, StoredChange};
 use crate::metrics::Histogram;
 use crate::now_ms;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ const MAX_GROUP: usize = 512;
 struct Write {
     new_docs: Vec<DocRecord>,
     changes: Vec<StoredChange>,
+    derived: Derived,
     done: oneshot::Sender<Result<(), String>>,
 }
 
@@ -84,16 +86,19 @@ impl Committer {
         &self.stats
     }
 
-    /// Commit `changes` (and register `new_docs`); returns once they are durable.
+    /// Commit `changes` with what they imply (and register `new_docs`); returns once they are
+    /// durable.
     pub(crate) async fn commit(
         &self,
         new_docs: Vec<DocRecord>,
         changes: Vec<StoredChange>,
+        derived: Derived,
     ) -> Result<(), CommitError> {
         let (done, wait) = oneshot::channel();
         let write = Write {
             new_docs,
             changes,
+            derived,
             done,
         };
         self.tx
@@ -128,9 +133,10 @@ async fn writer(
         }
         let new_docs: Vec<&DocRecord> = group.iter().flat_map(|w| &w.new_docs).collect();
         let changes: Vec<&StoredChange> = group.iter().flat_map(|w| &w.changes).collect();
+        let derived: Vec<&Derived> = group.iter().map(|w| &w.derived).collect();
         let started = Instant::now();
         let result = db
-            .store_changes(&new_docs, &changes, now_ms())
+            .store_changes(&new_docs, &changes, &derived, now_ms())
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, writes = group.len(), "a group commit failed");

@@ -10,7 +10,8 @@ use std::path::PathBuf;
 pub enum Storage {
     /// SQLite in `<data dir>/baton.db` (the embedded default).
     Sqlite,
-    /// A Postgres database (`postgres://…`), for production and for several nodes.
+    /// A Postgres database (`postgres://…`), for production. One server process per database:
+    /// several nodes on one database are not supported yet.
     Postgres(String),
 }
 
@@ -45,6 +46,21 @@ pub struct ConnectionLimits {
     pub join_timeout: Span,
     /// Documents one connection may have open at once.
     pub max_documents: usize,
+    /// Documents one user may have open at once, across all of their connections.
+    pub max_documents_per_user: usize,
+    /// Sync connections one device may have open at once.
+    pub max_connections_per_device: usize,
+    /// Sync connections one user may have open at once, on all of their devices.
+    pub max_connections_per_user: usize,
+    /// Sync connections from one address at once. Behind a reverse proxy every connection comes
+    /// from the proxy's address, so there this caps the whole server.
+    pub max_connections_per_address: usize,
+    /// How long a client has to send a request's headers once it has sent its first byte.
+    pub header_read_timeout: Span,
+    /// How long an HTTP connection may sit with no request in progress (a kept-alive
+    /// connection between requests, or one opened and never used) before it is closed. Sync
+    /// connections, once upgraded, are kept alive by pings instead.
+    pub idle_timeout: Span,
     /// Initial read and write buffer of a connection, in bytes.
     pub buffer_bytes: usize,
 }
@@ -57,6 +73,12 @@ impl Default for ConnectionLimits {
             ping_interval: Span::from_millis(15_000),
             join_timeout: Span::from_millis(10_000),
             max_documents: 10_000,
+            max_documents_per_user: 20_000,
+            max_connections_per_device: 8,
+            max_connections_per_user: 32,
+            max_connections_per_address: 10_000,
+            header_read_timeout: Span::from_millis(10_000),
+            idle_timeout: Span::from_millis(60_000),
             buffer_bytes: 1024,
         }
     }

@@ -99,12 +99,27 @@ pub struct AuditRecord<'a> {
 /// A stored audit record.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct StoredAudit {
+    pub id: String,
     pub at: i64,
     pub kind: String,
     pub user: Option<String>,
     pub device: Option<String>,
     pub doc: Option<String>,
     pub detail: String,
+}
+
+/// Which audit records to read: each field that is set must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub kind: Option<String>,
+    pub user: Option<String>,
+    pub device: Option<String>,
+    /// Records at or after this time (Unix ms).
+    pub since: Option<i64>,
+    /// Records before this time (Unix ms).
+    pub until: Option<i64>,
+    /// Records that come after this one, newest first: (at, id).
+    pub after: Option<(i64, String)>,
 }
 
 /// One Automerge change to store.
@@ -123,6 +138,73 @@ impl StoredChange {
             bytes: change.raw_bytes().to_vec(),
         }
     }
+}
+
+/// What one document's changes imply, written in the same transaction as the changes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Derived {
+    /// The events the changes added.
+    pub events: Vec<EventRow>,
+    /// The entry its unit's index now owes the task, if it changed.
+    pub index: Option<IndexRow>,
+}
+
+/// One event as the server received it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventRow {
+    pub doc: String,
+    pub event: String,
+    pub kind: String,
+    pub user: String,
+    pub role: String,
+    pub device: String,
+    pub device_time: i64,
+    pub hlc: String,
+}
+
+impl EventRow {
+    pub fn of(doc: &str, event: &baton_core::Event) -> Self {
+        EventRow {
+            doc: doc.to_owned(),
+            event: event.id.to_string(),
+            kind: event.kind().to_string(),
+            user: event.actor.user.to_string(),
+            role: event.actor.role.to_string(),
+            device: event.device.to_string(),
+            device_time: event.device_time,
+            hlc: event.hlc.to_string(),
+        }
+    }
+}
+
+/// The entry a unit's index owes a task: its listing as JSON, or `None` to take it off.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexRow {
+    pub doc: String,
+    pub unit: String,
+    pub entry: Option<String>,
+}
+
+/// An index entry written with a change and not yet applied to the index document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwedIndexEntry {
+    pub doc: String,
+    pub unit: String,
+    pub entry: Option<String>,
+    pub queued_at: i64,
+}
+
+/// One event as the server received it, read back.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct StoredEvent {
+    pub event: String,
+    pub kind: String,
+    pub user: String,
+    pub role: String,
+    pub device: String,
+    pub device_time: i64,
+    pub hlc: String,
+    pub received_at: i64,
 }
 
 /// The stored form of one document: its snapshot, if compacted, and the changes since, each
@@ -381,6 +463,87 @@ impl Db {
         Ok(())
     }
 
+    /// Take `role` on `unit` from `user`. Returns whether they held it.
+    pub async fn remove_membership(
+        &self,
+        user: &str,
+        unit: &str,
+        role: &str,
+    ) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "DELETE FROM memberships WHERE user_id = $1 AND unit_id = $2 AND role_id = $3",
+        )
+        .bind(user)
+        .bind(unit)
+        .bind(role)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Whether a unit `id` is in the records.
+    pub async fn unit_exists(&self, id: &str) -> Result<bool, DbError> {
+        let row = sqlx::query("SELECT 1 FROM units WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Whether a role `id` is in the records.
+    pub async fn role_exists(&self, id: &str) -> Result<bool, DbError> {
+        let row = sqlx::query("SELECT 1 FROM roles WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Record `user` as an administrator (of every unit).
+    pub async fn add_admin(&self, user: &str, now: i64) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO admins (user_id, granted_at) VALUES ($1, $2)
+             ON CONFLICT (user_id) DO NOTHING",
+        )
+        .bind(user)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Whether the records list `user` as an administrator.
+    pub async fn is_admin(&self, user: &str) -> Result<bool, DbError> {
+        let row = sqlx::query("SELECT 1 FROM admins WHERE user_id = $1")
+            .bind(user)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// The units of those of `ids` that are stored documents: (id, unit).
+    pub async fn document_units(&self, ids: &[String]) -> Result<Vec<(String, UnitId)>, DbError> {
+        let mut found = Vec::new();
+        for chunk in ids.chunks(256) {
+            let sql = format!(
+                "SELECT id, unit_id FROM documents WHERE id IN ({})",
+                (1..=chunk.len())
+                    .map(|n| format!("${n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            // Safe: the statement is made of fixed text and numbered placeholders only.
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(id.as_str());
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                found.push((row.try_get(0)?, UnitId::new(row.try_get::<String, _>(1)?)));
+            }
+        }
+        Ok(found)
+    }
+
     /// The (unit, role) pairs `user` holds.
     pub async fn memberships(&self, user: &str) -> Result<Vec<(UnitId, Role)>, DbError> {
         let rows = sqlx::query(
@@ -544,12 +707,14 @@ impl Db {
         Ok(StoredDoc { snapshot, changes })
     }
 
-    /// Store new changes of one or more documents in one transaction, registering documents seen
-    /// for the first time. Returns once the transaction is committed.
+    /// Store new changes of one or more documents in one transaction with everything derived
+    /// from them (documents seen for the first time, event rows, owed index entries). Returns
+    /// once the transaction is committed.
     pub async fn store_changes(
         &self,
         new_docs: &[&DocRecord],
         changes: &[&StoredChange],
+        derived: &[&Derived],
         now: i64,
     ) -> Result<(), DbError> {
         let mut tx = self.pool.begin().await?;
@@ -568,8 +733,81 @@ impl Db {
             .await?;
         }
         insert_changes(&mut tx, changes, now).await?;
+        let events: Vec<&EventRow> = derived.iter().flat_map(|d| &d.events).collect();
+        insert_events(&mut tx, &events, now).await?;
+        for owed in derived.iter().filter_map(|d| d.index.as_ref()) {
+            sqlx::query(
+                "INSERT INTO index_outbox (doc_id, unit_id, entry, queued_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (doc_id) DO UPDATE SET unit_id = excluded.unit_id,
+                     entry = excluded.entry, queued_at = excluded.queued_at",
+            )
+            .bind(owed.doc.as_str())
+            .bind(owed.unit.as_str())
+            .bind(owed.entry.as_deref())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Index entries still owed, oldest first, at most `limit`.
+    pub async fn owed_index_entries(&self, limit: i64) -> Result<Vec<OwedIndexEntry>, DbError> {
+        let rows = sqlx::query(
+            "SELECT doc_id, unit_id, entry, queued_at FROM index_outbox
+             ORDER BY queued_at, doc_id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OwedIndexEntry {
+                    doc: r.try_get(0)?,
+                    unit: r.try_get(1)?,
+                    entry: r.try_get(2)?,
+                    queued_at: r.try_get(3)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(DbError::from)
+    }
+
+    /// Forget an owed index entry once applied, unless a newer one replaced it meanwhile.
+    pub async fn index_entry_applied(&self, owed: &OwedIndexEntry) -> Result<(), DbError> {
+        sqlx::query("DELETE FROM index_outbox WHERE doc_id = $1 AND queued_at = $2")
+            .bind(owed.doc.as_str())
+            .bind(owed.queued_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The events of `doc` as received, in the order the server received them.
+    pub async fn task_events(&self, doc: &str) -> Result<Vec<StoredEvent>, DbError> {
+        let rows = sqlx::query(
+            "SELECT event_id, kind, user_id, role_id, device_id, device_time, hlc, received_at
+             FROM task_events WHERE doc_id = $1 ORDER BY received_at, hlc, event_id",
+        )
+        .bind(doc)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredEvent {
+                    event: r.try_get(0)?,
+                    kind: r.try_get(1)?,
+                    user: r.try_get(2)?,
+                    role: r.try_get(3)?,
+                    device: r.try_get(4)?,
+                    device_time: r.try_get(5)?,
+                    hlc: r.try_get(6)?,
+                    received_at: r.try_get(7)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(DbError::from)
     }
 
     /// Replace the changes `hashes` of `doc` with a snapshot that includes them.
@@ -683,24 +921,76 @@ impl Db {
         Ok(())
     }
 
-    /// The newest `limit` audit records, newest first.
-    pub async fn audit_records(&self, limit: i64) -> Result<Vec<StoredAudit>, DbError> {
-        let rows = sqlx::query(
-            "SELECT at, kind, user_id, device_id, doc_id, detail FROM security_audit
-             ORDER BY at DESC LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+    /// Audit records that match `filter`, newest first (by `at`, then `id`), at most `limit`,
+    /// starting after `filter.after`.
+    pub async fn audit_records(
+        &self,
+        filter: &AuditFilter,
+        limit: i64,
+    ) -> Result<Vec<StoredAudit>, DbError> {
+        enum Value<'v> {
+            Text(&'v str),
+            Number(i64),
+        }
+        let mut values: Vec<Value<'_>> = Vec::new();
+        let mut conditions: Vec<String> = Vec::new();
+        fn bind<'v>(value: Value<'v>, values: &mut Vec<Value<'v>>) -> String {
+            values.push(value);
+            format!("${}", values.len())
+        }
+        for (column, value) in [
+            ("kind", &filter.kind),
+            ("user_id", &filter.user),
+            ("device_id", &filter.device),
+        ] {
+            if let Some(value) = value {
+                let p = bind(Value::Text(value), &mut values);
+                conditions.push(format!("{column} = {p}"));
+            }
+        }
+        if let Some(since) = filter.since {
+            let p = bind(Value::Number(since), &mut values);
+            conditions.push(format!("at >= {p}"));
+        }
+        if let Some(until) = filter.until {
+            let p = bind(Value::Number(until), &mut values);
+            conditions.push(format!("at < {p}"));
+        }
+        if let Some((at, id)) = &filter.after {
+            let before = bind(Value::Number(*at), &mut values);
+            let same = bind(Value::Number(*at), &mut values);
+            let id = bind(Value::Text(id), &mut values);
+            conditions.push(format!("(at < {before} OR (at = {same} AND id < {id}))"));
+        }
+        let limit = bind(Value::Number(limit), &mut values);
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conditions.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT id, at, kind, user_id, device_id, doc_id, detail FROM security_audit{filter}
+             ORDER BY at DESC, id DESC LIMIT {limit}"
+        );
+        // Safe: the statement is made of fixed text and numbered placeholders only.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for value in values {
+            query = match value {
+                Value::Text(text) => query.bind(text),
+                Value::Number(number) => query.bind(number),
+            };
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
                 Ok(StoredAudit {
-                    at: r.try_get(0)?,
-                    kind: r.try_get(1)?,
-                    user: r.try_get(2)?,
-                    device: r.try_get(3)?,
-                    doc: r.try_get(4)?,
-                    detail: r.try_get(5)?,
+                    id: r.try_get(0)?,
+                    at: r.try_get(1)?,
+                    kind: r.try_get(2)?,
+                    user: r.try_get(3)?,
+                    device: r.try_get(4)?,
+                    doc: r.try_get(5)?,
+                    detail: r.try_get(6)?,
                 })
             })
             .collect()
@@ -726,6 +1016,37 @@ async fn insert_changes(
                 .bind(change.doc.as_str())
                 .bind(change.hash.as_str())
                 .bind(change.bytes.as_slice())
+                .bind(now);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn insert_events(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    events: &[&EventRow],
+    now: i64,
+) -> Result<(), DbError> {
+    for rows in in_chunks(events) {
+        let sql = format!(
+            "INSERT INTO task_events (doc_id, event_id, kind, user_id, role_id, device_id,
+                                      device_time, hlc, received_at) VALUES {}
+             ON CONFLICT (doc_id, event_id) DO NOTHING",
+            placeholders(rows.len(), 9)
+        );
+        // Safe: the statement is made of fixed text and numbered placeholders only.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for row in rows {
+            query = query
+                .bind(row.doc.as_str())
+                .bind(row.event.as_str())
+                .bind(row.kind.as_str())
+                .bind(row.user.as_str())
+                .bind(row.role.as_str())
+                .bind(row.device.as_str())
+                .bind(row.device_time)
+                .bind(row.hlc.as_str())
                 .bind(now);
         }
         query.execute(&mut **tx).await?;

@@ -70,6 +70,9 @@ pub const PEOPLE: [Person; 10] = [
     ("admin", "Baton administrator", &[]),
 ];
 
+/// The demo's administrator: an admin of every unit in the records.
+pub const ADMIN: &str = "admin";
+
 /// The demo hospital's time zone.
 pub const ZONE: &str = "America/New_York";
 
@@ -166,6 +169,8 @@ pub async fn seed(app: &AppState) -> Result<(), SeedError> {
     for (unit, _) in UNITS {
         db.set_unit_zone(unit, ZONE).await?;
     }
+    // The demo's administrator, in the records (admins administer every unit).
+    db.add_admin(ADMIN, now).await?;
     for (unit, role, shift, primary) in ROTATIONS {
         let rotation = Rotation {
             unit: unit.into(),

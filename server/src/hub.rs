@@ -13,21 +13,22 @@
 //! When no peer has synced a document for `idle_document`, its actor ends and the document
 //! leaves memory: memory follows the working set, not the number of stored documents.
 
+use crate::audit::Auditor;
 use crate::auth::Session;
 use crate::commit::Committer;
-use crate::db::{AuditRecord, Db, DbError, DocKind, DocRecord, StoredChange};
+use crate::db::{
+    Db, DbError, Derived, DocKind, DocRecord, EventRow, IndexRow, OwedIndexEntry, StoredChange,
+};
 use crate::metrics::Histogram;
 use crate::now_ms;
 use automerge::{ActorId, Automerge, Change};
 use baton_core::doc::{read_events, read_meta_of};
 use baton_core::index::{self, IndexedTask, RosterEntry};
-use baton_core::sync::{DocSync, DocumentId, ReceiveError};
+use baton_core::sync::{DocSync, DocumentId, ReceiveError, SyncLimits, without_queue};
 use baton_core::validate::{Known, Limits, ValidationError, validate_applied};
 use baton_core::{Event, TaskMeta};
 use baton_core::{TaskDoc, TemplateRegistry, fold};
-use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
-use std::pin::Pin;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -75,8 +76,12 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    /// Queue a message; a connection whose queue is full is too slow and is dropped.
+    /// Queue a message; a connection whose queue is full is too slow and is dropped, and a
+    /// dropped connection is sent nothing more.
     pub(crate) fn send(&self, message: Outbound) {
+        if self.kick.is_cancelled() {
+            return;
+        }
         if self.out.try_send(message).is_err() {
             self.kick.cancel();
         }
@@ -89,6 +94,8 @@ impl Conn {
 
 /// A change the server makes to a document.
 type LocalChange = Box<dyn FnOnce(&mut Automerge) -> Result<(), String> + Send>;
+/// Where the outcome of a server change goes.
+type LocalDone = oneshot::Sender<Result<(), String>>;
 
 enum DocCmd {
     /// A `sync` or `request` message.
@@ -108,7 +115,7 @@ enum DocCmd {
     /// A change the server itself makes.
     Local {
         change: LocalChange,
-        done: oneshot::Sender<Result<(), String>>,
+        done: LocalDone,
     },
 }
 
@@ -125,6 +132,8 @@ pub enum HubError {
 
 struct Shared {
     db: Db,
+    /// The security audit, throttled per device and address.
+    auditor: Arc<Auditor>,
     committer: Committer,
     templates: TemplateRegistry,
     limits: Limits,
@@ -135,6 +144,10 @@ struct Shared {
     loaded: AtomicU64,
     /// From a message with new changes arriving to its acknowledgment being queued.
     ack_latency: Histogram,
+    /// Wakes the index writer: an owed index entry was committed.
+    index_owed: tokio::sync::Notify,
+    /// One drain of the owed index entries at a time.
+    index_drain: tokio::sync::Mutex<()>,
 }
 
 /// The documents in memory and the way to them.
@@ -151,6 +164,11 @@ impl std::fmt::Debug for Hub {
     }
 }
 
+/// Owed index entries read per query while draining.
+const INDEX_DRAIN_BATCH: i64 = 256;
+/// How often the index writer retries owed entries it could not apply.
+const INDEX_RETRY: Duration = Duration::from_secs(5);
+
 /// Commands a document actor takes in one batch.
 const BATCH: usize = 64;
 /// Queued commands per document before senders wait.
@@ -159,6 +177,7 @@ const DOC_QUEUE: usize = 1_024;
 impl Hub {
     pub fn new(
         db: Db,
+        auditor: Arc<Auditor>,
         templates: TemplateRegistry,
         idle: Duration,
         tracker: TaskTracker,
@@ -168,6 +187,7 @@ impl Hub {
             shared: Arc::new(Shared {
                 committer: Committer::start(db.clone(), &tracker, cancel.clone()),
                 db,
+                auditor,
                 templates,
                 limits: Limits::default(),
                 idle,
@@ -176,8 +196,70 @@ impl Hub {
                 cancel,
                 loaded: AtomicU64::new(0),
                 ack_latency: Histogram::default(),
+                index_owed: tokio::sync::Notify::new(),
+                index_drain: tokio::sync::Mutex::new(()),
             }),
         }
+    }
+
+    /// Apply owed index entries to the unit index documents until `cancel` fires: whenever a
+    /// commit owes one, and every few seconds to retry what failed.
+    pub fn start_index_writer(&self) {
+        let hub = self.clone();
+        self.shared.tracker.spawn(async move {
+            let cancel = hub.shared.cancel.clone();
+            loop {
+                if let Err(e) = hub.drain_index_entries().await {
+                    tracing::error!(error = %e, "owed index entries could not be applied; retrying");
+                }
+                tokio::select! {
+                    () = hub.shared.index_owed.notified() => {}
+                    () = tokio::time::sleep(INDEX_RETRY) => {}
+                    () = cancel.cancelled() => return,
+                }
+            }
+        });
+    }
+
+    /// Apply every index entry owed (written with the changes they follow from, so none is lost
+    /// to a crash): put each task on its unit's index or take it off, then forget the entry.
+    pub async fn drain_index_entries(&self) -> Result<usize, HubError> {
+        let _one_at_a_time = self.shared.index_drain.lock().await;
+        let mut applied = 0;
+        loop {
+            let owed = self.shared.db.owed_index_entries(INDEX_DRAIN_BATCH).await?;
+            if owed.is_empty() {
+                return Ok(applied);
+            }
+            for entry in &owed {
+                self.apply_index_entry(entry).await?;
+                self.shared.db.index_entry_applied(entry).await?;
+                applied += 1;
+            }
+        }
+    }
+
+    async fn apply_index_entry(&self, owed: &OwedIndexEntry) -> Result<(), HubError> {
+        let id = parse_id(&owed.doc)?;
+        let listing = match owed
+            .entry
+            .as_deref()
+            .map(serde_json::from_str::<IndexedTask>)
+        {
+            None => None,
+            Some(Ok(task)) => Some(task),
+            Some(Err(e)) => {
+                // Written by this server from an `IndexedTask`; unreadable only if damaged.
+                tracing::error!(doc = %owed.doc, error = %e, "an owed index entry is unreadable; dropped");
+                return Ok(());
+            }
+        };
+        let index = self.ensure_unit_index(&owed.unit).await?;
+        self.change(index, move |doc| match &listing {
+            Some(task) => index::put_task(doc, &id, task).map_err(|e| e.to_string()),
+            None => index::remove_task(doc, &id).map_err(|e| e.to_string()),
+        })
+        .await
     }
 
     /// The hub's figures (acknowledgment latency, the group commit), in Prometheus text.
@@ -337,32 +419,40 @@ impl Hub {
     }
 
     /// Store a task the server opened itself (demo data, inbound triggers) and list it on its
-    /// unit's index.
+    /// unit's index: the task, its events and the owed index entry in one transaction, the
+    /// entry applied before this returns.
     pub async fn import_task(
         &self,
         id: DocumentId,
         record: DocRecord,
         task: TaskDoc,
     ) -> Result<(), HubError> {
-        let indexed = IndexedTask::of(&id, task.meta());
-        let doc = task.into_automerge();
         let doc_id = id.to_string();
+        let failed = |e: String| HubError::Doc(id, e);
+        let indexed = IndexedTask::of(&id, task.meta());
+        let events = task
+            .events()
+            .map_err(|e| failed(e.to_string()))?
+            .events
+            .iter()
+            .map(|e| EventRow::of(&doc_id, e))
+            .collect();
+        let derived = Derived {
+            events,
+            index: Some(index_row(&doc_id, record.unit.as_str(), Some(&indexed))?),
+        };
+        let doc = task.into_automerge();
         let changes = doc
             .get_changes(&[])
             .iter()
             .map(|c| StoredChange::of(&doc_id, c))
             .collect();
-        let unit = record.unit.clone();
         self.shared
             .committer
-            .commit(vec![record], changes)
+            .commit(vec![record], changes, derived)
             .await
-            .map_err(|e| HubError::Doc(id, e.to_string()))?;
-        let index = self.ensure_unit_index(unit.as_str()).await?;
-        self.change(index, move |doc| {
-            index::put_task(doc, &id, &indexed).map_err(|e| e.to_string())
-        })
-        .await
+            .map_err(|e| failed(e.to_string()))?;
+        self.drain_index_entries().await.map(|_| ())
     }
 
     /// A document's current bytes, loaded from storage if it is not in memory.
@@ -391,28 +481,19 @@ impl Hub {
             .retain(|doc, tx| *doc != id || !tx.is_closed());
         self.shared.loaded.fetch_sub(1, Ordering::Relaxed);
     }
+}
 
-    /// Change `unit`'s index on the side: a document actor must never wait on another one.
-    fn update_index_later(
-        &self,
-        unit: String,
-        what: &'static str,
-        change: impl FnOnce(&mut Automerge) -> Result<(), String> + Send + 'static,
-    ) {
-        let hub = self.clone();
-        // Boxed as `dyn Future + Send`: the index update goes through the same actors that call
-        // this, and naming the type breaks the cycle for the compiler.
-        let update: Pin<Box<dyn Future<Output = Result<(), HubError>> + Send>> =
-            Box::pin(async move {
-                let index = hub.ensure_unit_index(&unit).await?;
-                hub.change(index, change).await
-            });
-        self.shared.tracker.spawn(async move {
-            if let Err(e) = update.await {
-                tracing::error!(error = %e, "{what}");
-            }
-        });
-    }
+/// The index entry a task owes its unit's index: its listing, or `None` to take it off.
+fn index_row(doc: &str, unit: &str, listing: Option<&IndexedTask>) -> Result<IndexRow, HubError> {
+    let entry = listing
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| HubError::Db(DbError::Sqlx(sqlx::Error::Encode(e.into()))))?;
+    Ok(IndexRow {
+        doc: doc.to_owned(),
+        unit: unit.to_owned(),
+        entry,
+    })
 }
 
 fn parse_id(id: &str) -> Result<DocumentId, HubError> {
@@ -432,16 +513,21 @@ fn server_actor() -> ActorId {
 /// Load a stored document. Returns it with the hashes of its changes stored outside the snapshot.
 async fn load_stored(db: &Db, id: &DocumentId) -> Result<(Automerge, Vec<String>), HubError> {
     let stored = db.load_doc(&id.to_string()).await?;
-    let mut doc = match &stored.snapshot {
-        Some(bytes) => Automerge::load(bytes).map_err(|e| HubError::Doc(*id, e.to_string()))?,
+    let failed = |e: automerge::AutomergeError| HubError::Doc(*id, e.to_string());
+    let doc = match &stored.snapshot {
+        Some(bytes) => Automerge::load(bytes).map_err(failed)?,
         None => Automerge::new(),
     };
+    // A snapshot may carry changes Automerge queued for want of their dependencies (saved by
+    // an earlier version): they were never validated, so they go before anything can make them
+    // ready. Every stored change row was validated; one that is still not ready goes too.
+    let mut doc = without_queue(doc).map_err(failed)?;
     let mut hashes = Vec::with_capacity(stored.changes.len());
     for (hash, change) in stored.changes {
-        doc.load_incremental(&change)
-            .map_err(|e| HubError::Doc(*id, e.to_string()))?;
+        doc.load_incremental(&change).map_err(failed)?;
         hashes.push(hash);
     }
+    let mut doc = without_queue(doc).map_err(failed)?;
     doc.set_actor(server_actor());
     Ok((doc, hashes))
 }
@@ -480,6 +566,17 @@ struct DocActor {
     unsnapshotted: Vec<String>,
 }
 
+/// What one peer may send to one document: as many changes as validation takes at once.
+fn sync_limits(limits: &Limits) -> SyncLimits {
+    SyncLimits {
+        max_changes: limits.max_changes,
+        ..SyncLimits::default()
+    }
+}
+
+/// How long a document that does not exist stays in memory once nobody is asking for it.
+const UNKNOWN_IDLE: Duration = Duration::from_secs(1);
+
 /// Stored changes of one document that trigger a compaction into a snapshot.
 const COMPACT_AFTER: usize = 256;
 
@@ -487,8 +584,11 @@ const COMPACT_AFTER: usize = 256;
 #[derive(Default)]
 struct Batch {
     changes: Vec<Change>,
+    /// The events the changes added, stored with them.
+    events: Vec<EventRow>,
     new_doc: Option<DocRecord>,
-    local_done: Vec<oneshot::Sender<Result<(), String>>>,
+    /// Server changes: who waits for each, and how it went.
+    local_done: Vec<(LocalDone, Result<(), String>)>,
     /// When the first message of each accepted run with new changes arrived.
     arrivals: Vec<Instant>,
     /// Refused changes: (sender, message), answered with an error after the commit.
@@ -516,11 +616,12 @@ impl DocActor {
                 (doc, Vec::new())
             }
         };
+        let limits = sync_limits(&hub.shared.limits);
         let mut actor = DocActor {
             hub,
             id,
             record,
-            sync: DocSync::new(doc),
+            sync: DocSync::with_limits(doc, limits),
             conns: HashMap::new(),
             listed: None,
             meta: None,
@@ -537,6 +638,12 @@ impl DocActor {
         loop {
             // Whatever has queued up, once at least one command is there.
             let mut cmds = Vec::with_capacity(BATCH);
+            // A document that does not exist keeps no memory once nobody asks for it.
+            let idle = if self.record.is_none() {
+                UNKNOWN_IDLE
+            } else {
+                idle
+            };
             let taken = tokio::select! {
                 taken = rx.recv_many(&mut cmds, BATCH) => taken,
                 () = tokio::time::sleep(idle), if self.conns.is_empty() => 0,
@@ -592,14 +699,18 @@ impl DocActor {
                     }
                 }
                 DocCmd::Local { change, done } => {
-                    // The server wrote something itself: read the events afresh when needed.
-                    self.events = None;
+                    let known = self.event_ids();
                     let (result, changes) = self.sync.update(change);
+                    // The server wrote something itself: read the events afresh.
+                    self.events = None;
+                    if !changes.is_empty() {
+                        batch.events.extend(self.events_not_in(&known));
+                    }
                     batch.changes.extend(changes);
-                    batch.local_done.push(done);
-                    if let Err(e) = result {
+                    if let Err(e) = &result {
                         tracing::error!(doc = %self.id, error = %e, "a server change failed");
                     }
+                    batch.local_done.push((done, result));
                 }
             }
         }
@@ -612,19 +723,14 @@ impl DocActor {
         }
         let doc = self.id.to_string();
         for (conn, kind, detail) in batch.audits {
-            let audit = AuditRecord {
-                kind,
-                user: Some(conn.session.user.as_str()),
-                device: Some(conn.session.device.as_str()),
-                doc: Some(&doc),
-                detail,
-            };
-            if let Err(e) = self.hub.shared.db.audit(audit, now_ms()).await {
-                tracing::error!(error = %e, "a security audit record could not be written");
-            }
+            self.hub
+                .shared
+                .auditor
+                .session_record(&conn.session, kind, Some(&doc), detail)
+                .await;
         }
-        for done in batch.local_done {
-            let _ = done.send(Ok(()));
+        for (done, result) in batch.local_done {
+            let _ = done.send(result);
         }
         if self.sync.is_poisoned() {
             return Err(HubError::Doc(
@@ -632,6 +738,7 @@ impl DocActor {
                 "refused changes could not be taken back out of the document".to_owned(),
             ));
         }
+        self.drop_unauthorized();
         let outgoing = self.sync.generate_all();
         tracing::debug!(doc = %self.id, changes = batch.changes.len(), messages = outgoing.len(), "batch");
         for (key, data) in outgoing {
@@ -689,26 +796,43 @@ impl DocActor {
             accepted = validate_applied(applied, known, &auth, templates, now, limits)?;
             Ok(())
         });
-        if let (Ok(_), Some(events)) = (&result, self.events.as_mut()) {
-            events.append(&mut accepted);
+        if result.is_ok() {
+            let doc = self.id.to_string();
+            batch
+                .events
+                .extend(accepted.iter().map(|e| EventRow::of(&doc, e)));
+            if let Some(events) = self.events.as_mut() {
+                events.append(&mut accepted);
+            }
         }
-        self.conns.entry(conn.id).or_insert_with(|| conn.clone());
-        match result {
-            Ok(received) => {
-                if received.changes.is_empty() {
-                    return false;
+        let existed = self.record.is_some() || batch.new_doc.is_some();
+        let brought = match result {
+            Ok(received) if received.changes.is_empty() => {
+                if !existed {
+                    // Nothing here and nothing brought: answered as a `request` when the peer
+                    // has nothing either, else asked for what it has.
+                    if self.sync.their_heads(&key).is_none_or(<[_]>::is_empty) {
+                        conn.send(Outbound::Unavailable { doc: self.id });
+                    } else if let Some(data) = self.sync.generate(&key) {
+                        conn.send(Outbound::Sync { doc: self.id, data });
+                    }
                 }
-                if self.record.is_none() && batch.new_doc.is_none() {
+                false
+            }
+            Ok(received) => {
+                if !existed {
                     match self.new_task_record() {
                         Some(new) => batch.new_doc = Some(new),
                         None => {
                             tracing::error!(doc = %self.id, "an accepted new document is not a task");
-                            return false;
                         }
                     }
                 }
-                batch.changes.extend(received.changes);
-                true
+                let brought = batch.new_doc.is_some() || self.record.is_some();
+                if brought {
+                    batch.changes.extend(received.changes);
+                }
+                brought
             }
             Err(ReceiveError::Refused(refusal)) => {
                 let kind = match refusal {
@@ -717,13 +841,45 @@ impl DocActor {
                     _ => "invalid_change",
                 };
                 tracing::warn!(doc = %self.id, user = %conn.session.user, device = %conn.session.device, %refusal, "refused a change");
-                batch.refuse(conn, format!("refused: {refusal}"), kind);
+                batch.refuse(conn.clone(), format!("refused: {refusal}"), kind);
                 false
             }
             Err(ReceiveError::Blocked) => false,
-            Err(e @ (ReceiveError::Malformed(_) | ReceiveError::Apply(_))) => {
-                batch.refuse(conn, format!("refused: {e}"), "malformed_sync");
+            Err(e @ ReceiveError::TooManyChanges { .. }) => {
+                batch.refuse(conn.clone(), format!("refused: {e}"), "too_many_changes");
                 false
+            }
+            Err(e @ (ReceiveError::Malformed(_) | ReceiveError::Apply(_))) => {
+                batch.refuse(conn.clone(), format!("refused: {e}"), "malformed_sync");
+                false
+            }
+        };
+        if self.record.is_some() || batch.new_doc.is_some() {
+            self.conns.entry(conn.id).or_insert(conn);
+        } else {
+            // A document that does not exist keeps nothing of the peer, so one created later
+            // under this id is never sent to it unasked.
+            self.sync.remove_peer(&key);
+        }
+        brought
+    }
+
+    /// Stop syncing with every connection that may no longer see this document's unit (its
+    /// grants changed since it joined): nothing of the document is sent to it any more.
+    fn drop_unauthorized(&mut self) {
+        let Some(unit) = self.record.as_ref().map(|r| r.unit.clone()) else {
+            return;
+        };
+        let gone: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, conn)| !conn.session.may_see(&unit))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            if let Some(conn) = self.conns.remove(&id) {
+                self.sync.remove_peer(&conn.key());
+                conn.send(Outbound::Unavailable { doc: self.id });
             }
         }
     }
@@ -744,7 +900,9 @@ impl DocActor {
     }
 
     fn relay(&mut self, from: &Conn, relay: EphemeralRelay) {
-        // Only a peer already syncing this document may speak on it.
+        // Only a peer already syncing this document may speak on it, and only to those who may
+        // still see it.
+        self.drop_unauthorized();
         if !self.conns.contains_key(&from.id) {
             return;
         }
@@ -755,7 +913,8 @@ impl DocActor {
         }
     }
 
-    /// Commit the batch's changes; then update the unit index if a task opened or closed.
+    /// Commit the batch's changes with what follows from them: their events, and the entry the
+    /// unit index owes this task if it opened, changed what its listing shows, or closed.
     async fn commit(&mut self, batch: &mut Batch) -> Result<(), HubError> {
         if batch.changes.is_empty() {
             return Ok(());
@@ -768,10 +927,28 @@ impl DocActor {
             .map(|c| StoredChange::of(&doc_id, c))
             .collect();
         let hashes: Vec<String> = rows.iter().map(|r| r.hash.clone()).collect();
+        let task_unit = self
+            .record
+            .as_ref()
+            .or(batch.new_doc.as_ref())
+            .filter(|r| r.kind == DocKind::Task)
+            .map(|r| r.unit.to_string());
+        let listing = task_unit.as_ref().map(|_| self.index_entry());
+        let index = match (&task_unit, &listing) {
+            (Some(unit), Some(entry)) if *entry != self.listed => {
+                Some(index_row(&doc_id, unit, entry.as_ref())?)
+            }
+            _ => None,
+        };
+        let owes_index = index.is_some();
+        let derived = Derived {
+            events: std::mem::take(&mut batch.events),
+            index,
+        };
         self.hub
             .shared
             .committer
-            .commit(new_docs, rows)
+            .commit(new_docs, rows, derived)
             .await
             .map_err(|e| HubError::Doc(self.id, e.to_string()))?;
         self.unsnapshotted.extend(hashes);
@@ -781,39 +958,47 @@ impl DocActor {
         if let Some(record) = batch.new_doc.take() {
             self.record = Some(record);
         }
-        self.update_index();
+        if let Some(entry) = listing {
+            self.listed = entry;
+        }
+        if owes_index {
+            self.hub.shared.index_owed.notify_one();
+        }
         Ok(())
     }
 
-    /// Keep the unit index in step with this task: listed while open (with its current acuity),
-    /// taken off once closed.
-    fn update_index(&mut self) {
-        let Some(unit) = self
-            .record
-            .as_ref()
-            .filter(|r| r.kind == DocKind::Task)
-            .map(|r| r.unit.to_string())
-        else {
-            return;
-        };
-        let entry = self.index_entry();
-        if entry == self.listed {
-            return;
+    /// The ids of the events the task holds now.
+    fn event_ids(&mut self) -> HashSet<String> {
+        self.task_events()
+            .iter()
+            .map(|e| e.id.to_string())
+            .collect()
+    }
+
+    /// The task's events whose ids are not in `known`, as rows to store.
+    fn events_not_in(&mut self, known: &HashSet<String>) -> Vec<EventRow> {
+        let doc = self.id.to_string();
+        self.task_events()
+            .iter()
+            .filter(|e| !known.contains(e.id.as_str()))
+            .map(|e| EventRow::of(&doc, e))
+            .collect()
+    }
+
+    /// The task's fixed fields and events, read once and kept (none for a unit index).
+    fn task(&mut self) -> Option<(&TaskMeta, &[Event])> {
+        let doc = self.sync.doc();
+        if self.meta.is_none() {
+            self.meta = Some(read_meta_of(doc).ok()?);
         }
-        let id = self.id;
-        match entry.clone() {
-            Some(task) => self.hub.update_index_later(
-                unit,
-                "a task could not be listed on its unit index",
-                move |doc| index::put_task(doc, &id, &task).map_err(|e| e.to_string()),
-            ),
-            None => self.hub.update_index_later(
-                unit,
-                "a closed task could not be taken off its unit index",
-                move |doc| index::remove_task(doc, &id).map_err(|e| e.to_string()),
-            ),
+        if self.events.is_none() {
+            self.events = Some(read_events(doc, None).ok()?.events);
         }
-        self.listed = entry;
+        Some((self.meta.as_ref()?, self.events.as_deref()?))
+    }
+
+    fn task_events(&mut self) -> &[Event] {
+        self.task().map_or(&[], |(_, events)| events)
     }
 
     /// Fold the stored changes into one snapshot. A failure costs only space: the changes stay.
@@ -840,19 +1025,14 @@ impl DocActor {
 
     /// The index entry this document should have: a task that is still open, as it stands.
     fn index_entry(&mut self) -> Option<IndexedTask> {
-        let doc = self.sync.doc();
-        if self.meta.is_none() {
-            self.meta = Some(read_meta_of(doc).ok()?);
-        }
-        if self.events.is_none() {
-            self.events = Some(read_events(doc, None).ok()?.events);
-        }
-        let meta = self.meta.as_ref()?;
-        let template = self.hub.shared.templates.get(&meta.template)?;
-        let state = fold(template, meta, self.events.as_deref().unwrap_or_default());
+        let hub = self.hub.clone();
+        let id = self.id;
+        let (meta, events) = self.task()?;
+        let template = hub.shared.templates.get(&meta.template)?;
+        let state = fold(template, meta, events);
         (!state.status.is_closed()).then(|| IndexedTask {
             acuity: state.acuity,
-            ..IndexedTask::of(&self.id, meta)
+            ..IndexedTask::of(&id, meta)
         })
     }
 }

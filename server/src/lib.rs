@@ -8,6 +8,7 @@
 //! flags. Tests start the real server in-process on port 0.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod commit;
 pub mod config;
@@ -16,14 +17,14 @@ pub mod demo;
 pub mod hub;
 pub mod metrics;
 pub mod openapi;
-pub mod refusals;
+pub mod serve;
 pub mod ws;
 
 pub use config::{Config, Storage};
 
 use auth::{AuthError, Keys, Session, Verifier};
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use baton_core::{Template, TemplateRegistry};
 use db::{AuditRecord, Db};
 use hub::Hub;
@@ -97,8 +98,8 @@ pub struct AppState {
     pub cancel: CancellationToken,
     /// The peer id this server announces in the handshake.
     pub peer_id: String,
-    /// Refused tokens, by address.
-    pub refusals: Arc<refusals::RefusalLog>,
+    /// Writes every security audit record, throttled per device and per address.
+    pub auditor: Arc<audit::Auditor>,
     /// What deadlines are judged by.
     pub clock: WorkflowClock,
 }
@@ -112,42 +113,27 @@ impl AppState {
     ) -> Result<Session, AuthError> {
         let token = token.ok_or(AuthError::Missing)?;
         let result = Session::establish(&self.db, &self.verifier, &token, now_ms()).await;
-        if let Err(e) = &result
-            && !matches!(
-                e,
-                AuthError::Missing | AuthError::Db(_) | AuthError::Keys(_)
-            )
-            && let Some(unrecorded) = self.refusals.note(from, std::time::Instant::now())
-        {
-            let from = from.map_or_else(|| "an unknown address".to_owned(), |a| a.to_string());
-            let mut detail = format!("{}: {e}; from {from}", e.code());
-            if unrecorded > 0 {
-                detail.push_str(&format!(
-                    "; {unrecorded} more refused from there since the last record"
-                ));
+        match result {
+            Ok(mut session) => {
+                session.address = from;
+                Ok(session)
             }
-            let record = AuditRecord {
-                kind: "refused_token",
-                detail,
-                ..AuditRecord::default()
-            };
-            if let Err(db) = self.db.audit(record, now_ms()).await {
-                tracing::error!(error = %db, "a security audit record could not be written");
+            Err(e) => {
+                if !matches!(
+                    e,
+                    AuthError::Missing | AuthError::Db(_) | AuthError::Keys(_)
+                ) {
+                    let at =
+                        from.map_or_else(|| "an unknown address".to_owned(), |a| a.to_string());
+                    let record = AuditRecord {
+                        kind: "refused_token",
+                        detail: format!("{}: {e}; from {at}", e.code()),
+                        ..AuditRecord::default()
+                    };
+                    self.auditor.record(record, from).await;
+                }
+                Err(e)
             }
-        }
-        result
-    }
-
-    async fn audit_admin(&self, admin: &Session, kind: &str, detail: String) {
-        let record = AuditRecord {
-            kind,
-            user: Some(admin.user.as_str()),
-            device: Some(admin.device.as_str()),
-            doc: None,
-            detail,
-        };
-        if let Err(e) = self.db.audit(record, now_ms()).await {
-            tracing::error!(error = %e, "an audit record could not be written");
         }
     }
 }
@@ -163,6 +149,10 @@ pub fn router(app: AppState) -> Router {
         .route("/api/v1/tasks/{id}", get(api::task))
         .route("/api/v1/devices/{id}/revoke", post(api::revoke_device))
         .route("/api/v1/users/{id}/disable", post(api::disable_user))
+        .route(
+            "/api/v1/users/{id}/memberships/{unit}/{role}",
+            put(api::grant_membership).delete(api::revoke_membership),
+        )
         .route("/api/v1/audit/security", get(api::security_audit))
         .route("/api/v1/openapi.json", get(api::openapi))
         .with_state(app)
@@ -193,10 +183,12 @@ impl Server {
             None => Verifier::embedded(&keys, &config.tokens),
         };
         let templates = Arc::new(load_templates(&db).await?);
+        let auditor = Arc::new(audit::Auditor::new(db.clone()));
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         let hub = Hub::new(
             db.clone(),
+            auditor.clone(),
             (*templates).clone(),
             Duration::from_millis(config.idle_document.as_millis()),
             tracker.clone(),
@@ -210,11 +202,18 @@ impl Server {
             templates,
             verifier,
             connections: Arc::new(ws::Connections::default()),
-            refusals: Arc::default(),
+            auditor,
             clock: WorkflowClock::new(config.time_scale),
             cancel: cancel.clone(),
             peer_id: format!("baton-server-{}", uuid::Uuid::new_v4()),
         };
+        // Index entries owed by commits before a crash are applied before anyone connects.
+        match app.hub.drain_index_entries().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(entries = n, "applied index entries owed from before"),
+            Err(e) => tracing::error!(error = %e, "owed index entries could not be applied yet"),
+        }
+        app.hub.start_index_writer();
         if config.demo {
             demo::seed(&app)
                 .await
@@ -232,15 +231,8 @@ impl Server {
         })?;
         let routes = router(app.clone());
         let stop = cancel.clone();
-        let serve = tokio::spawn(async move {
-            let routes = routes.into_make_service_with_connect_info::<SocketAddr>();
-            let result = axum::serve(listener, routes)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
-            if let Err(e) = result {
-                tracing::error!(error = %e, "the HTTP server stopped");
-            }
-        });
+        let timeouts = serve::Timeouts::of(&config.limits);
+        let serve = tokio::spawn(serve::serve(listener, routes, timeouts, stop));
         tracing::info!(%addr, backend = ?app.db.backend(), "listening");
         if config.time_scale > 1 {
             tracing::warn!(

@@ -2,7 +2,7 @@
 
 use baton_core::time::Span;
 use baton_server::auth::{Keys, TokenRequest};
-use baton_server::config::{Config, Storage, TokenConfig};
+use baton_server::config::{Config, ConnectionLimits, Storage, TokenConfig};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -63,6 +63,25 @@ struct Serve {
     /// (with --issuer and --audience) instead of the embedded issuer's.
     #[arg(long, env = "BATON_JWKS_URL")]
     jwks_url: Option<String>,
+    /// How long a client has to send a request's headers once it has begun (`10s`).
+    #[arg(long, env = "BATON_HEADER_READ_TIMEOUT", default_value = "10s")]
+    header_read_timeout: Span,
+    /// How long an HTTP connection may sit with no request in progress before it is closed
+    /// (`60s`). Sync connections, once upgraded, are kept by pings instead.
+    #[arg(long, env = "BATON_IDLE_TIMEOUT", default_value = "60s")]
+    idle_timeout: Span,
+    /// Sync connections one device may have open at once.
+    #[arg(long, env = "BATON_MAX_CONNECTIONS_PER_DEVICE", default_value_t = ConnectionLimits::default().max_connections_per_device)]
+    max_connections_per_device: usize,
+    /// Sync connections one user may have open at once, on all of their devices.
+    #[arg(long, env = "BATON_MAX_CONNECTIONS_PER_USER", default_value_t = ConnectionLimits::default().max_connections_per_user)]
+    max_connections_per_user: usize,
+    /// Sync connections from one address at once (behind a reverse proxy: the whole server).
+    #[arg(long, env = "BATON_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = ConnectionLimits::default().max_connections_per_address)]
+    max_connections_per_address: usize,
+    /// Documents one user may have open at once, across all of their sync connections.
+    #[arg(long, env = "BATON_MAX_DOCUMENTS_PER_USER", default_value_t = ConnectionLimits::default().max_documents_per_user)]
+    max_documents_per_user: usize,
     #[command(flatten)]
     common: Common,
 }
@@ -153,6 +172,12 @@ fn run(serve: Serve) -> Result<(), Box<dyn std::error::Error>> {
     config.time_scale = serve.time_scale;
     config.tokens = tokens(&serve.common);
     config.jwks_url = serve.jwks_url;
+    config.limits.header_read_timeout = serve.header_read_timeout;
+    config.limits.idle_timeout = serve.idle_timeout;
+    config.limits.max_connections_per_device = serve.max_connections_per_device;
+    config.limits.max_connections_per_user = serve.max_connections_per_user;
+    config.limits.max_connections_per_address = serve.max_connections_per_address;
+    config.limits.max_documents_per_user = serve.max_documents_per_user;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let server = baton_server::Server::start(config).await?;

@@ -3,8 +3,12 @@
 
 use serde_json::{Value, json};
 
-/// An operation: what it does, whether it needs a token (and an admin's), its path parameter.
+/// An operation: what it does, whether it needs a token (and an admin's), its path parameters.
 fn operation(summary: &str, auth: Auth, param: Option<&str>, ok: Value) -> Value {
+    operation_with(summary, auth, param.as_slice(), ok)
+}
+
+fn operation_with(summary: &str, auth: Auth, params: &[&str], ok: Value) -> Value {
     let mut op = json!({
         "summary": summary,
         "responses": {
@@ -16,12 +20,18 @@ fn operation(summary: &str, auth: Auth, param: Option<&str>, ok: Value) -> Value
         op["security"] = json!([{ "bearer": [] }]);
     }
     if auth == Auth::Admin {
-        op["description"] = json!("Needs an admin token.");
+        op["description"] = json!(
+            "Needs an admin: the token claims `admin` and the server's records list the user."
+        );
     }
-    if let Some(name) = param {
-        op["parameters"] = json!([{
-            "name": name, "in": "path", "required": true, "schema": { "type": "string" },
-        }]);
+    if !params.is_empty() {
+        let params: Vec<Value> = params
+            .iter()
+            .map(|name| {
+                json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } })
+            })
+            .collect();
+        op["parameters"] = json!(params);
     }
     op
 }
@@ -45,15 +55,50 @@ fn object(description: &str) -> Value {
 pub fn spec() -> Value {
     use Auth::{Admin, None as Open, Session};
     let mut audit = operation(
-        "The newest security audit records.",
+        "Security audit records, newest first (by time, then id), filtered and paged.",
         Admin,
         None,
-        object("{ records: [...] }"),
+        object("{ records: [...], next_cursor: string | null }"),
     );
-    audit["parameters"] = json!([{
-        "name": "limit", "in": "query",
-        "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 100 },
-    }]);
+    let query = |name: &str, schema: Value, description: &str| json!({ "name": name, "in": "query", "schema": schema, "description": description });
+    audit["parameters"] = json!([
+        query(
+            "limit",
+            json!({ "type": "integer", "minimum": 1, "maximum": 1000, "default": 100 }),
+            "Records per page."
+        ),
+        query(
+            "kind",
+            json!({ "type": "string" }),
+            "Only records of this kind."
+        ),
+        query(
+            "user",
+            json!({ "type": "string" }),
+            "Only records about this user."
+        ),
+        query(
+            "device",
+            json!({ "type": "string" }),
+            "Only records about this device."
+        ),
+        query(
+            "since",
+            json!({ "type": "integer" }),
+            "Only records at or after this time (Unix ms)."
+        ),
+        query(
+            "until",
+            json!({ "type": "integer" }),
+            "Only records before this time (Unix ms)."
+        ),
+        query(
+            "cursor",
+            json!({ "type": "string" }),
+            "The `next_cursor` of the previous page: the records after it."
+        ),
+    ]);
+    let membership = ["id", "unit", "role"];
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -74,6 +119,10 @@ pub fn spec() -> Value {
             "/api/v1/tasks/{id}": { "get": operation("A task's fields and folded state.", Session, Some("id"), object("the task")) },
             "/api/v1/devices/{id}/revoke": { "post": operation("Refuse a device from now on and tell it to wipe.", Admin, Some("id"), object("the device, revoked")) },
             "/api/v1/users/{id}/disable": { "post": operation("Refuse a user from now on, on every device.", Admin, Some("id"), object("the user, disabled")) },
+            "/api/v1/users/{id}/memberships/{unit}/{role}": {
+                "put": operation_with("Grant a user a role on a unit; their open connections follow at once.", Admin, &membership, object("the membership, granted")),
+                "delete": operation_with("Take a role on a unit from a user; their open connections follow at once.", Admin, &membership, object("the membership, taken away")),
+            },
             "/api/v1/audit/security": { "get": audit },
             "/api/v1/openapi.json": { "get": operation("This document.", Open, None, object("OpenAPI 3.1")) },
         },

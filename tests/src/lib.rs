@@ -24,6 +24,24 @@ use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// One test module per scenario, each with a test on SQLite and one on Postgres: a scenario is
+/// an `async fn(Backend)` in the calling file.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$scenario($crate::Backend::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$scenario($crate::Backend::Postgres).await;
+            }
+        }
+    )*};
+}
+
 /// Which database a test server uses.
 #[derive(Clone, Copy, Debug)]
 pub enum Backend {
@@ -148,6 +166,76 @@ impl TestServer {
     pub async fn post(&self, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
         http(self.addr(), "POST", path, token).await
     }
+
+    pub async fn put(&self, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+        http(self.addr(), "PUT", path, token).await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+        http(self.addr(), "DELETE", path, token).await
+    }
+
+    /// A token whose claims `edit` adjusts after they are made as [`TestServer::token_with`]
+    /// makes them.
+    pub fn token_edited(
+        &self,
+        user: &str,
+        device: &str,
+        roles: &[&str],
+        units: &[&str],
+        admin: bool,
+        edit: impl FnOnce(&mut baton_server::auth::Claims),
+    ) -> String {
+        let keys = Keys::load_or_create(&self.data_dir).unwrap();
+        let request = TokenRequest {
+            user: user.into(),
+            device: device.into(),
+            roles: roles.iter().map(|s| s.to_string()).collect(),
+            units: units.iter().map(|s| s.to_string()).collect(),
+            admin,
+            ttl_secs: 3_600,
+        };
+        let tokens = baton_server::config::TokenConfig::default();
+        let mut claims = request.claims(&tokens, baton_server::now_ms() / 1000);
+        edit(&mut claims);
+        keys.issue(&claims).unwrap()
+    }
+
+    /// The value of the metric line that starts with `series` (name and labels), if any.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let (_, metrics) = self.get("/metrics", None).await;
+        metrics.as_str()?.lines().find_map(|line| {
+            line.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+    }
+
+    /// Wait until the server counts `n` open sync connections.
+    pub async fn until_connections(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self.metric("baton_connections").await != Some(n as f64) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the server never counted {n} connections"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A connection of its own to the server's database, beside the server's.
+    pub async fn database(&self) -> sqlx::AnyConnection {
+        sqlx::any::install_default_drivers();
+        let url = match &self.config.storage {
+            Storage::Sqlite => format!("sqlite://{}", self.data_dir.join("baton.db").display()),
+            Storage::Postgres(url) => url.clone(),
+        };
+        <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+            .await
+            .unwrap()
+    }
 }
 
 /// A minimal HTTP/1.1 request over a real socket (no client library needed for a few calls).
@@ -157,8 +245,32 @@ pub async fn http(
     path: &str,
     token: Option<&str>,
 ) -> (u16, serde_json::Value) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    http_on(stream, addr, method, path, token).await
+}
+
+/// [`http`] from another local address (any of 127.0.0.0/8 on a loopback server).
+pub async fn http_from(
+    local: std::net::IpAddr,
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::new(local, 0)).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    http_on(stream, addr, method, path, token).await
+}
+
+async fn http_on(
+    mut stream: tokio::net::TcpStream,
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, serde_json::Value) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
@@ -205,7 +317,7 @@ fn dechunk(mut body: &str) -> String {
     out
 }
 
-type Socket =
+pub type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// What a phone's copy of one document knows.
@@ -243,24 +355,39 @@ impl Phone {
         Self::connect_request(request).await
     }
 
-    pub async fn connect_request(
+    /// The WebSocket upgrade alone, with the token as a header: no `join` sent yet.
+    pub async fn upgrade(addr: std::net::SocketAddr, token: &str) -> Result<Socket, Refused> {
+        let mut request = format!("ws://{addr}/sync").into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("Authorization", format!("Bearer {token}").parse().unwrap());
+        Self::upgrade_request(request).await
+    }
+
+    async fn upgrade_request(
         request: tungstenite::handshake::client::Request,
-    ) -> Result<Phone, Refused> {
-        let (mut socket, _) = match tokio_tungstenite::connect_async(request).await {
-            Ok(ok) => ok,
+    ) -> Result<Socket, Refused> {
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((socket, _)) => Ok(socket),
             Err(tungstenite::Error::Http(response)) => {
                 let body = response
                     .body()
                     .as_ref()
                     .map(|b| String::from_utf8_lossy(b).into_owned())
                     .unwrap_or_default();
-                return Err(Refused {
+                Err(Refused {
                     status: response.status().as_u16(),
                     body,
-                });
+                })
             }
             Err(e) => panic!("connect: {e}"),
-        };
+        }
+    }
+
+    pub async fn connect_request(
+        request: tungstenite::handshake::client::Request,
+    ) -> Result<Phone, Refused> {
+        let mut socket = Self::upgrade_request(request).await?;
         let peer = format!("phone-{}", uuid::Uuid::new_v4().simple());
         let hello = join(&peer, &PeerMetadata::default());
         socket
@@ -337,6 +464,34 @@ impl Phone {
                 return false;
             }
         };
+        self.handle(frame).await
+    }
+
+    /// Read for `span`, acting on what arrives as [`Phone::step`] does. Returns the documents
+    /// the server sent sync messages for meanwhile (once each, in order of arrival).
+    pub async fn listen(&mut self, span: Duration) -> Vec<DocumentId> {
+        let deadline = tokio::time::Instant::now() + span;
+        let mut synced = Vec::new();
+        while let Ok(next) = tokio::time::timeout_at(deadline, self.socket.next()).await {
+            let Some(Ok(frame)) = next else {
+                self.closed.get_or_insert((0, "connection ended".into()));
+                break;
+            };
+            if let WsMessage::Binary(bytes) = &frame
+                && let Ok(Message::Sync { document_id, .. }) = Message::decode(bytes)
+                && !synced.contains(&document_id)
+            {
+                synced.push(document_id);
+            }
+            if !self.handle(frame).await {
+                break;
+            }
+        }
+        synced
+    }
+
+    /// Act on one frame. Returns false once the connection is closed.
+    async fn handle(&mut self, frame: WsMessage) -> bool {
         match frame {
             WsMessage::Binary(bytes) => match Message::decode(&bytes).unwrap() {
                 Message::Sync {

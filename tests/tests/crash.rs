@@ -26,6 +26,68 @@ async fn postgres() {
     kill_9_during_a_write_burst_loses_nothing_acknowledged(Backend::Postgres).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_entries_sqlite() {
+    a_task_acknowledged_just_before_kill_9_is_still_listed(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_entries_postgres() {
+    a_task_acknowledged_just_before_kill_9_is_still_listed(Backend::Postgres).await;
+}
+
+/// Tasks created on a phone and acknowledged, the server killed the moment the last one is:
+/// after a restart every one of them is on the unit's index (its entry was written in the
+/// task's own transaction, and start-up applies what was owed).
+async fn a_task_acknowledged_just_before_kill_9_is_still_listed(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = match backend {
+        Backend::Sqlite => Storage::Sqlite,
+        Backend::Postgres => Storage::Postgres(fresh_postgres().await),
+    };
+    let mut server = ServerProcess::start(Path::new(BIN), dir.path(), &storage).await;
+    let token = token_in(dir.path(), "rn.evans", "phone-1", &["nurse"], &["4W"]);
+    let mut phone = Phone::connect(server.addr, &token).await.unwrap();
+    let templates = baton_core::TemplateRegistry::shipped();
+    let consult = templates.latest(&"consult".into()).unwrap();
+    let author = Author::new("rn.evans", "nurse", "phone-1");
+    let mut created = Vec::new();
+    for n in 0..5 {
+        let (task, _) = baton_core::TaskDoc::create(
+            consult,
+            baton_core::NewTask {
+                unit: "4W".into(),
+                subject: baton_core::Subject {
+                    reference: format!("enc-4w-{n}"),
+                    label: format!("Bed {n}"),
+                },
+                acuity: None,
+                note: None,
+            },
+            &author,
+            &mut baton_core::HlcClock::new(),
+            baton_server::now_ms(),
+            automerge::ActorId::random(),
+        )
+        .unwrap();
+        let id = DocumentId::random();
+        assert_eq!(phone.try_push(id, task.into_automerge()).await, Ok(true));
+        created.push(id);
+    }
+    server.kill_9();
+
+    let server = ServerProcess::start(Path::new(BIN), dir.path(), &storage).await;
+    let index = index_of(server.addr, &token, "4W").await;
+    let mut phone = Phone::connect(server.addr, &token).await.unwrap();
+    let listed = baton_core::index::read(&phone.open(index).await.unwrap()).unwrap();
+    for id in created {
+        assert!(
+            listed.tasks.contains_key(&id.to_string()),
+            "task {id} was acknowledged but is not on the index"
+        );
+    }
+}
+
 /// One phone writing notes to one task as fast as the server acknowledges them, until the
 /// connection ends. Returns the ids of the acknowledged events.
 async fn writer(

@@ -9,23 +9,7 @@ use baton_core::{Author, EventBody, HlcClock, NewTask, Subject, TaskDoc, Templat
 use baton_e2e::{Backend, Phone, TestServer, event_count};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-macro_rules! on_both_backends {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$scenario(Backend::Sqlite).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$scenario(Backend::Postgres).await;
-            }
-        }
-    )*};
-}
-
-on_both_backends!(
+baton_e2e::on_both_backends!(
     me_bootstraps_a_device,
     bad_tokens_are_refused,
     a_phone_gets_the_worklist_from_the_server_alone,
@@ -932,6 +916,7 @@ async fn the_openapi_document_lists_every_route(backend: Backend) {
             "/api/v1/openapi.json",
             "/api/v1/tasks/{id}",
             "/api/v1/users/{id}/disable",
+            "/api/v1/users/{id}/memberships/{unit}/{role}",
             "/healthz",
             "/metrics",
             "/readyz",
@@ -943,7 +928,10 @@ async fn the_openapi_document_lists_every_route(backend: Backend) {
     let admin = server.admin_token();
     for (path, operations) in paths {
         for method in operations.as_object().unwrap().keys() {
-            let path = path.replace("{id}", "nobody");
+            let path = path
+                .replace("{id}", "nobody")
+                .replace("{unit}", "4W")
+                .replace("{role}", "nurse");
             let (status, body) =
                 baton_e2e::http(server.addr(), &method.to_uppercase(), &path, Some(&admin)).await;
             assert!(

@@ -190,18 +190,26 @@ impl Message {
                 peer_metadata,
                 supported_protocol_versions,
             } => {
-                let versions = supported_protocol_versions.as_deref().unwrap_or_default();
-                e.map(4)?
+                // Without versions the field is left out, as it came: an empty list would mean
+                // "none supported".
+                let fields = if supported_protocol_versions.is_some() {
+                    4
+                } else {
+                    3
+                };
+                e.map(fields)?
                     .str("type")?
                     .str("join")?
                     .str("senderId")?
                     .str(sender_id)?;
                 e.str("peerMetadata")?;
                 encode_metadata(e, peer_metadata)?;
-                e.str("supportedProtocolVersions")?
-                    .array(versions.len() as u64)?;
-                for v in versions {
-                    e.str(v)?;
+                if let Some(versions) = supported_protocol_versions {
+                    e.str("supportedProtocolVersions")?
+                        .array(versions.len() as u64)?;
+                    for v in versions {
+                        e.str(v)?;
+                    }
                 }
             }
             Message::Peer {

@@ -12,6 +12,6 @@ pub mod doc_id;
 pub mod handshake;
 pub mod message;
 
-pub use doc::{DocSync, ReceiveError, Received};
+pub use doc::{DocSync, ReceiveError, Received, SyncLimits, without_queue};
 pub use doc_id::DocumentId;
 pub use message::{Message, PeerId, PeerMetadata, REVOKED_ERROR};
