@@ -1,8 +1,8 @@
 //! # baton-core
 //!
-//! The shared core of Baton: the same code runs on the sync server and, through the bindings,
-//! inside the iOS and Android apps. It does no I/O: every function is a pure function of its
-//! inputs and the time it is given.
+//! The shared core of Baton: the sync server runs it, and so does the device client behind the
+//! `client` feature (native apps are to embed it through uniffi bindings, which are planned). It
+//! does no I/O: every function is a pure function of its inputs and the time it is given.
 //!
 //! - [`template`]: workflow templates (steps, roles, windows, escalation, off-track rules).
 //! - [`doc`]: task documents in Automerge, changed only by appending [`event`]s.

@@ -1,4 +1,4 @@
-//! The device client: the I/O shell around the sans-IO core, for the iOS and Android apps.
+//! The device client: the I/O shell around the sans-IO core, for apps to embed.
 //!
 //! - [`store`]: one encrypted file holding every document the device has.
 //! - `state`: the documents, their sync states and the changes the server has not yet

@@ -10,8 +10,9 @@
 //! - Entering an acuity level with `escalate_to` escalates to that level at once.
 //! - An off-track rule raises an exception, once per occurrence, alerting its role.
 //!
-//! The server keeps one timer per task at [`next_due`]'s time. When it fires, [`fire`] gives the
-//! event to append, with a deterministic id so two nodes firing together write one event.
+//! A scheduler is to keep one timer per task at [`next_due`]'s time (the server runs none yet).
+//! When it fires, [`fire`] gives the event to append, with a deterministic id, so two firings of
+//! the same timer write one event.
 
 use super::coverage::Schedule;
 use crate::event::{EscalationReason, EscalationTo, EventBody};
