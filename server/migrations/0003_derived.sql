@@ -25,5 +25,6 @@ CREATE TABLE index_outbox (
     unit_id    TEXT NOT NULL,
     -- The entry as JSON; NULL takes the task off the index.
     entry      TEXT,
+    -- Microseconds since the Unix epoch, unique per entry written by one server process.
     queued_at  BIGINT NOT NULL
 );

@@ -736,6 +736,7 @@ impl Db {
         let events: Vec<&EventRow> = derived.iter().flat_map(|d| &d.events).collect();
         insert_events(&mut tx, &events, now).await?;
         for owed in derived.iter().filter_map(|d| d.index.as_ref()) {
+            let queued_at = queue_stamp(now);
             sqlx::query(
                 "INSERT INTO index_outbox (doc_id, unit_id, entry, queued_at) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (doc_id) DO UPDATE SET unit_id = excluded.unit_id,
@@ -744,7 +745,7 @@ impl Db {
             .bind(owed.doc.as_str())
             .bind(owed.unit.as_str())
             .bind(owed.entry.as_deref())
-            .bind(now)
+            .bind(queued_at)
             .execute(&mut *tx)
             .await?;
         }
@@ -1023,6 +1024,22 @@ async fn insert_changes(
     Ok(())
 }
 
+/// A stamp for an owed index entry: microseconds from `now_ms`, and strictly after every stamp
+/// this process gave before. The writer deletes an entry only if its stamp is unchanged, so two
+/// entries for one task written in the same millisecond must not share one, or the newer would
+/// be deleted when the older is applied.
+fn queue_stamp(now_ms: i64) -> i64 {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let wanted = now_ms.saturating_mul(1_000);
+    let previous = LAST
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            Some(wanted.max(last.saturating_add(1)))
+        })
+        .unwrap_or(wanted);
+    wanted.max(previous.saturating_add(1))
+}
+
 async fn insert_events(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     events: &[&EventRow],
@@ -1095,6 +1112,16 @@ fn placeholders(rows: usize, columns: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owed_index_entries_written_in_one_millisecond_get_distinct_stamps() {
+        let stamps: Vec<i64> = (0..1_000).map(|_| queue_stamp(1_000)).collect();
+        assert!(
+            stamps.windows(2).all(|w| w[0] < w[1]),
+            "strictly increasing"
+        );
+        assert!(stamps[0] >= 1_000_000, "in microseconds");
+    }
 
     #[test]
     fn rows_go_in_few_chunks_of_few_shapes_and_none_is_lost() {
