@@ -24,9 +24,13 @@ use crate::codec;
 use crate::doc::{Author, EVENTS, NewTask, Subject, TaskDoc};
 use crate::event::{Actor, Event, EventBody, EventKind, FieldValue};
 use crate::hlc::{Hlc, HlcClock};
+use crate::ids::UnitId;
 use crate::ids::{EventId, StepId};
+use crate::sync::actor::{
+    DocActor, DocKind, Input as ActorInput, Outgoing, Peer, Record, Settings, Stored,
+};
 use crate::sync::handshake;
-use crate::sync::{DocSync, Message, PeerId, PeerMetadata};
+use crate::sync::{DocSync, DocumentId, Message, PeerId, PeerMetadata};
 use crate::template::{FieldKind, Template, TemplateRegistry};
 use crate::time::Millis;
 use crate::validate::{Applied, AuthContext, Known, Limits, validate_applied, validate_changes};
@@ -680,8 +684,8 @@ pub enum RunOutcome {
 /// The receive path [`sync_run`] drives: a document, the peers syncing it, and a way to hand it
 /// one run of a peer's sync messages, which it must validate as the server does.
 ///
-/// [`DocSyncPath`] is today's path; a sans-IO document actor implements this trait the same
-/// way, and [`sync_run_on`] drives it unchanged.
+/// [`ActorPath`] is the server's path (the document actor, with its commits stored);
+/// [`DocSyncPath`] is the gate beneath it alone. [`sync_run_on`] drives either.
 pub trait ReceivePath {
     /// A path holding `doc`, with no peers yet.
     fn open(doc: Automerge) -> Self;
@@ -744,6 +748,155 @@ impl ReceivePath for DocSyncPath {
                 RunOutcome::Accepted(received.changes.iter().map(Change::hash).collect())
             }
             Err(e) => RunOutcome::Refused(e.to_string()),
+        }
+    }
+}
+
+/// The server's document actor ([`DocActor`]) with the storage it commits to, as the hub runs
+/// it: a run goes in as one batch, its commit is stored and reported, and an actor that stops
+/// (its document poisoned) is loaded again from what was stored.
+#[derive(Debug)]
+pub struct ActorPath {
+    actor: DocActor<FuzzPeer>,
+    settings: Arc<Settings>,
+    /// What storage holds: the record, the snapshot it was opened with, every change committed.
+    stored: Stored,
+    /// Connection ids by peer; a reconnecting peer gets a new one.
+    conns: HashMap<PeerId, u64>,
+    next_conn: u64,
+}
+
+/// A peer of [`ActorPath`]: one connection, authenticated as one person on unit 4W.
+#[derive(Debug)]
+pub struct FuzzPeer {
+    conn: u64,
+    auth: AuthContext,
+}
+
+impl Peer for FuzzPeer {
+    fn id(&self) -> u64 {
+        self.conn
+    }
+
+    fn may_see(&self, unit: &UnitId) -> bool {
+        self.auth.units.contains(unit)
+    }
+
+    fn auth_on(&self, unit: Option<&UnitId>) -> AuthContext {
+        match unit {
+            Some(unit) if self.auth.units.contains(unit) => self.auth.clone(),
+            _ => AuthContext {
+                roles: Vec::new(),
+                units: Vec::new(),
+                ..self.auth.clone()
+            },
+        }
+    }
+}
+
+impl ActorPath {
+    fn reload(&mut self) {
+        let id = self.actor.id();
+        self.actor = DocActor::load(id, self.settings.clone(), Some(self.stored.clone()))
+            .expect("what was stored loads again");
+    }
+}
+
+impl ReceivePath for ActorPath {
+    fn open(doc: Automerge) -> Self {
+        let settings = Arc::new(Settings {
+            templates: base().templates.clone(),
+            limits: Limits::default(),
+            actor: ActorId::from([0x5e; 16]),
+        });
+        let stored = Stored {
+            record: Record {
+                kind: DocKind::Task,
+                unit: "4W".into(),
+                template: None,
+            },
+            snapshot: Some(doc.save()),
+            changes: Vec::new(),
+        };
+        let id = DocumentId::from_bytes([0xd0; 16]);
+        let actor = DocActor::load(id, settings.clone(), Some(stored.clone()))
+            .expect("the base task loads");
+        ActorPath {
+            actor,
+            settings,
+            stored,
+            conns: HashMap::new(),
+            next_conn: 0,
+        }
+    }
+
+    fn doc(&self) -> &Automerge {
+        self.actor.doc()
+    }
+
+    fn connect(&mut self, peer: &PeerId) {
+        if let Some(old) = self.conns.remove(peer) {
+            let effects = self.actor.handle(0, [ActorInput::Leave { peer: old }]);
+            assert!(effects.commit.is_none(), "a peer leaving commits nothing");
+        }
+        self.next_conn += 1;
+        self.conns.insert(peer.clone(), self.next_conn);
+    }
+
+    fn receive_run(
+        &mut self,
+        peer: &PeerId,
+        auth: &AuthContext,
+        run: &[Vec<u8>],
+        _templates: &TemplateRegistry,
+        now: Millis,
+    ) -> RunOutcome {
+        let conn = *self
+            .conns
+            .get(peer)
+            .expect("a peer connects before it sends");
+        let from = Arc::new(FuzzPeer {
+            conn,
+            auth: auth.clone(),
+        });
+        let arrived = std::time::Instant::now();
+        let inputs = run.iter().map(|data| ActorInput::Sync {
+            from: from.clone(),
+            data: data.clone(),
+            request: false,
+            arrived,
+        });
+        let mut effects = self.actor.handle(now, inputs.collect::<Vec<_>>());
+        let mut accepted = Vec::new();
+        let mut sent = std::mem::take(&mut effects.send);
+        if let Some(commit) = effects.commit.take() {
+            assert!(
+                sent.iter().all(|(_, m)| !matches!(m, Outgoing::Sync(_))),
+                "sync messages went out before their commit was stored"
+            );
+            accepted = commit.changes.iter().map(Change::hash).collect();
+            self.stored.changes.extend(
+                commit
+                    .changes
+                    .iter()
+                    .map(|c| (c.hash().to_string(), c.raw_bytes().to_vec())),
+            );
+            let after = self.actor.committed(now, Ok(()));
+            assert!(after.commit.is_none(), "one run, one commit");
+            sent.extend(after.send);
+            if after.stop.is_some() {
+                self.reload();
+            }
+        } else if effects.stop.is_some() {
+            self.reload();
+        }
+        let refusal = sent.iter().find_map(|(to, message)| match message {
+            Outgoing::Error(e) if to.conn == conn => Some(e.clone()),
+            _ => None,
+        });
+        match refusal {
+            Some(why) => RunOutcome::Refused(why),
+            None => RunOutcome::Accepted(accepted),
         }
     }
 }
@@ -905,7 +1058,8 @@ fn message_changes(message: &[u8]) -> Vec<ChangeHash> {
         .unwrap_or_default()
 }
 
-/// A document's receive path fed arbitrary runs of sync messages, through [`DocSyncPath`].
+/// A document's receive path fed arbitrary runs of sync messages, through [`ActorPath`]: the
+/// server's document actor, as its hub runs it.
 ///
 /// The input is a program. Five phones (a physician, case manager, nurse, pharmacist and charge
 /// nurse on unit 4W) hold replicas of one discharge task; operations make them append events
@@ -919,7 +1073,7 @@ fn message_changes(message: &[u8]) -> Vec<ChangeHash> {
 /// accepted; with [`ORPHANS_REFUSED`], nothing is left queued. At the end the whole document,
 /// validated from empty as the server itself, is accepted, and every event in it is readable.
 pub fn sync_run(data: &[u8]) {
-    sync_run_on::<DocSyncPath>(data);
+    sync_run_on::<ActorPath>(data);
 }
 
 /// [`sync_run`] on any [`ReceivePath`].

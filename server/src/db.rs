@@ -36,27 +36,21 @@ pub enum Backend {
     Postgres,
 }
 
-/// The kind of an Automerge document the server holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DocKind {
-    Task,
-    UnitIndex,
+pub use baton_core::sync::actor::DocKind;
+
+/// A document kind as stored.
+fn kind_str(kind: DocKind) -> &'static str {
+    match kind {
+        DocKind::Task => "task",
+        DocKind::UnitIndex => "unit_index",
+    }
 }
 
-impl DocKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            DocKind::Task => "task",
-            DocKind::UnitIndex => "unit_index",
-        }
-    }
-
-    fn parse(s: &str) -> Option<DocKind> {
-        match s {
-            "task" => Some(DocKind::Task),
-            "unit_index" => Some(DocKind::UnitIndex),
-            _ => None,
-        }
+fn parse_kind(s: &str) -> Option<DocKind> {
+    match s {
+        "task" => Some(DocKind::Task),
+        "unit_index" => Some(DocKind::UnitIndex),
+        _ => None,
     }
 }
 
@@ -668,7 +662,7 @@ impl Db {
         .await?;
         let Some(r) = row else { return Ok(None) };
         let kind: String = r.try_get(1)?;
-        let Some(kind) = DocKind::parse(&kind) else {
+        let Some(kind) = parse_kind(&kind) else {
             return Err(DbError::Sqlx(sqlx::Error::Decode(
                 format!("unknown document kind `{kind}`").into(),
             )));
@@ -724,7 +718,7 @@ impl Db {
                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
             )
             .bind(&doc.id)
-            .bind(doc.kind.as_str())
+            .bind(kind_str(doc.kind))
             .bind(doc.unit.as_str())
             .bind(doc.template.as_ref().map(|t| t.0.as_str()))
             .bind(doc.template.as_ref().map(|t| t.1))
@@ -892,7 +886,7 @@ impl Db {
             "INSERT INTO documents (id, kind, unit_id, created_at) VALUES ($1, $2, $3, $4)",
         )
         .bind(doc)
-        .bind(DocKind::UnitIndex.as_str())
+        .bind(kind_str(DocKind::UnitIndex))
         .bind(unit)
         .bind(now)
         .execute(&mut *tx)

@@ -1,34 +1,35 @@
-//! Documents in memory: one actor task per document that someone is syncing.
+//! Documents in memory: one task per document that someone is syncing, running the core's
+//! [`DocActor`] and executing what it asks for.
 //!
-//! A document's actor owns its [`DocSync`] (the document and every peer's sync state) and handles
-//! that document's messages one batch at a time:
+//! The actor (sans-IO, in `baton_core::sync::actor`) decides; this loop does the I/O: it takes
+//! whatever commands have queued up for the document, hands them to the actor as one batch,
+//! stores the [`Commit`] it returns (changes, events and the owed index entry in one
+//! transaction, through the group committer), reports the outcome, and only then delivers the
+//! messages, audit records and replies that follow. No peer is ever told about heads that are
+//! not durable.
 //!
-//! 1. check that each sender may see the document (its unit, against the sender's session);
-//! 2. apply each sync message through the core's validation gate (a refused change is answered
-//!    with an error, recorded in the security audit, and neither stored nor forwarded);
-//! 3. **commit the batch's new changes to the database**;
-//! 4. only then generate sync messages for every peer, so no peer is ever told about heads that
-//!    are not durable.
-//!
-//! When no peer has synced a document for `idle_document`, its actor ends and the document
+//! When no peer has synced a document for `idle_document`, its task ends and the document
 //! leaves memory: memory follows the working set, not the number of stored documents.
 
 use crate::audit::Auditor;
 use crate::auth::Session;
 use crate::commit::Committer;
 use crate::db::{
-    Db, DbError, Derived, DocKind, DocRecord, EventRow, IndexRow, OwedIndexEntry, StoredChange,
+    Db, DbError, Derived, DocRecord, EventRow, IndexRow, OwedIndexEntry, StoredChange,
 };
 use crate::metrics::Histogram;
 use crate::now_ms;
-use automerge::{ActorId, Automerge, Change};
-use baton_core::doc::{read_events, read_meta_of};
+use automerge::{ActorId, Automerge};
 use baton_core::index::{self, IndexedTask, RosterEntry};
-use baton_core::sync::{DocSync, DocumentId, ReceiveError, SyncLimits, without_queue};
-use baton_core::validate::{Known, Limits, ValidationError, validate_applied};
-use baton_core::{Event, TaskMeta};
-use baton_core::{TaskDoc, TemplateRegistry, fold};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use baton_core::sync::DocumentId;
+use baton_core::sync::actor::{
+    Commit, DocActor, Effects, Ephemeral, Input, LocalChange, Outgoing, Peer, Record, Settings,
+    Stored, open_stored,
+};
+use baton_core::template::TemplateRef;
+use baton_core::validate::{AuthContext, Limits};
+use baton_core::{TaskDoc, TemplateRegistry};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -50,19 +51,12 @@ pub(crate) enum Outbound {
         doc: Option<DocumentId>,
         message: String,
     },
-    /// Boxed: every connection's queue holds blocks of this enum, so its size is paid per idle
-    /// connection.
-    Ephemeral(Box<EphemeralRelay>),
-}
-
-/// An ephemeral message passed on unchanged (original sender, session and count).
-#[derive(Debug, Clone)]
-pub(crate) struct EphemeralRelay {
-    pub doc: DocumentId,
-    pub sender: String,
-    pub session_id: String,
-    pub count: u64,
-    pub data: Vec<u8>,
+    /// An ephemeral message passed on unchanged (original sender, session and count), shared
+    /// by every connection it goes to.
+    Ephemeral {
+        doc: DocumentId,
+        relay: Arc<Ephemeral>,
+    },
 }
 
 /// One WebSocket connection, as the documents it syncs see it.
@@ -86,33 +80,29 @@ impl Conn {
             self.kick.cancel();
         }
     }
+}
 
-    fn key(&self) -> String {
-        self.id.to_string()
+impl Peer for Conn {
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn may_see(&self, unit: &baton_core::ids::UnitId) -> bool {
+        self.session.may_see(unit)
+    }
+
+    fn auth_on(&self, unit: Option<&baton_core::ids::UnitId>) -> AuthContext {
+        self.session.auth_context_on(unit)
     }
 }
 
-/// A change the server makes to a document.
-type LocalChange = Box<dyn FnOnce(&mut Automerge) -> Result<(), String> + Send>;
 /// Where the outcome of a server change goes.
 type LocalDone = oneshot::Sender<Result<(), String>>;
 
 enum DocCmd {
-    /// A `sync` or `request` message.
-    Sync {
-        conn: Arc<Conn>,
-        data: Vec<u8>,
-        request: bool,
-        arrived: Instant,
-    },
-    Ephemeral {
-        conn: Arc<Conn>,
-        relay: EphemeralRelay,
-    },
-    Leave {
-        conn: u64,
-    },
-    /// A change the server itself makes.
+    /// Anything for the actor but a server change.
+    Actor(Input<Conn>),
+    /// A change the server itself makes, and who waits for its outcome.
     Local {
         change: LocalChange,
         done: LocalDone,
@@ -135,8 +125,8 @@ struct Shared {
     /// The security audit, throttled per device and address.
     auditor: Arc<Auditor>,
     committer: Committer,
-    templates: TemplateRegistry,
-    limits: Limits,
+    /// What every document actor shares: templates, limits, the server's Automerge actor.
+    settings: Arc<Settings>,
     idle: Duration,
     docs: Mutex<HashMap<DocumentId, mpsc::Sender<DocCmd>>>,
     tracker: TaskTracker,
@@ -188,8 +178,11 @@ impl Hub {
                 committer: Committer::start(db.clone(), &tracker, cancel.clone()),
                 db,
                 auditor,
-                templates,
-                limits: Limits::default(),
+                settings: Arc::new(Settings {
+                    templates,
+                    limits: Limits::default(),
+                    actor: server_actor(),
+                }),
                 idle,
                 docs: Mutex::new(HashMap::new()),
                 tracker,
@@ -283,21 +276,21 @@ impl Hub {
         data: Vec<u8>,
         request: bool,
     ) {
-        self.send(
-            doc,
-            DocCmd::Sync {
-                conn,
-                data,
-                request,
-                arrived: Instant::now(),
-            },
-        )
-        .await;
+        let input = Input::Sync {
+            from: conn,
+            data,
+            request,
+            arrived: Instant::now(),
+        };
+        self.send(doc, DocCmd::Actor(input)).await;
     }
 
-    pub(crate) async fn ephemeral(&self, conn: Arc<Conn>, relay: EphemeralRelay) {
-        self.send(relay.doc, DocCmd::Ephemeral { conn, relay })
-            .await;
+    pub(crate) async fn ephemeral(&self, doc: DocumentId, from: u64, message: Ephemeral) {
+        let input = Input::Ephemeral {
+            from,
+            message: Arc::new(message),
+        };
+        self.send(doc, DocCmd::Actor(input)).await;
     }
 
     pub(crate) async fn leave(&self, doc: DocumentId, conn: u64) {
@@ -309,7 +302,7 @@ impl Hub {
             .get(&doc)
             .cloned();
         if let Some(tx) = tx {
-            let _ = tx.send(DocCmd::Leave { conn }).await;
+            let _ = tx.send(DocCmd::Actor(Input::Leave { peer: conn })).await;
         }
     }
 
@@ -455,20 +448,23 @@ impl Hub {
         self.drain_index_entries().await.map(|_| ())
     }
 
-    /// A document's current bytes, loaded from storage if it is not in memory.
+    /// A document's current bytes as stored (`None`: there is no such document).
     pub async fn load(&self, id: &DocumentId) -> Result<Option<Automerge>, HubError> {
         if self.shared.db.document(&id.to_string()).await?.is_none() {
             return Ok(None);
         }
-        load_stored(&self.shared.db, id)
-            .await
-            .map(|(doc, _)| Some(doc))
+        let stored = self.shared.db.load_doc(&id.to_string()).await?;
+        open_stored(
+            stored.snapshot.as_deref(),
+            stored.changes.iter().map(|(_, c)| c),
+        )
+        .map(Some)
+        .map_err(|e| HubError::Doc(*id, e.to_string()))
     }
 
     async fn run_doc(self, id: DocumentId, rx: mpsc::Receiver<DocCmd>) {
-        let actor = DocActor::start(self.clone(), id).await;
-        match actor {
-            Ok(actor) => actor.run(rx).await,
+        match self.open(id).await {
+            Ok(actor) => DocLoop::new(self.clone(), actor).run(rx).await,
             Err(e) => {
                 tracing::error!(doc = %id, error = %e, "a document could not be loaded");
                 fail_all(rx, "the document could not be loaded").await;
@@ -480,6 +476,33 @@ impl Hub {
             .expect("hub lock")
             .retain(|doc, tx| *doc != id || !tx.is_closed());
         self.shared.loaded.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Document `id`'s actor, with what storage holds of it.
+    async fn open(&self, id: DocumentId) -> Result<DocActor<Conn>, HubError> {
+        let db = &self.shared.db;
+        let stored = match db.document(&id.to_string()).await? {
+            Some(record) => {
+                let doc = db.load_doc(&id.to_string()).await?;
+                Some(Stored {
+                    record: Record {
+                        kind: record.kind,
+                        unit: record.unit,
+                        template: record.template.and_then(|(id, version)| {
+                            Some(TemplateRef {
+                                id: id.as_str().into(),
+                                version: u32::try_from(version).ok()?,
+                            })
+                        }),
+                    },
+                    snapshot: doc.snapshot,
+                    changes: doc.changes,
+                })
+            }
+            None => None,
+        };
+        DocActor::load(id, self.shared.settings.clone(), stored)
+            .map_err(|e| HubError::Doc(id, e.to_string()))
     }
 }
 
@@ -510,529 +533,213 @@ fn server_actor() -> ActorId {
     ACTOR.get_or_init(ActorId::random).clone()
 }
 
-/// Load a stored document. Returns it with the hashes of its changes stored outside the snapshot.
-async fn load_stored(db: &Db, id: &DocumentId) -> Result<(Automerge, Vec<String>), HubError> {
-    let stored = db.load_doc(&id.to_string()).await?;
-    let failed = |e: automerge::AutomergeError| HubError::Doc(*id, e.to_string());
-    let doc = match &stored.snapshot {
-        Some(bytes) => Automerge::load(bytes).map_err(failed)?,
-        None => Automerge::new(),
-    };
-    // A snapshot may carry changes Automerge queued for want of their dependencies (saved by
-    // an earlier version): they were never validated, so they go before anything can make them
-    // ready. Every stored change row was validated; one that is still not ready goes too.
-    let mut doc = without_queue(doc).map_err(failed)?;
-    let mut hashes = Vec::with_capacity(stored.changes.len());
-    for (hash, change) in stored.changes {
-        doc.load_incremental(&change).map_err(failed)?;
-        hashes.push(hash);
-    }
-    let mut doc = without_queue(doc).map_err(failed)?;
-    doc.set_actor(server_actor());
-    Ok((doc, hashes))
-}
-
 async fn fail_all(mut rx: mpsc::Receiver<DocCmd>, message: &str) {
     rx.close();
     while let Some(cmd) = rx.recv().await {
         match cmd {
-            DocCmd::Sync { conn, .. } => conn.send(Outbound::Error {
+            DocCmd::Actor(Input::Sync { from, .. }) => from.send(Outbound::Error {
                 doc: None,
                 message: message.to_owned(),
             }),
             DocCmd::Local { done, .. } => {
                 let _ = done.send(Err(message.to_owned()));
             }
-            DocCmd::Ephemeral { .. } | DocCmd::Leave { .. } => {}
+            DocCmd::Actor(_) => {}
         }
-    }
-}
-
-/// A document's actor state.
-struct DocActor {
-    hub: Hub,
-    id: DocumentId,
-    record: Option<DocRecord>,
-    sync: DocSync,
-    conns: HashMap<u64, Arc<Conn>>,
-    /// What the unit index lists for this task: its entry while it is open, nothing once closed.
-    listed: Option<IndexedTask>,
-    /// The task's fixed fields, once read (they never change).
-    meta: Option<TaskMeta>,
-    /// The task's events, decoded, once something needed them; kept up to date with every
-    /// accepted change, so validation and the fold never re-read the document.
-    events: Option<Vec<Event>>,
-    /// Hashes of the stored changes not yet folded into the stored snapshot.
-    unsnapshotted: Vec<String>,
-}
-
-/// What one peer may send to one document: as many changes as validation takes at once.
-fn sync_limits(limits: &Limits) -> SyncLimits {
-    SyncLimits {
-        max_changes: limits.max_changes,
-        ..SyncLimits::default()
     }
 }
 
 /// How long a document that does not exist stays in memory once nobody is asking for it.
 const UNKNOWN_IDLE: Duration = Duration::from_secs(1);
 
-/// Stored changes of one document that trigger a compaction into a snapshot.
-const COMPACT_AFTER: usize = 256;
-
-/// What one batch did that must happen after its changes are committed.
-#[derive(Default)]
-struct Batch {
-    changes: Vec<Change>,
-    /// The events the changes added, stored with them.
-    events: Vec<EventRow>,
-    new_doc: Option<DocRecord>,
-    /// Server changes: who waits for each, and how it went.
-    local_done: Vec<(LocalDone, Result<(), String>)>,
-    /// When the first message of each accepted run with new changes arrived.
-    arrivals: Vec<Instant>,
-    /// Refused changes: (sender, message), answered with an error after the commit.
-    refusals: Vec<(Arc<Conn>, String)>,
-    /// Security audit records: (sender, kind, detail), written after the commit.
-    audits: Vec<(Arc<Conn>, &'static str, String)>,
+/// The loop around one document's actor: it feeds the actor and executes its effects.
+struct DocLoop {
+    hub: Hub,
+    actor: DocActor<Conn>,
+    /// Server changes waiting for their outcome, by ticket.
+    waiting: HashMap<u64, LocalDone>,
+    next_ticket: u64,
 }
 
-impl Batch {
-    /// Answer `conn` with an error and record the refusal in the security audit.
-    fn refuse(&mut self, conn: Arc<Conn>, message: String, kind: &'static str) {
-        self.audits.push((conn.clone(), kind, message.clone()));
-        self.refusals.push((conn, message));
-    }
-}
-
-impl DocActor {
-    async fn start(hub: Hub, id: DocumentId) -> Result<DocActor, HubError> {
-        let record = hub.shared.db.document(&id.to_string()).await?;
-        let (doc, unsnapshotted) = match record {
-            Some(_) => load_stored(&hub.shared.db, &id).await?,
-            None => {
-                let mut doc = Automerge::new();
-                doc.set_actor(server_actor());
-                (doc, Vec::new())
-            }
-        };
-        let limits = sync_limits(&hub.shared.limits);
-        let mut actor = DocActor {
+impl DocLoop {
+    fn new(hub: Hub, actor: DocActor<Conn>) -> Self {
+        DocLoop {
             hub,
-            id,
-            record,
-            sync: DocSync::with_limits(doc, limits),
-            conns: HashMap::new(),
-            listed: None,
-            meta: None,
-            events: None,
-            unsnapshotted,
-        };
-        actor.listed = actor.index_entry();
-        Ok(actor)
+            actor,
+            waiting: HashMap::new(),
+            next_ticket: 0,
+        }
     }
 
     async fn run(mut self, mut rx: mpsc::Receiver<DocCmd>) {
         let cancel = self.hub.shared.cancel.clone();
-        let idle = self.hub.shared.idle;
         loop {
+            // A document that does not exist keeps no memory once nobody asks for it.
+            let idle = match self.actor.record() {
+                Some(_) => self.hub.shared.idle,
+                None => UNKNOWN_IDLE,
+            };
             // Whatever has queued up, once at least one command is there.
             let mut cmds = Vec::with_capacity(BATCH);
-            // A document that does not exist keeps no memory once nobody asks for it.
-            let idle = if self.record.is_none() {
-                UNKNOWN_IDLE
-            } else {
-                idle
-            };
             let taken = tokio::select! {
                 taken = rx.recv_many(&mut cmds, BATCH) => taken,
-                () = tokio::time::sleep(idle), if self.conns.is_empty() => 0,
+                () = tokio::time::sleep(idle), if !self.actor.has_peers() => 0,
                 () = cancel.cancelled() => 0,
             };
             if taken == 0 {
                 break;
             }
-            if let Err(e) = self.handle(cmds).await {
-                tracing::error!(doc = %self.id, error = %e, "the document is dropped from memory");
-                for conn in self.conns.values() {
-                    conn.send(Outbound::Error {
-                        doc: Some(self.id),
-                        message: "the server could not store changes; sync again".to_owned(),
-                    });
-                }
+            let inputs: Vec<Input<Conn>> = cmds.into_iter().map(|cmd| self.input(cmd)).collect();
+            let effects = self.actor.handle(now_ms(), inputs);
+            if let Err(reason) = self.execute(effects).await {
+                tracing::error!(doc = %self.actor.id(), %reason, "the document is dropped from memory");
                 break;
             }
         }
         // Nothing is pending here: every batch was committed before it was acknowledged.
-        rx.close();
+        for (_, done) in self.waiting.drain() {
+            let _ = done.send(Err("the document was closed".to_owned()));
+        }
         fail_all(rx, "the document was closed; sync again").await;
     }
 
-    async fn handle(&mut self, cmds: Vec<DocCmd>) -> Result<(), HubError> {
-        let mut batch = Batch::default();
-        let mut cmds = cmds.into_iter().peekable();
-        while let Some(cmd) = cmds.next() {
-            match cmd {
-                DocCmd::Sync {
-                    conn,
-                    data,
-                    request,
-                    arrived,
-                } => {
-                    // A peer's messages that queued up one after the other are taken as one.
-                    let mut run = vec![data];
-                    while let Some(DocCmd::Sync { conn: next, .. }) = cmds.peek()
-                        && next.id == conn.id
-                    {
-                        if let Some(DocCmd::Sync { data, .. }) = cmds.next() {
-                            run.push(data);
-                        }
-                    }
-                    if self.receive(&mut batch, conn, &run, request) {
-                        batch.arrivals.push(arrived);
-                    }
-                }
-                DocCmd::Ephemeral { conn, relay } => self.relay(&conn, relay),
-                DocCmd::Leave { conn } => {
-                    if let Some(conn) = self.conns.remove(&conn) {
-                        self.sync.remove_peer(&conn.key());
-                    }
-                }
-                DocCmd::Local { change, done } => {
-                    let known = self.event_ids();
-                    let (result, changes) = self.sync.update(change);
-                    // The server wrote something itself: read the events afresh.
-                    self.events = None;
-                    if !changes.is_empty() {
-                        batch.events.extend(self.events_not_in(&known));
-                    }
-                    batch.changes.extend(changes);
-                    if let Err(e) = &result {
-                        tracing::error!(doc = %self.id, error = %e, "a server change failed");
-                    }
-                    batch.local_done.push((done, result));
+    fn input(&mut self, cmd: DocCmd) -> Input<Conn> {
+        match cmd {
+            DocCmd::Actor(input) => input,
+            DocCmd::Local { change, done } => {
+                self.next_ticket += 1;
+                self.waiting.insert(self.next_ticket, done);
+                Input::Local {
+                    ticket: self.next_ticket,
+                    change,
                 }
             }
         }
-        self.commit(&mut batch).await?;
-        for (conn, message) in batch.refusals {
-            conn.send(Outbound::Error {
-                doc: Some(self.id),
-                message,
+    }
+
+    /// Do what the actor asks, storing each commit and reporting it before what depends on it.
+    /// Fails with why the actor stopped, if it did.
+    async fn execute(&mut self, mut effects: Effects<Conn>) -> Result<(), String> {
+        loop {
+            let commit = effects.commit.take();
+            self.deliver(effects).await;
+            let Some(commit) = commit else {
+                return Ok(());
+            };
+            let result = store(&self.hub, self.actor.id(), commit)
+                .await
+                .map_err(|e| e.to_string());
+            if let Err(e) = &result {
+                tracing::error!(doc = %self.actor.id(), error = %e, "changes could not be stored");
+            }
+            effects = self.actor.committed(now_ms(), result);
+            if let Some(reason) = effects.stop.take() {
+                self.deliver(effects).await;
+                return Err(reason);
+            }
+        }
+    }
+
+    /// Everything in `effects` but its commit.
+    async fn deliver(&mut self, effects: Effects<Conn>) {
+        let doc = self.actor.id();
+        for (conn, message) in effects.send {
+            conn.send(match message {
+                Outgoing::Sync(data) => Outbound::Sync { doc, data },
+                Outgoing::Unavailable => Outbound::Unavailable { doc },
+                Outgoing::Error(message) => Outbound::Error {
+                    doc: Some(doc),
+                    message,
+                },
+                Outgoing::Ephemeral(relay) => Outbound::Ephemeral { doc, relay },
             });
         }
-        let doc = self.id.to_string();
-        for (conn, kind, detail) in batch.audits {
-            self.hub
-                .shared
+        let shared = &self.hub.shared;
+        let doc_id = doc.to_string();
+        for (conn, audit) in effects.audit {
+            let session: &Session = &conn.session;
+            tracing::warn!(%doc, user = %session.user, device = %session.device, kind = audit.kind, detail = %audit.detail, "refused");
+            shared
                 .auditor
-                .session_record(&conn.session, kind, Some(&doc), detail)
+                .session_record(session, audit.kind, Some(&doc_id), audit.detail)
                 .await;
         }
-        for (done, result) in batch.local_done {
-            let _ = done.send(result);
-        }
-        if self.sync.is_poisoned() {
-            return Err(HubError::Doc(
-                self.id,
-                "refused changes could not be taken back out of the document".to_owned(),
-            ));
-        }
-        self.drop_unauthorized();
-        let outgoing = self.sync.generate_all();
-        tracing::debug!(doc = %self.id, changes = batch.changes.len(), messages = outgoing.len(), "batch");
-        for (key, data) in outgoing {
-            if let Some(conn) = key.parse().ok().and_then(|k: u64| self.conns.get(&k)) {
-                conn.send(Outbound::Sync { doc: self.id, data });
+        for (ticket, result) in effects.replies {
+            if let Err(e) = &result {
+                tracing::error!(%doc, error = %e, "a server change failed");
+            }
+            if let Some(done) = self.waiting.remove(&ticket) {
+                let _ = done.send(result);
             }
         }
-        for arrived in batch.arrivals {
-            self.hub.shared.ack_latency.record(arrived.elapsed());
+        for arrived in effects.acknowledged {
+            shared.ack_latency.record(arrived.elapsed());
         }
-        Ok(())
-    }
-
-    /// Apply sync messages from `conn`, if it may see this document and their changes are valid.
-    /// Returns whether they brought new changes that were accepted.
-    fn receive(
-        &mut self,
-        batch: &mut Batch,
-        conn: Arc<Conn>,
-        data: &[Vec<u8>],
-        request: bool,
-    ) -> bool {
-        match &self.record {
-            Some(record) if !conn.session.may_see(&record.unit) => {
-                // Say nothing about whether it exists.
-                conn.send(Outbound::Unavailable { doc: self.id });
-                let detail = format!("requested a document of unit {}", record.unit);
-                batch.audits.push((conn, "document_outside_units", detail));
-                return false;
-            }
-            None if request && batch.new_doc.is_none() => {
-                // A peer asking for a document nobody has created.
-                conn.send(Outbound::Unavailable { doc: self.id });
-                return false;
-            }
-            _ => {}
-        }
-        let key = conn.key();
-        let templates = &self.hub.shared.templates;
-        let limits = &self.hub.shared.limits;
-        let now = now_ms();
-        let known_unit = self.record.as_ref().map(|r| r.unit.clone());
-        let session = &conn.session;
-        let known = Known {
-            meta: self.meta.as_ref(),
-            events: self.events.as_deref(),
-        };
-        let mut accepted = Vec::new();
-        let result = self.sync.receive_all(&key, data, |applied| {
-            // The roles the sender holds on this document's unit, and only those.
-            let unit = known_unit
-                .clone()
-                .or_else(|| read_meta_of(applied.after).ok().map(|meta| meta.unit));
-            let auth = session.auth_context_on(unit.as_ref());
-            accepted = validate_applied(applied, known, &auth, templates, now, limits)?;
-            Ok(())
-        });
-        if result.is_ok() {
-            let doc = self.id.to_string();
-            batch
-                .events
-                .extend(accepted.iter().map(|e| EventRow::of(&doc, e)));
-            if let Some(events) = self.events.as_mut() {
-                events.append(&mut accepted);
-            }
-        }
-        let existed = self.record.is_some() || batch.new_doc.is_some();
-        let brought = match result {
-            Ok(received) if received.changes.is_empty() => {
-                if !existed {
-                    // Nothing here and nothing brought: answered as a `request` when the peer
-                    // has nothing either, else asked for what it has.
-                    if self.sync.their_heads(&key).is_none_or(<[_]>::is_empty) {
-                        conn.send(Outbound::Unavailable { doc: self.id });
-                    } else if let Some(data) = self.sync.generate(&key) {
-                        conn.send(Outbound::Sync { doc: self.id, data });
-                    }
-                }
-                false
-            }
-            Ok(received) => {
-                if !existed {
-                    match self.new_task_record() {
-                        Some(new) => batch.new_doc = Some(new),
-                        None => {
-                            tracing::error!(doc = %self.id, "an accepted new document is not a task");
-                        }
-                    }
-                }
-                let brought = batch.new_doc.is_some() || self.record.is_some();
-                if brought {
-                    batch.changes.extend(received.changes);
-                }
-                brought
-            }
-            Err(ReceiveError::Refused(refusal)) => {
-                let kind = match refusal {
-                    ValidationError::Impersonation { .. } => "forged_event",
-                    ValidationError::UnitNotAllowed { .. } => "document_outside_units",
-                    _ => "invalid_change",
-                };
-                tracing::warn!(doc = %self.id, user = %conn.session.user, device = %conn.session.device, %refusal, "refused a change");
-                batch.refuse(conn.clone(), format!("refused: {refusal}"), kind);
-                false
-            }
-            Err(ReceiveError::Blocked) => false,
-            Err(e @ ReceiveError::TooManyChanges { .. }) => {
-                batch.refuse(conn.clone(), format!("refused: {e}"), "too_many_changes");
-                false
-            }
-            Err(e @ (ReceiveError::Malformed(_) | ReceiveError::Apply(_))) => {
-                batch.refuse(conn.clone(), format!("refused: {e}"), "malformed_sync");
-                false
-            }
-        };
-        if self.record.is_some() || batch.new_doc.is_some() {
-            self.conns.entry(conn.id).or_insert(conn);
-        } else {
-            // A document that does not exist keeps nothing of the peer, so one created later
-            // under this id is never sent to it unasked.
-            self.sync.remove_peer(&key);
-        }
-        brought
-    }
-
-    /// Stop syncing with every connection that may no longer see this document's unit (its
-    /// grants changed since it joined): nothing of the document is sent to it any more.
-    fn drop_unauthorized(&mut self) {
-        let Some(unit) = self.record.as_ref().map(|r| r.unit.clone()) else {
-            return;
-        };
-        let gone: Vec<u64> = self
-            .conns
-            .iter()
-            .filter(|(_, conn)| !conn.session.may_see(&unit))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in gone {
-            if let Some(conn) = self.conns.remove(&id) {
-                self.sync.remove_peer(&conn.key());
-                conn.send(Outbound::Unavailable { doc: self.id });
+        if let Some(compaction) = effects.compact {
+            let heads: Vec<String> = compaction.heads.iter().map(ToString::to_string).collect();
+            let result = shared
+                .db
+                .compact(
+                    &doc_id,
+                    &compaction.snapshot,
+                    &heads.join(","),
+                    &compaction.folded,
+                    now_ms(),
+                )
+                .await;
+            match result {
+                Ok(()) => self.actor.compacted(&compaction),
+                // A failure costs only space: the changes stay stored.
+                Err(e) => tracing::warn!(%doc, error = %e, "compaction failed"),
             }
         }
     }
+}
 
-    /// The record of a task document created by the changes just accepted.
-    fn new_task_record(&self) -> Option<DocRecord> {
-        let meta = read_meta_of(self.sync.doc()).ok()?;
-        Some(DocRecord {
-            id: self.id.to_string(),
-            kind: DocKind::Task,
-            unit: meta.unit.clone(),
-            template: Some((
-                meta.template.id.to_string(),
-                i64::from(meta.template.version),
-            )),
+/// Store a commit: the document's record if new, its changes, their events and the index
+/// entry they owe, in one transaction.
+async fn store(hub: &Hub, id: DocumentId, commit: Commit) -> Result<(), HubError> {
+    let doc_id = id.to_string();
+    let new_docs: Vec<DocRecord> = commit
+        .created
+        .iter()
+        .map(|record| DocRecord {
+            id: doc_id.clone(),
+            kind: record.kind,
+            unit: record.unit.clone(),
+            template: record
+                .template
+                .as_ref()
+                .map(|t| (t.id.to_string(), i64::from(t.version))),
             created_at: now_ms(),
         })
-    }
-
-    fn relay(&mut self, from: &Conn, relay: EphemeralRelay) {
-        // Only a peer already syncing this document may speak on it, and only to those who may
-        // still see it.
-        self.drop_unauthorized();
-        if !self.conns.contains_key(&from.id) {
-            return;
-        }
-        for (id, conn) in &self.conns {
-            if *id != from.id {
-                conn.send(Outbound::Ephemeral(Box::new(relay.clone())));
-            }
-        }
-    }
-
-    /// Commit the batch's changes with what follows from them: their events, and the entry the
-    /// unit index owes this task if it opened, changed what its listing shows, or closed.
-    async fn commit(&mut self, batch: &mut Batch) -> Result<(), HubError> {
-        if batch.changes.is_empty() {
-            return Ok(());
-        }
-        let doc_id = self.id.to_string();
-        let new_docs: Vec<DocRecord> = batch.new_doc.iter().cloned().collect();
-        let rows: Vec<StoredChange> = batch
-            .changes
+        .collect();
+    let rows = commit
+        .changes
+        .iter()
+        .map(|c| StoredChange::of(&doc_id, c))
+        .collect();
+    let index = commit
+        .index
+        .as_ref()
+        .map(|owed| index_row(&doc_id, owed.unit.as_str(), owed.listing.as_ref()))
+        .transpose()?;
+    let owes_index = index.is_some();
+    let derived = Derived {
+        events: commit
+            .events
             .iter()
-            .map(|c| StoredChange::of(&doc_id, c))
-            .collect();
-        let hashes: Vec<String> = rows.iter().map(|r| r.hash.clone()).collect();
-        let task_unit = self
-            .record
-            .as_ref()
-            .or(batch.new_doc.as_ref())
-            .filter(|r| r.kind == DocKind::Task)
-            .map(|r| r.unit.to_string());
-        let listing = task_unit.as_ref().map(|_| self.index_entry());
-        let index = match (&task_unit, &listing) {
-            (Some(unit), Some(entry)) if *entry != self.listed => {
-                Some(index_row(&doc_id, unit, entry.as_ref())?)
-            }
-            _ => None,
-        };
-        let owes_index = index.is_some();
-        let derived = Derived {
-            events: std::mem::take(&mut batch.events),
-            index,
-        };
-        self.hub
-            .shared
-            .committer
-            .commit(new_docs, rows, derived)
-            .await
-            .map_err(|e| HubError::Doc(self.id, e.to_string()))?;
-        self.unsnapshotted.extend(hashes);
-        if self.unsnapshotted.len() >= COMPACT_AFTER {
-            self.compact().await;
-        }
-        if let Some(record) = batch.new_doc.take() {
-            self.record = Some(record);
-        }
-        if let Some(entry) = listing {
-            self.listed = entry;
-        }
-        if owes_index {
-            self.hub.shared.index_owed.notify_one();
-        }
-        Ok(())
+            .map(|e| EventRow::of(&doc_id, e))
+            .collect(),
+        index,
+    };
+    hub.shared
+        .committer
+        .commit(new_docs, rows, derived)
+        .await
+        .map_err(|e| HubError::Doc(id, e.to_string()))?;
+    if owes_index {
+        hub.shared.index_owed.notify_one();
     }
-
-    /// The ids of the events the task holds now.
-    fn event_ids(&mut self) -> HashSet<String> {
-        self.task_events()
-            .iter()
-            .map(|e| e.id.to_string())
-            .collect()
-    }
-
-    /// The task's events whose ids are not in `known`, as rows to store.
-    fn events_not_in(&mut self, known: &HashSet<String>) -> Vec<EventRow> {
-        let doc = self.id.to_string();
-        self.task_events()
-            .iter()
-            .filter(|e| !known.contains(e.id.as_str()))
-            .map(|e| EventRow::of(&doc, e))
-            .collect()
-    }
-
-    /// The task's fixed fields and events, read once and kept (none for a unit index).
-    fn task(&mut self) -> Option<(&TaskMeta, &[Event])> {
-        let doc = self.sync.doc();
-        if self.meta.is_none() {
-            self.meta = Some(read_meta_of(doc).ok()?);
-        }
-        if self.events.is_none() {
-            self.events = Some(read_events(doc, None).ok()?.events);
-        }
-        Some((self.meta.as_ref()?, self.events.as_deref()?))
-    }
-
-    fn task_events(&mut self) -> &[Event] {
-        self.task().map_or(&[], |(_, events)| events)
-    }
-
-    /// Fold the stored changes into one snapshot. A failure costs only space: the changes stay.
-    async fn compact(&mut self) {
-        let doc = self.sync.doc();
-        let heads: Vec<String> = doc.get_heads().iter().map(ToString::to_string).collect();
-        let result = self
-            .hub
-            .shared
-            .db
-            .compact(
-                &self.id.to_string(),
-                &doc.save(),
-                &heads.join(","),
-                &self.unsnapshotted,
-                now_ms(),
-            )
-            .await;
-        match result {
-            Ok(()) => self.unsnapshotted.clear(),
-            Err(e) => tracing::warn!(doc = %self.id, error = %e, "compaction failed"),
-        }
-    }
-
-    /// The index entry this document should have: a task that is still open, as it stands.
-    fn index_entry(&mut self) -> Option<IndexedTask> {
-        let hub = self.hub.clone();
-        let id = self.id;
-        let (meta, events) = self.task()?;
-        let template = hub.shared.templates.get(&meta.template)?;
-        let state = fold(template, meta, events);
-        (!state.status.is_closed()).then(|| IndexedTask {
-            acuity: state.acuity,
-            ..IndexedTask::of(&id, meta)
-        })
-    }
+    Ok(())
 }

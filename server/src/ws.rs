@@ -11,13 +11,14 @@ use crate::api::{ApiError, PeerAddr};
 use crate::auth::{AuthError, Session};
 use crate::config::ConnectionLimits;
 use crate::db::DbError;
-use crate::hub::{Conn, EphemeralRelay, Outbound};
+use crate::hub::{Conn, Outbound};
 use crate::now_ms;
 use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use baton_core::sync::actor::Ephemeral;
 use baton_core::sync::handshake::{Handshake, accept_join};
 use baton_core::sync::{DocumentId, Message, PeerId, PeerMetadata, REVOKED_ERROR};
 use futures_util::{SinkExt, StreamExt};
@@ -329,14 +330,16 @@ impl Live {
                 ..
             } => {
                 if self.tracked.has_doc(&document_id) {
-                    let relay = EphemeralRelay {
-                        doc: document_id,
+                    let relay = Ephemeral {
                         sender: sender_id,
                         session_id,
                         count,
                         data,
                     };
-                    self.app.hub.ephemeral(self.conn.clone(), relay).await;
+                    self.app
+                        .hub
+                        .ephemeral(document_id, self.conn.id, relay)
+                        .await;
                 }
             }
             Message::Join { .. } => self.error(None, "already joined"),
@@ -380,17 +383,14 @@ fn to_wire(server: &PeerId, client: &PeerId, message: Outbound) -> Message {
                 None => message,
             },
         },
-        Outbound::Ephemeral(relay) => {
-            let relay = *relay;
-            Message::Ephemeral {
-                sender_id: relay.sender,
-                target_id: client.clone(),
-                document_id: relay.doc,
-                data: relay.data,
-                count: relay.count,
-                session_id: relay.session_id,
-            }
-        }
+        Outbound::Ephemeral { doc, relay } => Message::Ephemeral {
+            sender_id: relay.sender.clone(),
+            target_id: client.clone(),
+            document_id: doc,
+            data: relay.data.clone(),
+            count: relay.count,
+            session_id: relay.session_id.clone(),
+        },
     }
 }
 
@@ -517,7 +517,7 @@ impl Tracked {
     fn delivers(&self, message: &Outbound) -> bool {
         match message {
             Outbound::Sync { doc, .. } => self.has_doc(doc),
-            Outbound::Ephemeral(relay) => self.has_doc(&relay.doc),
+            Outbound::Ephemeral { doc, .. } => self.has_doc(doc),
             Outbound::Unavailable { .. } | Outbound::Error { .. } => true,
         }
     }
