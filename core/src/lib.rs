@@ -12,7 +12,8 @@
 //! - [`validate`]: the check every incoming change passes before it is stored or relayed.
 //! - [`policy`]: coverage (who is on) and escalation (what is due next).
 //! - [`hlc`]: the hybrid logical clock that orders events.
-//! - [`sync`]: the automerge-repo sync protocol: messages, handshake, per-peer document sync.
+//! - [`sync`]: the automerge-repo sync protocol: messages, handshake, per-peer document sync,
+//!   and the document actor the server runs.
 //! - `client` (feature `client`): the device client, the I/O shell around all of the above.
 //!
 //! ```
