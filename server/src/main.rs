@@ -12,7 +12,7 @@ use std::process::ExitCode;
 #[command(
     name = "baton-server",
     version,
-    about = "Baton sync server: task documents, escalation, admin API"
+    about = "Baton sync server: task documents, validation, admin API"
 )]
 struct Cli {
     #[command(subcommand)]

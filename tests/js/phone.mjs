@@ -7,7 +7,9 @@
 // mode: "note"   append a note with `text`, then wait until notes with every text in `expect`
 //                are in the task (another device's concurrent notes);
 //       "forge"  append a note in someone else's name (the server must refuse it);
-//       "invent" create a document that is not a task (the server must refuse it).
+//       "invent" create a document that is not a task (the server must refuse it);
+//       "nest"   append a note whose payload is nested 300 maps deep (the server must refuse it
+//                and stay up).
 import { Repo } from "@automerge/automerge-repo";
 import { WebSocketClientAdapter } from "@automerge/automerge-repo-network-websocket";
 import { randomUUID } from "node:crypto";
@@ -42,6 +44,13 @@ function nextHlc(events) {
     }
   }
   return `${String(wall).padStart(15, "0")}-${String(counter).padStart(6, "0")}`;
+}
+
+// A payload `depth` maps deep.
+function nested(depth, text) {
+  let payload = { text };
+  for (let i = 0; i < depth; i++) payload = { text, inner: payload };
+  return payload;
 }
 
 const me = await fetch(`${config.http}/api/v1/me`, {
@@ -79,7 +88,7 @@ task.change((d) => {
     device: config.device,
     device_time: now,
     hlc: nextHlc(d.events),
-    payload: { text: config.text },
+    payload: config.mode === "nest" ? nested(300, config.text) : { text: config.text },
   });
 });
 

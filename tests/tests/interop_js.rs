@@ -139,3 +139,46 @@ async fn a_stock_js_phone_cannot_forge_or_invent() {
         "an invented document was served"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stock_js_phone_cannot_crash_the_server_with_a_deep_event() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let attacker = with(
+        phone(&server, "rn.evans", "nurse", "js-phone-5", "4W"),
+        json!({ "mode": "nest", "template": "consult", "text": "deep" }),
+    );
+    let out = js::run("phone.mjs", &attacker).await;
+    assert_eq!(out["ok"], true, "{out}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while audit(&server, "invalid_change").await.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no invalid_change record"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let record = &audit(&server, "invalid_change").await[0];
+    assert!(
+        record["detail"].as_str().unwrap_or("").contains("deep"),
+        "{record}"
+    );
+
+    // The server is up, and an honest phone's note on the same task still goes through.
+    let honest = with(
+        phone(&server, "rn.evans", "nurse", "js-phone-6", "4W"),
+        json!({ "mode": "note", "template": "consult", "text": "after the attack", "expect": ["after the attack"] }),
+    );
+    let after = js::run("phone.mjs", &honest).await;
+    assert_eq!(after["ok"], true, "{after}");
+    assert_eq!(after["task"], out["task"]);
+    let token = server.token("dr.fox", "phone-2", &["physician"], &["4W"]);
+    let task = out["task"].as_str().unwrap();
+    let (_, view) = server
+        .get(&format!("/api/v1/tasks/{task}"), Some(&token))
+        .await;
+    let history = view["state"]["history"].as_array().unwrap();
+    assert!(
+        history.iter().all(|h| h["event"] != out["event"]),
+        "the nested note was stored: {view}"
+    );
+}
