@@ -10,10 +10,11 @@ mod common;
 use automerge::{Automerge, Change, ChangeHash, ReadDoc};
 use baton_core::event::EventBody;
 use baton_core::ids::UnitId;
+use baton_core::policy::escalation::next_due;
 use baton_core::sync::DocumentId;
 use baton_core::sync::actor::{
     Audit, COMPACT_AFTER, Commit, DocActor, DocKind, Effects, Input, Outgoing, Peer, Record,
-    Settings, Stored,
+    Settings, Stored, TimerChange,
 };
 use baton_core::validate::{AuthContext, Limits};
 use baton_core::{TaskDoc, TemplateRegistry};
@@ -317,6 +318,18 @@ fn a_new_task_is_committed_with_its_events_and_index_entry_before_anyone_hears_o
     assert_eq!(index.unit.as_str(), "4W");
     let listing = index.listing.as_ref().expect("listed while open");
     assert_eq!(listing.url, doc_id().url());
+    let registry = TemplateRegistry::shipped();
+    let template = registry.latest(&"discharge".into()).expect("shipped");
+    let state = TaskDoc::from_automerge(task.clone())
+        .expect("a task")
+        .state(template)
+        .expect("state");
+    let due = next_due(template, &state).expect("the acknowledgment window runs");
+    assert_eq!(
+        commit.timer,
+        Some(TimerChange::Set(due)),
+        "its timer, in the same commit"
+    );
 
     let after = server.actor.committed(NOW, Ok(()));
     assert!(after.commit.is_none());
@@ -653,6 +666,11 @@ fn a_closed_task_owes_its_index_the_removal() {
     );
     let index = server.storage.commits[0].index.as_ref().expect("owed");
     assert!(index.listing.is_none(), "taken off the index");
+    assert_eq!(
+        server.storage.commits[0].timer,
+        Some(TimerChange::Clear),
+        "nothing is due on a closed task"
+    );
 
     // Nothing more is owed for later changes of a closed task.
     let after = note(&mut doctor, &mut task, T0 + 2 * MINUTE, "after");
@@ -666,6 +684,10 @@ fn a_closed_task_owes_its_index_the_removal() {
         "a note on a closed task is stored"
     );
     assert!(server.storage.commits[1].index.is_none());
+    assert!(
+        server.storage.commits[1].timer.is_none(),
+        "no timer to clear again"
+    );
 }
 
 #[test]

@@ -180,6 +180,18 @@ pub(crate) async fn readyz(State(app): State<AppState>) -> Response {
 }
 
 pub(crate) async fn metrics(State(app): State<AppState>) -> Response {
+    // A scrape that cannot count the timers leaves the series out rather than report a wrong 0.
+    let timers = match app.db.pending_timers().await {
+        Ok(n) => format!(
+            "# HELP baton_timers_pending Open tasks with a timer (their next due action).\n\
+             # TYPE baton_timers_pending gauge\n\
+             baton_timers_pending {n}\n"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "pending timers could not be counted");
+            String::new()
+        }
+    };
     let body = format!(
         "# HELP baton_connections Open WebSocket sync connections.\n\
          # TYPE baton_connections gauge\n\
@@ -189,7 +201,7 @@ pub(crate) async fn metrics(State(app): State<AppState>) -> Response {
          baton_documents_loaded {}\n\
          # HELP baton_refused_tokens_total Tokens refused (each address's first few a minute are audited).\n\
          # TYPE baton_refused_tokens_total counter\n\
-         baton_refused_tokens_total {}\n{}{}",
+         baton_refused_tokens_total {}\n{}{}{timers}",
         app.connections.count(),
         app.hub.loaded_documents(),
         app.auditor.total("refused_token"),

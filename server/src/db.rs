@@ -141,6 +141,24 @@ pub struct Derived {
     pub events: Vec<EventRow>,
     /// The entry its unit's index now owes the task, if it changed.
     pub index: Option<IndexRow>,
+    /// The task's timer, if it changed.
+    pub timer: Option<TimerRow>,
+}
+
+/// A task's timer as it is to be stored: set to its next due action, or cleared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimerRow {
+    pub doc: String,
+    pub due: Option<DueTimer>,
+}
+
+/// A timer: when, the event it writes, and what it does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DueTimer {
+    pub due_at: i64,
+    pub event_id: String,
+    /// `policy::escalation::Action`, as JSON.
+    pub action: String,
 }
 
 /// One event as the server received it.
@@ -702,7 +720,8 @@ impl Db {
     }
 
     /// Store new changes of one or more documents in one transaction with everything derived
-    /// from them (documents seen for the first time, event rows, owed index entries). Returns
+    /// from them (documents seen for the first time, event rows, owed index entries, timers).
+    /// Returns
     /// once the transaction is committed.
     pub async fn store_changes(
         &self,
@@ -743,8 +762,56 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         }
+        for timer in derived.iter().filter_map(|d| d.timer.as_ref()) {
+            match &timer.due {
+                Some(due) => {
+                    sqlx::query(
+                        "INSERT INTO task_timers (doc_id, due_at, event_id, action) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (doc_id) DO UPDATE SET due_at = excluded.due_at,
+                             event_id = excluded.event_id, action = excluded.action",
+                    )
+                    .bind(timer.doc.as_str())
+                    .bind(due.due_at)
+                    .bind(due.event_id.as_str())
+                    .bind(due.action.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                None => {
+                    sqlx::query("DELETE FROM task_timers WHERE doc_id = $1")
+                        .bind(timer.doc.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// A task's timer, if it has one.
+    pub async fn timer(&self, doc: &str) -> Result<Option<DueTimer>, DbError> {
+        let row = sqlx::query("SELECT due_at, event_id, action FROM task_timers WHERE doc_id = $1")
+            .bind(doc)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(DueTimer {
+                due_at: r.try_get(0)?,
+                event_id: r.try_get(1)?,
+                action: r.try_get(2)?,
+            })
+        })
+        .transpose()
+        .map_err(|e: sqlx::Error| DbError::from(e))
+    }
+
+    /// How many tasks have a timer.
+    pub async fn pending_timers(&self) -> Result<i64, DbError> {
+        let row = sqlx::query("SELECT COUNT(*) FROM task_timers")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
     }
 
     /// Index entries still owed, oldest first, at most `limit`.

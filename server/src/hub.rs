@@ -15,16 +15,18 @@ use crate::audit::Auditor;
 use crate::auth::Session;
 use crate::commit::Committer;
 use crate::db::{
-    Db, DbError, Derived, DocRecord, EventRow, IndexRow, OwedIndexEntry, StoredChange,
+    Db, DbError, Derived, DocRecord, DueTimer, EventRow, IndexRow, OwedIndexEntry, StoredChange,
+    TimerRow,
 };
 use crate::metrics::Histogram;
 use crate::now_ms;
 use automerge::{ActorId, Automerge};
 use baton_core::index::{self, IndexedTask, RosterEntry};
+use baton_core::policy::escalation::next_due;
 use baton_core::sync::DocumentId;
 use baton_core::sync::actor::{
     Commit, DocActor, Effects, Ephemeral, Input, LocalChange, Outgoing, Peer, Record, Settings,
-    Stored, open_stored,
+    Stored, TimerChange, open_stored,
 };
 use baton_core::template::TemplateRef;
 use baton_core::validate::{AuthContext, Limits};
@@ -430,9 +432,21 @@ impl Hub {
             .iter()
             .map(|e| EventRow::of(&doc_id, e))
             .collect();
+        let template = self.shared.settings.templates.get(&task.meta().template);
+        let timer = match template {
+            Some(template) => {
+                let state = task.state(template).map_err(|e| failed(e.to_string()))?;
+                next_due(template, &state).map(TimerChange::Set)
+            }
+            None => None,
+        };
         let derived = Derived {
             events,
             index: Some(index_row(&doc_id, record.unit.as_str(), Some(&indexed))?),
+            timer: timer
+                .as_ref()
+                .map(|timer| timer_row(&doc_id, timer))
+                .transpose()?,
         };
         let doc = task.into_automerge();
         let changes = doc
@@ -516,6 +530,23 @@ fn index_row(doc: &str, unit: &str, listing: Option<&IndexedTask>) -> Result<Ind
         doc: doc.to_owned(),
         unit: unit.to_owned(),
         entry,
+    })
+}
+
+/// A task's timer as stored.
+fn timer_row(doc: &str, timer: &TimerChange) -> Result<TimerRow, HubError> {
+    let due = match timer {
+        TimerChange::Set(due) => Some(DueTimer {
+            due_at: due.at,
+            event_id: due.event_id.to_string(),
+            action: serde_json::to_string(&due.action)
+                .map_err(|e| HubError::Db(DbError::Sqlx(sqlx::Error::Encode(e.into()))))?,
+        }),
+        TimerChange::Clear => None,
+    };
+    Ok(TimerRow {
+        doc: doc.to_owned(),
+        due,
     })
 }
 
@@ -725,6 +756,11 @@ async fn store(hub: &Hub, id: DocumentId, commit: Commit) -> Result<(), HubError
         .map(|owed| index_row(&doc_id, owed.unit.as_str(), owed.listing.as_ref()))
         .transpose()?;
     let owes_index = index.is_some();
+    let timer = commit
+        .timer
+        .as_ref()
+        .map(|timer| timer_row(&doc_id, timer))
+        .transpose()?;
     let derived = Derived {
         events: commit
             .events
@@ -732,6 +768,7 @@ async fn store(hub: &Hub, id: DocumentId, commit: Commit) -> Result<(), HubError
             .map(|e| EventRow::of(&doc_id, e))
             .collect(),
         index,
+        timer,
     };
     hub.shared
         .committer

@@ -10,7 +10,8 @@
 //! - Entering an acuity level with `escalate_to` escalates to that level at once.
 //! - An off-track rule raises an exception, once per occurrence, alerting its role.
 //!
-//! A scheduler is to keep one timer per task at [`next_due`]'s time (the server runs none yet).
+//! The server keeps one timer per open task at [`next_due`]'s time, written with the changes it
+//! follows from (the document actor derives it); nothing fires it yet.
 //! When it fires, [`fire`] gives the event to append, with a deterministic id, so two firings of
 //! the same timer write one event.
 

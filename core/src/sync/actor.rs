@@ -5,7 +5,7 @@
 //! index lists for it). It does no I/O. Inputs go in — a run of a peer's sync messages, a peer
 //! leaving, an ephemeral message, a change the server makes, the outcome of a commit or a
 //! compaction — and [`Effects`] come out: one [`Commit`] of new changes **and everything
-//! derived from them**, messages per peer, audit records, replies to server changes, a
+//! derived from them** (their events, the unit index entry and the task's timer), messages per peer, audit records, replies to server changes, a
 //! compaction, or word that the actor must stop. Its owner (the server's hub) is the loop that
 //! executes them.
 //!
@@ -30,6 +30,7 @@ use crate::event::Event;
 use crate::fold::fold;
 use crate::ids::UnitId;
 use crate::index::IndexedTask;
+use crate::policy::escalation::{Due, next_due};
 use crate::template::{TemplateRef, TemplateRegistry};
 use crate::time::Millis;
 use crate::validate::{AuthContext, Known, Limits, ValidationError, validate_applied};
@@ -163,6 +164,14 @@ pub struct IndexChange {
     pub listing: Option<IndexedTask>,
 }
 
+/// What a task's timer becomes after a commit: one timer per open task, at its next due action
+/// ([`next_due`]), gone when nothing is pending.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TimerChange {
+    Set(Due),
+    Clear,
+}
+
 /// New changes and everything derived from them, to be stored in one transaction.
 #[derive(Debug)]
 pub struct Commit {
@@ -174,6 +183,8 @@ pub struct Commit {
     pub events: Vec<Event>,
     /// The entry the unit index now owes the task, if its listing changed.
     pub index: Option<IndexChange>,
+    /// The task's timer, if it changed.
+    pub timer: Option<TimerChange>,
 }
 
 /// Stored changes folded into one snapshot.
@@ -276,6 +287,8 @@ struct Pending {
     created: Option<Record>,
     /// What the index lists once the commit is stored, if the commit changed it.
     listing: Option<Option<IndexedTask>>,
+    /// The task's timer once the commit is stored, if the commit changed it.
+    timer: Option<Option<Due>>,
     hashes: Vec<String>,
     replies: Vec<(u64, Result<(), String>)>,
     acknowledged: Vec<Instant>,
@@ -290,6 +303,8 @@ pub struct DocActor<P: Peer> {
     peers: BTreeMap<u64, Arc<P>>,
     /// What the unit index lists for this task: its entry while it is open, nothing once closed.
     listed: Option<IndexedTask>,
+    /// The task's timer as stored: its next due action, none once nothing is pending.
+    timer: Option<Due>,
     /// The task's fixed fields, once read (they never change).
     meta: Option<TaskMeta>,
     /// The task's events, decoded once something needed them and kept up to date with every
@@ -348,13 +363,17 @@ impl<P: Peer> DocActor<P> {
             record,
             peers: BTreeMap::new(),
             listed: None,
+            timer: None,
             meta: None,
             events: None,
             unsnapshotted,
             pending: None,
             stash: Vec::new(),
         };
-        actor.listed = actor.index_entry();
+        if let Some(derived) = actor.derived() {
+            actor.listed = derived.listing;
+            actor.timer = derived.timer;
+        }
         Ok(actor)
     }
 
@@ -462,6 +481,9 @@ impl<P: Peer> DocActor<P> {
         }
         if let Some(listing) = pending.listing {
             self.listed = listing;
+        }
+        if let Some(timer) = pending.timer {
+            self.timer = timer;
         }
         let mut effects = Effects {
             replies: pending.replies,
@@ -647,24 +669,37 @@ impl<P: Peer> DocActor<P> {
         }
     }
 
-    /// Hand out the batch's changes with what follows from them: their events, and the entry the
-    /// unit index owes this task if it opened, changed what its listing shows, or closed.
+    /// Hand out the batch's changes with what follows from them: their events, the entry the
+    /// unit index owes this task if it opened, changed what its listing shows, or closed, and
+    /// its timer if the next due action moved.
     fn commit(&mut self, batch: Batch) -> Commit {
         let record = self.record.as_ref().or(batch.created.as_ref());
         let task_unit = record
             .filter(|r| r.kind == DocKind::Task)
             .map(|r| r.unit.clone());
-        let listing = task_unit.as_ref().map(|_| self.index_entry());
-        let index = match (task_unit, &listing) {
-            (Some(unit), Some(entry)) if *entry != self.listed => Some(IndexChange {
-                unit,
-                listing: entry.clone(),
-            }),
-            _ => None,
+        let derived = match task_unit {
+            Some(_) => self.derived(),
+            None => None,
+        };
+        let (index, listing, timer, next_timer) = match (task_unit, derived) {
+            (Some(unit), Some(now)) => {
+                let index = (now.listing != self.listed).then(|| IndexChange {
+                    unit,
+                    listing: now.listing.clone(),
+                });
+                let timer = (now.timer != self.timer).then(|| match &now.timer {
+                    Some(due) => TimerChange::Set(due.clone()),
+                    None => TimerChange::Clear,
+                });
+                let next_timer = timer.as_ref().map(|_| now.timer);
+                (index, Some(now.listing), timer, next_timer)
+            }
+            _ => (None, None, None, None),
         };
         self.pending = Some(Pending {
             created: batch.created.clone(),
             listing,
+            timer: next_timer,
             hashes: batch.changes.iter().map(|c| c.hash().to_string()).collect(),
             replies: batch.replies,
             acknowledged: batch.acknowledged,
@@ -674,6 +709,7 @@ impl<P: Peer> DocActor<P> {
             changes: batch.changes,
             events: batch.events,
             index,
+            timer,
         }
     }
 
@@ -767,18 +803,27 @@ impl<P: Peer> DocActor<P> {
         self.task().map_or(&[], |(_, events)| events)
     }
 
-    /// The index entry this document should have: a task that is still open, as it stands.
-    fn index_entry(&mut self) -> Option<IndexedTask> {
+    /// What the task's state implies, as it stands: its index entry (while it is open) and its
+    /// timer. `None` for a document that is not a readable task.
+    fn derived(&mut self) -> Option<Derived> {
         let settings = Arc::clone(&self.settings);
         let id = self.id;
         let (meta, events) = self.task()?;
         let template = settings.templates.get(&meta.template)?;
         let state = fold(template, meta, events);
-        (!state.status.is_closed()).then(|| IndexedTask {
-            acuity: state.acuity,
+        let timer = next_due(template, &state);
+        let listing = (!state.status.is_closed()).then(|| IndexedTask {
+            acuity: state.acuity.clone(),
             ..IndexedTask::of(&id, meta)
-        })
+        });
+        Some(Derived { listing, timer })
     }
+}
+
+/// What a task's state implies beyond its document.
+struct Derived {
+    listing: Option<IndexedTask>,
+    timer: Option<Due>,
 }
 
 fn audit(kind: &'static str, detail: String) -> Audit {
