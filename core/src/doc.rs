@@ -230,6 +230,11 @@ impl TaskDoc {
         &self.meta
     }
 
+    /// A task document whose fixed fields were already read from it.
+    pub(crate) fn with_meta(doc: Automerge, meta: TaskMeta) -> TaskDoc {
+        TaskDoc { doc, meta }
+    }
+
     pub fn automerge(&self) -> &Automerge {
         &self.doc
     }

@@ -728,3 +728,53 @@ fn stored_changes_are_compacted_once_enough_have_gathered() {
     assert_eq!(server.storage.changes.len(), COMPACT_AFTER);
     assert_eq!(server.storage.compactions, 1);
 }
+
+#[test]
+fn a_due_timer_fires_once_as_the_system_and_moves_on() {
+    use baton_core::policy::coverage::Schedule;
+    let mut doctor = Person::new("dr.adams", "physician");
+    let task = doctor.create(&template("discharge"), T0);
+    let mut server = Server::storing(task.automerge());
+    let watcher = nurse(1);
+    server.sync(&watcher, announcing(task.automerge().get_heads()));
+    server.take(&watcher);
+    let due = next_due(
+        &template("discharge"),
+        &state(&task, &template("discharge")),
+    )
+    .expect("the acknowledgment window runs");
+    let schedule = Arc::new(
+        Schedule::new(jiff::tz::TimeZone::UTC, Vec::new(), Vec::new()).expect("a schedule"),
+    );
+    let fire = |ticket, now| Input::Fire {
+        ticket,
+        now,
+        schedule: schedule.clone(),
+    };
+
+    // Not yet due: nothing happens.
+    server.batch(vec![fire(1, due.at - 1)]);
+    assert!(server.storage.commits.is_empty());
+    assert!(matches!(server.replies.as_slice(), [(1, Ok(()))]));
+
+    // Due: the system's escalation, stored with the next timer, then sent.
+    server.batch(vec![fire(2, due.at)]);
+    let commit = &server.storage.commits[0];
+    assert_eq!(commit.events.len(), 1);
+    let event = &commit.events[0];
+    assert_eq!(event.id, due.event_id);
+    assert!(event.actor.is_system());
+    assert!(matches!(event.body, EventBody::Escalated { level: 1, .. }));
+    match &commit.timer {
+        Some(TimerChange::Set(next)) => assert_ne!(next.event_id, due.event_id),
+        other => panic!("the chain goes on: {other:?}"),
+    }
+    assert!(
+        syncs(&server.take(&watcher)) >= 1,
+        "everyone syncing hears of it"
+    );
+
+    // Fired again (a second node, a lease that ran out): nothing new.
+    server.batch(vec![fire(3, due.at + MINUTE)]);
+    assert_eq!(server.storage.commits.len(), 1);
+}

@@ -201,12 +201,13 @@ pub(crate) async fn metrics(State(app): State<AppState>) -> Response {
          baton_documents_loaded {}\n\
          # HELP baton_refused_tokens_total Tokens refused (each address's first few a minute are audited).\n\
          # TYPE baton_refused_tokens_total counter\n\
-         baton_refused_tokens_total {}\n{}{}{timers}",
+         baton_refused_tokens_total {}\n{}{}{timers}{}",
         app.connections.count(),
         app.hub.loaded_documents(),
         app.auditor.total("refused_token"),
         app.auditor.metrics(),
         app.hub.metrics(),
+        app.scheduler.metrics(),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

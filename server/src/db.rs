@@ -152,6 +152,14 @@ pub struct TimerRow {
     pub due: Option<DueTimer>,
 }
 
+/// A timer a node claimed to fire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimedTimer {
+    pub doc: String,
+    pub due_at: i64,
+    pub event_id: String,
+}
+
 /// A timer: when, the event it writes, and what it does.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DueTimer {
@@ -768,7 +776,8 @@ impl Db {
                     sqlx::query(
                         "INSERT INTO task_timers (doc_id, due_at, event_id, action) VALUES ($1, $2, $3, $4)
                          ON CONFLICT (doc_id) DO UPDATE SET due_at = excluded.due_at,
-                             event_id = excluded.event_id, action = excluded.action",
+                             event_id = excluded.event_id, action = excluded.action,
+                             claimed_by = NULL, claimed_until = NULL",
                     )
                     .bind(timer.doc.as_str())
                     .bind(due.due_at)
@@ -804,6 +813,73 @@ impl Db {
         })
         .transpose()
         .map_err(|e: sqlx::Error| DbError::from(e))
+    }
+
+    /// Claim up to `limit` timers due at workflow time `now` for node `node` until `lease_until`
+    /// (real time): the oldest first, none another node holds a live claim on. On Postgres the
+    /// rows are locked `FOR UPDATE SKIP LOCKED`, so nodes claiming at once take different
+    /// timers; SQLite has one writer.
+    pub async fn claim_due_timers(
+        &self,
+        node: &str,
+        now: i64,
+        real_now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> Result<Vec<ClaimedTimer>, DbError> {
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE task_timers SET claimed_by = $1, claimed_until = $2
+             WHERE doc_id IN (
+                 SELECT doc_id FROM task_timers
+                 WHERE due_at <= $3 AND (claimed_until IS NULL OR claimed_until < $4)
+                 ORDER BY due_at, doc_id LIMIT $5{lock})
+             RETURNING doc_id, due_at, event_id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(node)
+            .bind(lease_until)
+            .bind(now)
+            .bind(real_now)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut claimed = rows
+            .iter()
+            .map(|r| {
+                Ok(ClaimedTimer {
+                    doc: r.try_get(0)?,
+                    due_at: r.try_get(1)?,
+                    event_id: r.try_get(2)?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        claimed.sort_by(|a, b| (a.due_at, &a.doc).cmp(&(b.due_at, &b.doc)));
+        Ok(claimed)
+    }
+
+    /// Give up `node`'s claim on `doc`'s timer (it fired, or could not be fired).
+    pub async fn release_timer(&self, doc: &str, node: &str) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE task_timers SET claimed_by = NULL, claimed_until = NULL
+             WHERE doc_id = $1 AND claimed_by = $2",
+        )
+        .bind(doc)
+        .bind(node)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// When the earliest timer falls due (workflow time), if any is pending.
+    pub async fn next_timer_due(&self) -> Result<Option<i64>, DbError> {
+        let row = sqlx::query("SELECT MIN(due_at) FROM task_timers")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>(0)?)
     }
 
     /// How many tasks have a timer.

@@ -19,9 +19,10 @@ use crate::db::{
     TimerRow,
 };
 use crate::metrics::Histogram;
-use crate::now_ms;
+use crate::{WorkflowClock, now_ms};
 use automerge::{ActorId, Automerge};
 use baton_core::index::{self, IndexedTask, RosterEntry};
+use baton_core::policy::coverage::Schedule;
 use baton_core::policy::escalation::next_due;
 use baton_core::sync::DocumentId;
 use baton_core::sync::actor::{
@@ -109,6 +110,12 @@ enum DocCmd {
         change: LocalChange,
         done: LocalDone,
     },
+    /// The document's timer fell due, and who waits for the outcome.
+    Fire {
+        now: i64,
+        schedule: Arc<Schedule>,
+        done: LocalDone,
+    },
 }
 
 /// Why the hub could not do what it was asked.
@@ -129,6 +136,8 @@ struct Shared {
     committer: Committer,
     /// What every document actor shares: templates, limits, the server's Automerge actor.
     settings: Arc<Settings>,
+    /// The workflow clock: what changes are judged at and timers fire by.
+    clock: Arc<WorkflowClock>,
     idle: Duration,
     docs: Mutex<HashMap<DocumentId, mpsc::Sender<DocCmd>>>,
     tracker: TaskTracker,
@@ -172,6 +181,7 @@ impl Hub {
         auditor: Arc<Auditor>,
         templates: TemplateRegistry,
         idle: Duration,
+        clock: Arc<WorkflowClock>,
         tracker: TaskTracker,
         cancel: CancellationToken,
     ) -> Self {
@@ -185,6 +195,7 @@ impl Hub {
                     limits: Limits::default(),
                     actor: server_actor(),
                 }),
+                clock,
                 idle,
                 docs: Mutex::new(HashMap::new()),
                 tracker,
@@ -305,6 +316,31 @@ impl Hub {
             .cloned();
         if let Some(tx) = tx {
             let _ = tx.send(DocCmd::Actor(Input::Leave { peer: conn })).await;
+        }
+    }
+
+    /// Fire the task's timer at workflow time `now`: the event its due action writes, stored
+    /// and sent to everyone syncing the task, with escalation targets resolved on `schedule`.
+    /// Returns once the event is stored (or nothing was due any more).
+    pub async fn fire(
+        &self,
+        doc: DocumentId,
+        now: i64,
+        schedule: Arc<Schedule>,
+    ) -> Result<(), HubError> {
+        let (done, wait) = oneshot::channel();
+        self.send(
+            doc,
+            DocCmd::Fire {
+                now,
+                schedule,
+                done,
+            },
+        )
+        .await;
+        match wait.await {
+            Ok(result) => result.map_err(|e| HubError::Doc(doc, e)),
+            Err(_) => Err(HubError::Closed),
         }
     }
 
@@ -572,7 +608,7 @@ async fn fail_all(mut rx: mpsc::Receiver<DocCmd>, message: &str) {
                 doc: None,
                 message: message.to_owned(),
             }),
-            DocCmd::Local { done, .. } => {
+            DocCmd::Local { done, .. } | DocCmd::Fire { done, .. } => {
                 let _ = done.send(Err(message.to_owned()));
             }
             DocCmd::Actor(_) => {}
@@ -621,7 +657,7 @@ impl DocLoop {
                 break;
             }
             let inputs: Vec<Input<Conn>> = cmds.into_iter().map(|cmd| self.input(cmd)).collect();
-            let effects = self.actor.handle(now_ms(), inputs);
+            let effects = self.actor.handle(self.hub.shared.clock.now(), inputs);
             if let Err(reason) = self.execute(effects).await {
                 tracing::error!(doc = %self.actor.id(), %reason, "the document is dropped from memory");
                 break;
@@ -637,15 +673,27 @@ impl DocLoop {
     fn input(&mut self, cmd: DocCmd) -> Input<Conn> {
         match cmd {
             DocCmd::Actor(input) => input,
-            DocCmd::Local { change, done } => {
-                self.next_ticket += 1;
-                self.waiting.insert(self.next_ticket, done);
-                Input::Local {
-                    ticket: self.next_ticket,
-                    change,
-                }
-            }
+            DocCmd::Local { change, done } => Input::Local {
+                ticket: self.ticket(done),
+                change,
+            },
+            DocCmd::Fire {
+                now,
+                schedule,
+                done,
+            } => Input::Fire {
+                ticket: self.ticket(done),
+                now,
+                schedule,
+            },
         }
+    }
+
+    /// A ticket for an input whose outcome `done` waits for.
+    fn ticket(&mut self, done: LocalDone) -> u64 {
+        self.next_ticket += 1;
+        self.waiting.insert(self.next_ticket, done);
+        self.next_ticket
     }
 
     /// Do what the actor asks, storing each commit and reporting it before what depends on it.
@@ -663,7 +711,7 @@ impl DocLoop {
             if let Err(e) = &result {
                 tracing::error!(doc = %self.actor.id(), error = %e, "changes could not be stored");
             }
-            effects = self.actor.committed(now_ms(), result);
+            effects = self.actor.committed(self.hub.shared.clock.now(), result);
             if let Some(reason) = effects.stop.take() {
                 self.deliver(effects).await;
                 return Err(reason);

@@ -18,6 +18,7 @@ pub mod hub;
 pub mod metrics;
 pub mod openapi;
 pub mod serve;
+pub mod timers;
 pub mod ws;
 
 pub use config::{Config, Storage};
@@ -43,11 +44,14 @@ pub fn now_ms() -> i64 {
 }
 
 /// The clock workflow deadlines are judged by: real time, or (`--time-scale`, demo and tests
-/// only) time that runs faster from the moment the server started.
-#[derive(Clone, Copy, Debug)]
+/// only) time that runs faster from the moment the server started. Tests move it on by hand
+/// ([`WorkflowClock::advance`]) instead of sleeping.
+#[derive(Debug)]
 pub struct WorkflowClock {
     started: i64,
     scale: u32,
+    /// Moved on by hand, in milliseconds.
+    offset: std::sync::atomic::AtomicI64,
 }
 
 impl WorkflowClock {
@@ -55,6 +59,7 @@ impl WorkflowClock {
         WorkflowClock {
             started: now_ms(),
             scale: scale.max(1),
+            offset: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
@@ -63,6 +68,18 @@ impl WorkflowClock {
         let elapsed = now_ms().saturating_sub(self.started);
         self.started
             .saturating_add(elapsed.saturating_mul(i64::from(self.scale)))
+            .saturating_add(self.offset.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    /// How many workflow milliseconds pass per real one.
+    pub fn scale(&self) -> u32 {
+        self.scale
+    }
+
+    /// Move the clock on by `ms` (tests and demos).
+    pub fn advance(&self, ms: i64) {
+        self.offset
+            .fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -101,7 +118,9 @@ pub struct AppState {
     /// Writes every security audit record, throttled per device and per address.
     pub auditor: Arc<audit::Auditor>,
     /// What deadlines are judged by.
-    pub clock: WorkflowClock,
+    pub clock: Arc<WorkflowClock>,
+    /// Fires due timers.
+    pub scheduler: timers::Scheduler,
 }
 
 impl AppState {
@@ -186,14 +205,17 @@ impl Server {
         let auditor = Arc::new(audit::Auditor::new(db.clone()));
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let clock = Arc::new(WorkflowClock::new(config.time_scale));
         let hub = Hub::new(
             db.clone(),
             auditor.clone(),
             (*templates).clone(),
             Duration::from_millis(config.idle_document.as_millis()),
+            clock.clone(),
             tracker.clone(),
             cancel.clone(),
         );
+        let scheduler = timers::Scheduler::new(db.clone(), hub.clone(), clock.clone());
         tracker.spawn(checkpoints(db.clone(), cancel.clone()));
         let app = AppState {
             config: Arc::new(config.clone()),
@@ -203,7 +225,8 @@ impl Server {
             verifier,
             connections: Arc::new(ws::Connections::default()),
             auditor,
-            clock: WorkflowClock::new(config.time_scale),
+            clock,
+            scheduler,
             cancel: cancel.clone(),
             peer_id: format!("baton-server-{}", uuid::Uuid::new_v4()),
         };
@@ -214,6 +237,8 @@ impl Server {
             Err(e) => tracing::error!(error = %e, "owed index entries could not be applied yet"),
         }
         app.hub.start_index_writer();
+        // Overdue timers fire first thing, oldest first; then each as it falls due.
+        app.scheduler.start(&tracker, cancel.clone());
         if config.demo {
             demo::seed(&app)
                 .await

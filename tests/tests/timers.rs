@@ -75,3 +75,83 @@ async fn a_task_s_timer_follows_its_state(backend: Backend) {
         Some(pending - 1.0)
     );
 }
+
+baton_e2e::on_both_backends!(a_timer_fires_while_every_phone_is_offline);
+
+fn events_of(doc: &Automerge) -> Vec<baton_core::Event> {
+    TaskDoc::from_automerge(doc.clone())
+        .unwrap()
+        .events()
+        .unwrap()
+        .events
+}
+
+async fn a_timer_fires_while_every_phone_is_offline(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let token = server.token("cn.patel", "phone-8", &["charge_nurse"], &["4W"]);
+    let index = index_of(server.addr(), &token, "4W").await;
+    let mut phone = Phone::connect(server.addr(), &token).await.unwrap();
+    let listed = baton_core::index::read(&phone.open(index).await.unwrap()).unwrap();
+    let (id, _) = listed
+        .tasks
+        .iter()
+        .find(|(_, t)| t.template.id.as_str() == "discharge")
+        .unwrap();
+    let id: DocumentId = id.parse().unwrap();
+    let doc = phone.open(id).await.unwrap();
+    let due = due_of(&doc).unwrap();
+    let before = events_of(&doc).len();
+    phone.close().await;
+
+    // Every phone is offline; the acknowledgment window lapses on the workflow clock.
+    let state = server.server().state();
+    state.clock.advance(due.at - state.clock.now() + 1);
+    state.scheduler.fire_due().await.unwrap();
+
+    // The escalation is stored, with the next level's timer, before anyone reconnects.
+    let db = state.db.clone();
+    let rows = db.task_events(&id.to_string()).await.unwrap();
+    let row = rows
+        .iter()
+        .find(|r| r.event == due.event_id.as_str())
+        .expect("the escalation is stored");
+    assert_eq!(
+        (row.kind.as_str(), row.user.as_str(), row.role.as_str()),
+        ("escalated", "baton", "system")
+    );
+    let timer = db
+        .timer(&id.to_string())
+        .await
+        .unwrap()
+        .expect("the chain goes on");
+    assert_ne!(
+        timer.event_id,
+        due.event_id.to_string(),
+        "the next level is due"
+    );
+
+    // A phone that reconnects sees it.
+    let mut phone = Phone::connect(server.addr(), &token).await.unwrap();
+    let doc = phone.open(id).await.unwrap();
+    let events = events_of(&doc);
+    assert_eq!(events.len(), before + 1);
+    let fired = events
+        .iter()
+        .find(|e| e.id == due.event_id)
+        .expect("seen on reconnect");
+    assert!(fired.actor.is_system());
+    match &fired.body {
+        EventBody::Escalated { level, to, .. } => {
+            assert_eq!(*level, 1);
+            assert_eq!(to.role.as_str(), "charge_nurse");
+        }
+        other => panic!("not an escalation: {other:?}"),
+    }
+
+    // Firing again writes nothing more: nothing is due until the next level.
+    state.scheduler.fire_due().await.unwrap();
+    let again = db.task_events(&id.to_string()).await.unwrap();
+    assert_eq!(again.len(), rows.len());
+    let fired_total = server.metric("baton_timers_fired_total").await.unwrap();
+    assert!(fired_total >= 1.0, "{fired_total}");
+}

@@ -25,12 +25,15 @@ use super::doc::{DocSync, ReceiveError, SyncLimits, without_queue};
 use super::doc_id::DocumentId;
 use super::message::PeerId;
 use crate::TaskMeta;
+use crate::doc::{Author, TaskDoc};
 use crate::doc::{read_events, read_meta_of};
 use crate::event::Event;
 use crate::fold::fold;
+use crate::hlc::HlcClock;
 use crate::ids::UnitId;
 use crate::index::IndexedTask;
-use crate::policy::escalation::{Due, next_due};
+use crate::policy::coverage::Schedule;
+use crate::policy::escalation::{self, Due, next_due};
 use crate::template::{TemplateRef, TemplateRegistry};
 use crate::time::Millis;
 use crate::validate::{AuthContext, Known, Limits, ValidationError, validate_applied};
@@ -115,6 +118,15 @@ pub enum Input<P> {
     Ephemeral { from: u64, message: Arc<Ephemeral> },
     /// A change the server makes; its outcome comes back in [`Effects::replies`] under `ticket`.
     Local { ticket: u64, change: LocalChange },
+    /// The task's timer fell due: append the event its next due action writes, if it is due at
+    /// `now` (the workflow clock), resolving escalation targets against `schedule`. The
+    /// outcome comes back under `ticket` once the event is stored: `Ok` also when nothing was
+    /// due any more (progress got there first).
+    Fire {
+        ticket: u64,
+        now: Millis,
+        schedule: Arc<Schedule>,
+    },
 }
 
 impl<P> std::fmt::Debug for Input<P> {
@@ -133,6 +145,11 @@ impl<P> std::fmt::Debug for Input<P> {
             Input::Local { ticket, .. } => f
                 .debug_struct("Local")
                 .field("ticket", ticket)
+                .finish_non_exhaustive(),
+            Input::Fire { ticket, now, .. } => f
+                .debug_struct("Fire")
+                .field("ticket", ticket)
+                .field("now", now)
                 .finish_non_exhaustive(),
         }
     }
@@ -448,6 +465,14 @@ impl<P: Peer> DocActor<P> {
                 }
                 Input::Ephemeral { from, message } => self.relay(&mut effects, from, message),
                 Input::Local { ticket, change } => self.local(&mut batch, ticket, change),
+                Input::Fire {
+                    ticket,
+                    now,
+                    schedule,
+                } => {
+                    let result = self.fire(&mut batch, now, &schedule);
+                    batch.replies.push((ticket, result));
+                }
             }
         }
         if batch.changes.is_empty() {
@@ -652,6 +677,44 @@ impl<P: Peer> DocActor<P> {
         }
         batch.changes.extend(changes);
         batch.replies.push((ticket, result));
+    }
+
+    /// Append the event the task's next due action writes, if it is due at `now`: the system's
+    /// own event, with the action's deterministic id (so a second firing anywhere writes
+    /// nothing new), passing the same rules as everyone's. Nothing due is no error.
+    fn fire(&mut self, batch: &mut Batch, now: Millis, schedule: &Schedule) -> Result<(), String> {
+        let settings = Arc::clone(&self.settings);
+        let Some((meta, events)) = self.task() else {
+            return Err("not a task".to_owned());
+        };
+        let template = settings
+            .templates
+            .get(&meta.template)
+            .ok_or_else(|| format!("unknown template {}", meta.template))?;
+        let state = fold(template, meta, events);
+        let Some((id, body)) = escalation::fire(template, &state, schedule, now) else {
+            return Ok(());
+        };
+        if state.history.iter().any(|h| h.event == id) {
+            return Ok(());
+        }
+        let author = Author::system(settings.actor.to_hex_string());
+        let meta = meta.clone();
+        let (written, changes) = self.sync.update(|doc| {
+            let mut task = TaskDoc::with_meta(std::mem::take(doc), meta);
+            let written = task
+                .append_with_id(template, &author, &mut HlcClock::new(), now, id, body)
+                .map_err(|e| e.to_string());
+            *doc = task.into_automerge();
+            written
+        });
+        let event = written?;
+        if let Some(events) = self.events.as_mut() {
+            events.push(event.clone());
+        }
+        batch.events.push(event);
+        batch.changes.extend(changes);
+        Ok(())
     }
 
     /// Pass an ephemeral message on to everyone else who may still see the document. Only a

@@ -1,0 +1,214 @@
+//! The scheduler: fires every task's timer when it falls due, even while no phone is connected.
+//!
+//! Each open task has one timer row (`task_timers`), written by its document's commits. The
+//! scheduler claims the rows due on the workflow clock (oldest first, with a lease, so another
+//! node never takes the same one meanwhile and a node that dies loses its claims), and fires
+//! each through the document's actor: the event the due action writes is appended as the
+//! system, stored with the task's next timer in one transaction, and sent to everyone syncing
+//! the task. Its id is deterministic, so a timer fired twice (a lease that ran out, two nodes)
+//! writes one event. Overdue timers fire at start, oldest first.
+
+use crate::db::{ClaimedTimer, Db, DbError};
+use crate::hub::Hub;
+use crate::metrics::Histogram;
+use crate::{WorkflowClock, now_ms};
+use baton_core::policy::coverage::Schedule;
+use baton_core::sync::DocumentId;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Timers claimed per query.
+const CLAIM_BATCH: i64 = 256;
+/// How long a claim holds (real time) before another node may take the timer.
+const LEASE: Duration = Duration::from_secs(30);
+/// The longest the scheduler sleeps between looks (real time).
+const LOOK_EVERY: Duration = Duration::from_millis(500);
+
+/// Fires due timers.
+#[derive(Clone, Debug)]
+pub struct Scheduler {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    db: Db,
+    hub: Hub,
+    clock: Arc<WorkflowClock>,
+    /// This node's name in claims.
+    node: String,
+    /// Fired − due, in workflow time.
+    lateness: Histogram,
+    fired: AtomicU64,
+    failed: AtomicU64,
+    /// One pass at a time.
+    pass: tokio::sync::Mutex<()>,
+}
+
+impl Scheduler {
+    pub fn new(db: Db, hub: Hub, clock: Arc<WorkflowClock>) -> Self {
+        Scheduler {
+            inner: Arc::new(Inner {
+                db,
+                hub,
+                clock,
+                node: format!("node-{}", uuid::Uuid::new_v4()),
+                lateness: Histogram::default(),
+                fired: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
+                pass: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    /// Fire due timers until `cancel` fires: at once (whatever is overdue), then as each falls
+    /// due.
+    pub fn start(&self, tracker: &TaskTracker, cancel: CancellationToken) {
+        let scheduler = self.clone();
+        tracker.spawn(async move {
+            loop {
+                let wait = match scheduler.fire_due().await {
+                    Ok(_) => scheduler.until_next().await,
+                    Err(e) => {
+                        tracing::error!(error = %e, "due timers could not be read; retrying");
+                        LOOK_EVERY
+                    }
+                };
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = cancel.cancelled() => return,
+                }
+            }
+        });
+    }
+
+    /// Fire every timer due now, oldest first. Returns how many were fired.
+    pub async fn fire_due(&self) -> Result<usize, DbError> {
+        let inner = &self.inner;
+        let _one_pass = inner.pass.lock().await;
+        let mut fired = 0;
+        loop {
+            let now = inner.clock.now();
+            let real = now_ms();
+            let lease = real.saturating_add(i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX));
+            let due = inner
+                .db
+                .claim_due_timers(&inner.node, now, real, lease, CLAIM_BATCH)
+                .await?;
+            if due.is_empty() {
+                return Ok(fired);
+            }
+            let mut schedules = HashMap::new();
+            for timer in &due {
+                if self.fire(timer, &mut schedules).await {
+                    fired += 1;
+                }
+            }
+        }
+    }
+
+    /// Fire one claimed timer. Returns whether it fired; a timer that could not be is released
+    /// and taken up again on a later pass.
+    async fn fire(
+        &self,
+        timer: &ClaimedTimer,
+        schedules: &mut HashMap<String, Arc<Schedule>>,
+    ) -> bool {
+        let inner = &self.inner;
+        let outcome = async {
+            let id: DocumentId = timer
+                .doc
+                .parse()
+                .map_err(|e: baton_core::sync::doc_id::DocumentIdError| e.to_string())?;
+            let schedule = self.schedule(&timer.doc, schedules).await?;
+            let now = inner.clock.now();
+            inner
+                .hub
+                .fire(id, now, schedule)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(now)
+        }
+        .await;
+        let released = inner.db.release_timer(&timer.doc, &inner.node).await;
+        if let Err(e) = released {
+            tracing::warn!(doc = %timer.doc, error = %e, "a timer's claim could not be released; its lease will run out");
+        }
+        match outcome {
+            Ok(now) => {
+                let late = now.saturating_sub(timer.due_at).max(0);
+                inner
+                    .lateness
+                    .record(Duration::from_millis(u64::try_from(late).unwrap_or(0)));
+                inner.fired.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(doc = %timer.doc, event = %timer.event_id, late_ms = late, "timer fired");
+                true
+            }
+            Err(e) => {
+                inner.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(doc = %timer.doc, error = %e, "a due timer could not be fired");
+                false
+            }
+        }
+    }
+
+    /// Who covers what on the task's unit, read once per pass and unit.
+    async fn schedule(
+        &self,
+        doc: &str,
+        schedules: &mut HashMap<String, Arc<Schedule>>,
+    ) -> Result<Arc<Schedule>, String> {
+        let db = &self.inner.db;
+        let record = db
+            .document(doc)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "the task is not stored".to_owned())?;
+        let unit = record.unit.to_string();
+        if let Some(schedule) = schedules.get(&unit) {
+            return Ok(schedule.clone());
+        }
+        let plan = db.coverage(&unit).await.map_err(|e| e.to_string())?;
+        let schedule = Arc::new(plan.schedule().map_err(|e| e.to_string())?);
+        schedules.insert(unit, schedule.clone());
+        Ok(schedule)
+    }
+
+    /// How long to sleep before the next look: until the earliest timer falls due (in real
+    /// time), at most [`LOOK_EVERY`].
+    async fn until_next(&self) -> Duration {
+        let inner = &self.inner;
+        match inner.db.next_timer_due().await {
+            Ok(Some(due)) => {
+                let ahead = due.saturating_sub(inner.clock.now()).max(0);
+                let real = ahead / i64::from(inner.clock.scale());
+                Duration::from_millis(u64::try_from(real).unwrap_or(0)).min(LOOK_EVERY)
+            }
+            Ok(None) | Err(_) => LOOK_EVERY,
+        }
+    }
+
+    /// The scheduler's figures, in Prometheus text.
+    pub fn metrics(&self) -> String {
+        let inner = &self.inner;
+        let mut out = inner.lateness.render(
+            "baton_timer_lateness_seconds",
+            "How late each timer fired: fired minus due, on the workflow clock.",
+        );
+        out.push_str(&format!(
+            "# HELP baton_timers_fired_total Timers fired on this node.\n\
+             # TYPE baton_timers_fired_total counter\n\
+             baton_timers_fired_total {}\n\
+             # HELP baton_timer_failures_total Due timers this node could not fire (retried).\n\
+             # TYPE baton_timer_failures_total counter\n\
+             baton_timer_failures_total {}\n",
+            inner.fired.load(Ordering::Relaxed),
+            inner.failed.load(Ordering::Relaxed),
+        ));
+        out
+    }
+}
