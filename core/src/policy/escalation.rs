@@ -11,7 +11,7 @@
 //! - An off-track rule raises an exception, once per occurrence, alerting its role.
 //!
 //! The server keeps one timer per open task at [`next_due`]'s time, written with the changes it
-//! follows from (the document actor derives it); nothing fires it yet.
+//! follows from (the document actor derives it), and fires it through the actor.
 //! When it fires, [`fire`] gives the event to append, with a deterministic id, so two firings of
 //! the same timer write one event.
 
