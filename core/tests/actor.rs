@@ -209,23 +209,6 @@ fn task_record() -> Record {
     }
 }
 
-/// A sync message that carries `changes` and claims `heads`, as a raw peer would send it.
-fn carrying(heads: Vec<ChangeHash>, changes: &[Change]) -> Vec<u8> {
-    automerge::sync::Message {
-        heads,
-        need: Vec::new(),
-        have: Vec::new(),
-        changes: changes
-            .iter()
-            .map(|c| c.raw_bytes().to_vec())
-            .collect::<Vec<_>>()
-            .into(),
-        flags: None,
-        version: automerge::sync::MessageVersion::V1,
-    }
-    .encode()
-}
-
 /// The whole of `doc`, as one message.
 fn everything(doc: &Automerge) -> Vec<u8> {
     let changes: Vec<Change> = doc.get_changes(&[]).into_iter().collect();
@@ -235,34 +218,6 @@ fn everything(doc: &Automerge) -> Vec<u8> {
 /// A message that announces `heads` and carries nothing.
 fn announcing(heads: Vec<ChangeHash>) -> Vec<u8> {
     carrying(heads, &[])
-}
-
-/// The change `doc` gained from `f`.
-fn change_by(doc: &mut TaskDoc, f: impl FnOnce(&mut TaskDoc)) -> Change {
-    let before = doc.automerge().get_heads();
-    f(doc);
-    let mut changes = doc.automerge().get_changes(&before);
-    assert_eq!(changes.len(), 1);
-    changes.remove(0)
-}
-
-fn note(person: &mut Person, doc: &mut TaskDoc, at: i64, text: &str) -> Change {
-    change_by(doc, |doc| {
-        person.act(
-            doc,
-            &template("discharge"),
-            at,
-            EventBody::Note { text: text.into() },
-        );
-    })
-}
-
-/// A discharge task opened by a physician on 4W, and a nurse's replica of it.
-fn task_and_replica() -> (Automerge, TaskDoc) {
-    let mut creator = Person::new("dr.adams", "physician");
-    let task = creator.create(&template("discharge"), T0);
-    let copy = replica(&task);
-    (task.into_automerge(), copy)
 }
 
 fn nurse(id: u64) -> Arc<Conn> {
@@ -403,29 +358,11 @@ fn a_forged_change_is_refused_audited_and_never_stored() {
 
 #[test]
 fn an_event_nested_too_deeply_is_refused_and_the_actor_lives_on() {
-    use automerge::transaction::Transactable;
     let (origin, phone) = task_and_replica();
-    let mut doc = phone.into_automerge();
-    let before = doc.get_heads();
-    let mut tx = doc.transaction();
-    let (_, events) = tx
-        .get(automerge::ROOT, "events")
-        .expect("read")
-        .expect("an event list");
-    let len = tx.length(&events);
-    let mut obj = tx
-        .insert_object(&events, len, automerge::ObjType::Map)
-        .expect("insert");
-    for _ in 0..300 {
-        obj = tx
-            .put_object(&obj, "payload", automerge::ObjType::Map)
-            .expect("nest");
-    }
-    tx.commit();
-    let changes = doc.get_changes(&before);
+    let (changes, heads) = nested_event(phone, 300);
     let mut server = Server::storing(&origin);
     let conn = nurse(1);
-    server.sync(&conn, carrying(doc.get_heads(), &changes));
+    server.sync(&conn, carrying(heads, &changes));
     assert!(server.storage.commits.is_empty());
     assert_eq!(server.audits[0].1.kind, "invalid_change");
     assert!(server.stopped.is_none());

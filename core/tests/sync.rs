@@ -722,51 +722,6 @@ fn one_bad_message_in_a_run_refuses_the_run() {
 
 // --- Changes that are not causally ready, and bounded input -------------------------------------
 
-/// A discharge task, and a nurse's replica of it with a fresh Automerge actor.
-fn task_and_replica() -> (Automerge, TaskDoc) {
-    let mut creator = Person::new("dr.adams", "physician");
-    let task = creator.create(&template("discharge"), T0);
-    let copy = replica(&task);
-    (task.into_automerge(), copy)
-}
-
-/// The change `doc` gained from `f`.
-fn change_by(doc: &mut TaskDoc, f: impl FnOnce(&mut TaskDoc)) -> automerge::Change {
-    let before = doc.automerge().get_heads();
-    f(doc);
-    let mut changes = doc.automerge().get_changes(&before);
-    assert_eq!(changes.len(), 1);
-    changes.remove(0)
-}
-
-fn note(person: &mut Person, doc: &mut TaskDoc, at: i64, text: &str) -> automerge::Change {
-    change_by(doc, |doc| {
-        person.act(
-            doc,
-            &template("discharge"),
-            at,
-            EventBody::Note { text: text.into() },
-        );
-    })
-}
-
-/// A sync message that carries `changes` and claims `heads`, as a raw peer would send it.
-fn carrying(heads: Vec<automerge::ChangeHash>, changes: &[automerge::Change]) -> Vec<u8> {
-    automerge::sync::Message {
-        heads,
-        need: Vec::new(),
-        have: Vec::new(),
-        changes: changes
-            .iter()
-            .map(|c| c.raw_bytes().to_vec())
-            .collect::<Vec<_>>()
-            .into(),
-        flags: None,
-        version: automerge::sync::MessageVersion::V1,
-    }
-    .encode()
-}
-
 fn nurse_auth() -> AuthContext {
     AuthContext {
         user: "rn.evans".into(),
@@ -1039,27 +994,8 @@ fn a_change_sent_without_its_dependency_after_a_bloom_miss_still_arrives() {
 
 #[test]
 fn an_event_nested_too_deeply_is_refused_before_it_is_read() {
-    use automerge::transaction::Transactable;
     let (origin, phone) = task_and_replica();
-    let mut doc = phone.into_automerge();
-    let before = doc.get_heads();
-    let mut tx = doc.transaction();
-    let (_, events) = tx
-        .get(automerge::ROOT, "events")
-        .expect("read")
-        .expect("an event list");
-    let len = tx.length(&events);
-    let mut obj = tx
-        .insert_object(&events, len, automerge::ObjType::Map)
-        .expect("insert");
-    for _ in 0..5_000 {
-        obj = tx
-            .put_object(&obj, "payload", automerge::ObjType::Map)
-            .expect("nest");
-    }
-    tx.commit();
-    let changes = doc.get_changes(&before);
-    let heads = doc.get_heads();
+    let (changes, heads) = nested_event(phone, 5_000);
     let mut server = DocSync::new(origin);
     let before = server.doc().get_heads();
     let auth = nurse_auth();

@@ -663,6 +663,26 @@ pub async fn index_of(addr: std::net::SocketAddr, token: &str, unit: &str) -> Do
     DocumentId::from_url(unit["index_url"].as_str().unwrap()).unwrap()
 }
 
+/// The id of the task of `template` on `unit`'s index, as `phone` (signed in with `token`)
+/// finds it there (the demo seeds one of each).
+pub async fn listed_task(
+    phone: &mut Phone,
+    addr: std::net::SocketAddr,
+    token: &str,
+    unit: &str,
+    template: &str,
+) -> DocumentId {
+    let index = index_of(addr, token, unit).await;
+    let doc = phone.open(index).await.expect("the unit's index");
+    baton_core::index::read(&doc)
+        .expect("an index")
+        .tasks
+        .iter()
+        .find(|(_, t)| t.template.id.as_str() == template)
+        .map(|(id, _)| id.parse().expect("a document id"))
+        .expect("a task of the template on the index")
+}
+
 /// A token for the embedded issuer whose key is in `data_dir`.
 pub fn token_in(
     data_dir: &std::path::Path,

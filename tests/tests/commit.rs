@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use baton_core::{Author, EventBody};
-use baton_e2e::{Backend, Phone, TestServer, append, index_of};
+use baton_e2e::{Backend, Phone, TestServer, append, listed_task};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite() {
@@ -18,15 +18,8 @@ async fn postgres() {
 async fn accepted_events_are_recorded_with_their_receipt_time(backend: Backend) {
     let server = TestServer::start(backend).await;
     let token = server.token("rn.evans", "phone-1", &["nurse"], &["4W"]);
-    let index = index_of(server.addr(), &token, "4W").await;
     let mut phone = Phone::connect(server.addr(), &token).await.unwrap();
-    let listed = baton_core::index::read(&phone.open(index).await.unwrap()).unwrap();
-    let (id, _) = listed
-        .tasks
-        .iter()
-        .find(|(_, t)| t.template.id.as_str() == "discharge")
-        .unwrap();
-    let id: baton_core::sync::DocumentId = id.parse().unwrap();
+    let id = listed_task(&mut phone, server.addr(), &token, "4W", "discharge").await;
     let db = server.server().state().db.clone();
 
     // The demo's own events are recorded too (the server imported the task).

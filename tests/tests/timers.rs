@@ -4,9 +4,8 @@
 
 use automerge::Automerge;
 use baton_core::policy::escalation::{Due, next_due};
-use baton_core::sync::DocumentId;
 use baton_core::{Author, EventBody, TaskDoc, TemplateRegistry};
-use baton_e2e::{Backend, Phone, TestServer, append, index_of};
+use baton_e2e::{Backend, Phone, TestServer, append, listed_task};
 
 baton_e2e::on_both_backends!(a_task_s_timer_follows_its_state);
 
@@ -21,15 +20,8 @@ fn due_of(doc: &Automerge) -> Option<Due> {
 async fn a_task_s_timer_follows_its_state(backend: Backend) {
     let server = TestServer::start(backend).await;
     let token = server.token("cm.garcia", "phone-7", &["case_manager"], &["4W"]);
-    let index = index_of(server.addr(), &token, "4W").await;
     let mut phone = Phone::connect(server.addr(), &token).await.unwrap();
-    let listed = baton_core::index::read(&phone.open(index).await.unwrap()).unwrap();
-    let (id, _) = listed
-        .tasks
-        .iter()
-        .find(|(_, t)| t.template.id.as_str() == "discharge")
-        .unwrap();
-    let id: DocumentId = id.parse().unwrap();
+    let id = listed_task(&mut phone, server.addr(), &token, "4W", "discharge").await;
     let db = server.server().state().db.clone();
 
     // Imported by the demo, unacknowledged: its timer is the acknowledgment window's end.
@@ -89,15 +81,8 @@ fn events_of(doc: &Automerge) -> Vec<baton_core::Event> {
 async fn a_timer_fires_while_every_phone_is_offline(backend: Backend) {
     let server = TestServer::start(backend).await;
     let token = server.token("cn.patel", "phone-8", &["charge_nurse"], &["4W"]);
-    let index = index_of(server.addr(), &token, "4W").await;
     let mut phone = Phone::connect(server.addr(), &token).await.unwrap();
-    let listed = baton_core::index::read(&phone.open(index).await.unwrap()).unwrap();
-    let (id, _) = listed
-        .tasks
-        .iter()
-        .find(|(_, t)| t.template.id.as_str() == "discharge")
-        .unwrap();
-    let id: DocumentId = id.parse().unwrap();
+    let id = listed_task(&mut phone, server.addr(), &token, "4W", "discharge").await;
     let doc = phone.open(id).await.unwrap();
     let due = due_of(&doc).unwrap();
     let before = events_of(&doc).len();

@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use automerge::ActorId;
+use automerge::{Automerge, ReadDoc};
 use baton_core::doc::{AppendError, NewTask, Subject};
 use baton_core::event::{Event, EventBody};
 use baton_core::fold::TaskState;
@@ -110,4 +111,78 @@ macro_rules! fields {
         $(m.insert($k.to_string(), $v);)*
         m
     }};
+}
+
+// --- Changes as a peer sends them ---------------------------------------------------------------
+
+/// A discharge task, and a nurse's replica of it with a fresh Automerge actor.
+pub fn task_and_replica() -> (Automerge, TaskDoc) {
+    let mut creator = Person::new("dr.adams", "physician");
+    let task = creator.create(&template("discharge"), T0);
+    let copy = replica(&task);
+    (task.into_automerge(), copy)
+}
+
+/// The change `doc` gained from `f`.
+pub fn change_by(doc: &mut TaskDoc, f: impl FnOnce(&mut TaskDoc)) -> automerge::Change {
+    let before = doc.automerge().get_heads();
+    f(doc);
+    let mut changes = doc.automerge().get_changes(&before);
+    assert_eq!(changes.len(), 1);
+    changes.remove(0)
+}
+
+pub fn note(person: &mut Person, doc: &mut TaskDoc, at: i64, text: &str) -> automerge::Change {
+    change_by(doc, |doc| {
+        person.act(
+            doc,
+            &template("discharge"),
+            at,
+            EventBody::Note { text: text.into() },
+        );
+    })
+}
+
+/// A sync message that carries `changes` and claims `heads`, as a raw peer would send it.
+pub fn carrying(heads: Vec<automerge::ChangeHash>, changes: &[automerge::Change]) -> Vec<u8> {
+    automerge::sync::Message {
+        heads,
+        need: Vec::new(),
+        have: Vec::new(),
+        changes: changes
+            .iter()
+            .map(|c| c.raw_bytes().to_vec())
+            .collect::<Vec<_>>()
+            .into(),
+        flags: None,
+        version: automerge::sync::MessageVersion::V1,
+    }
+    .encode()
+}
+
+/// A change by `phone` that appends an event whose payload nests `depth` maps deep, with the
+/// heads it leaves.
+pub fn nested_event(
+    phone: TaskDoc,
+    depth: usize,
+) -> (Vec<automerge::Change>, Vec<automerge::ChangeHash>) {
+    use automerge::transaction::Transactable;
+    let mut doc = phone.into_automerge();
+    let before = doc.get_heads();
+    let mut tx = doc.transaction();
+    let (_, events) = tx
+        .get(automerge::ROOT, "events")
+        .expect("read")
+        .expect("an event list");
+    let len = tx.length(&events);
+    let mut obj = tx
+        .insert_object(&events, len, automerge::ObjType::Map)
+        .expect("insert");
+    for _ in 0..depth {
+        obj = tx
+            .put_object(&obj, "payload", automerge::ObjType::Map)
+            .expect("nest");
+    }
+    tx.commit();
+    (doc.get_changes(&before), doc.get_heads())
 }
