@@ -25,8 +25,9 @@ run() { # label target url pid [extra...]
     --ingest "$ingest" --ingest-batch "$ingest_batch" "${@:5}"
 }
 
+# Every simulated device signs in as the same nurse: lift the per-user socket cap for the run.
 BATON_LOG=warn "$target_dir/release/baton-server-e2e" serve --demo \
-  --data-dir "$work/baton" --listen 127.0.0.1:7790 >/dev/null &
+  --data-dir "$work/baton" --listen 127.0.0.1:7790 --max-connections-per-user 100000 >/dev/null &
 baton=$!
 for _ in $(seq 1 100); do curl -sf http://127.0.0.1:7790/readyz >/dev/null && break; sleep 0.1; done
 run baton baton ws://127.0.0.1:7790/sync "$baton" --data-dir "$work/baton"
