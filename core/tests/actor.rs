@@ -324,11 +324,7 @@ fn a_change_whose_dependency_is_missing_is_held_not_committed_and_judged_with_it
 #[test]
 fn a_forged_change_is_refused_audited_and_never_stored() {
     let (origin, mut phone) = task_and_replica();
-    let mut mine = Person::new("rn.evans", "nurse");
-    let first = note(&mut mine, &mut phone, T0 + MINUTE, "mine");
-    let mut other = Person::new("rn.lopez", "nurse");
-    other.author.device = "rn.evans-phone".into();
-    let forged = note(&mut other, &mut phone, T0 + 2 * MINUTE, "not mine");
+    let (first, forged) = mine_then_forged(&mut phone);
     let mut server = Server::storing(&origin);
     let conn = nurse(1);
     let watcher = nurse(2);
@@ -630,11 +626,7 @@ fn a_closed_task_owes_its_index_the_removal() {
 #[test]
 fn a_stored_snapshot_with_queued_changes_loads_without_them() {
     let (origin, mut phone) = task_and_replica();
-    let mut mine = Person::new("rn.evans", "nurse");
-    let first = note(&mut mine, &mut phone, T0 + MINUTE, "mine");
-    let mut other = Person::new("rn.lopez", "nurse");
-    other.author.device = "rn.evans-phone".into();
-    let forged = note(&mut other, &mut phone, T0 + 2 * MINUTE, "not mine");
+    let (first, forged) = mine_then_forged(&mut phone);
     let mut queued = origin.clone();
     queued.apply_changes([forged.clone()]).expect("queued");
     let stored = Stored {

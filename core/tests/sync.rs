@@ -799,12 +799,8 @@ fn a_change_whose_dependency_is_missing_is_held_and_never_applied_or_saved() {
 #[test]
 fn a_forged_change_held_for_its_dependency_is_refused_when_it_arrives() {
     let (origin, mut phone) = task_and_replica();
-    let mut nurse = Person::new("rn.evans", "nurse");
-    let first = note(&mut nurse, &mut phone, T0 + MINUTE, "mine");
     // Written in another clinician's name on top of the nurse's own note.
-    let mut other = Person::new("rn.lopez", "nurse");
-    other.author.device = "rn.evans-phone".into();
-    let forged = note(&mut other, &mut phone, T0 + 2 * MINUTE, "not mine");
+    let (first, forged) = mine_then_forged(&mut phone);
     let mut server = DocSync::new(origin);
     let peer = "phone".to_string();
     let auth = nurse_auth();
@@ -837,11 +833,7 @@ fn a_forged_change_held_for_its_dependency_is_refused_when_it_arrives() {
 #[test]
 fn a_stored_document_with_queued_changes_is_loaded_without_them() {
     let (origin, mut phone) = task_and_replica();
-    let mut nurse = Person::new("rn.evans", "nurse");
-    let first = note(&mut nurse, &mut phone, T0 + MINUTE, "mine");
-    let mut other = Person::new("rn.lopez", "nurse");
-    other.author.device = "rn.evans-phone".into();
-    let forged = note(&mut other, &mut phone, T0 + 2 * MINUTE, "not mine");
+    let (first, forged) = mine_then_forged(&mut phone);
     // A snapshot as Automerge saves a document with a queued change: the change after it.
     let mut poisoned = origin.clone();
     poisoned.apply_changes([forged.clone()]).expect("queued");

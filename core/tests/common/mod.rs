@@ -143,6 +143,17 @@ pub fn note(person: &mut Person, doc: &mut TaskDoc, at: i64, text: &str) -> auto
     })
 }
 
+/// On `phone` (rn.evans's replica): her own note, then on top of it a note in another nurse's
+/// name, sent from her phone. Returns `(mine, forged)`.
+pub fn mine_then_forged(phone: &mut TaskDoc) -> (automerge::Change, automerge::Change) {
+    let mut nurse = Person::new("rn.evans", "nurse");
+    let mine = note(&mut nurse, phone, T0 + MINUTE, "mine");
+    let mut other = Person::new("rn.lopez", "nurse");
+    other.author.device = "rn.evans-phone".into();
+    let forged = note(&mut other, phone, T0 + 2 * MINUTE, "not mine");
+    (mine, forged)
+}
+
 /// A sync message that carries `changes` and claims `heads`, as a raw peer would send it.
 pub fn carrying(heads: Vec<automerge::ChangeHash>, changes: &[automerge::Change]) -> Vec<u8> {
     automerge::sync::Message {
