@@ -6,7 +6,6 @@
 //! no index document yet.
 
 use crate::AppState;
-use crate::db::{DocKind, DocRecord};
 use crate::hub::HubError;
 use crate::now_ms;
 use baton_core::policy::coverage::Rotation;
@@ -237,14 +236,7 @@ async fn open_task(
         automerge::ActorId::random(),
     )
     .map_err(|e| HubError::Doc(id, e.to_string()))?;
-    let record = DocRecord {
-        id: id.to_string(),
-        kind: DocKind::Task,
-        unit: unit.into(),
-        template: Some((template.id.to_string(), i64::from(template.version))),
-        created_at: now_ms(),
-    };
-    app.hub.import_task(id, record, task).await
+    app.hub.import_task(id, task).await
 }
 
 /// What `serve --demo` prints once it is listening.

@@ -23,11 +23,10 @@ use crate::{WorkflowClock, now_ms};
 use automerge::{ActorId, Automerge};
 use baton_core::index::{self, IndexedTask, RosterEntry};
 use baton_core::policy::coverage::Schedule;
-use baton_core::policy::escalation::next_due;
 use baton_core::sync::DocumentId;
 use baton_core::sync::actor::{
     Commit, DocActor, Effects, Ephemeral, Input, LocalChange, Outgoing, Peer, Record, Settings,
-    Stored, TimerChange, open_stored,
+    Stored, TimerChange, new_task_commit, open_stored,
 };
 use baton_core::template::TemplateRef;
 use baton_core::validate::{AuthContext, Limits};
@@ -452,49 +451,10 @@ impl Hub {
     /// Store a task the server opened itself (demo data, inbound triggers) and list it on its
     /// unit's index: the task, its events and the owed index entry in one transaction, the
     /// entry applied before this returns.
-    pub async fn import_task(
-        &self,
-        id: DocumentId,
-        record: DocRecord,
-        task: TaskDoc,
-    ) -> Result<(), HubError> {
-        let doc_id = id.to_string();
-        let failed = |e: String| HubError::Doc(id, e);
-        let indexed = IndexedTask::of(&id, task.meta());
-        let events = task
-            .events()
-            .map_err(|e| failed(e.to_string()))?
-            .events
-            .iter()
-            .map(|e| EventRow::of(&doc_id, e))
-            .collect();
-        let template = self.shared.settings.templates.get(&task.meta().template);
-        let timer = match template {
-            Some(template) => {
-                let state = task.state(template).map_err(|e| failed(e.to_string()))?;
-                next_due(template, &state).map(TimerChange::Set)
-            }
-            None => None,
-        };
-        let derived = Derived {
-            events,
-            index: Some(index_row(&doc_id, record.unit.as_str(), Some(&indexed))?),
-            timer: timer
-                .as_ref()
-                .map(|timer| timer_row(&doc_id, timer))
-                .transpose()?,
-        };
-        let doc = task.into_automerge();
-        let changes = doc
-            .get_changes(&[])
-            .iter()
-            .map(|c| StoredChange::of(&doc_id, c))
-            .collect();
-        self.shared
-            .committer
-            .commit(vec![record], changes, derived)
-            .await
-            .map_err(|e| failed(e.to_string()))?;
+    pub async fn import_task(&self, id: DocumentId, task: TaskDoc) -> Result<(), HubError> {
+        let commit = new_task_commit(&id, &self.shared.settings.templates, &task)
+            .map_err(|e| HubError::Doc(id, e.to_string()))?;
+        store(self, id, commit).await?;
         self.drain_index_entries().await.map(|_| ())
     }
 

@@ -873,14 +873,58 @@ impl<P: Peer> DocActor<P> {
         let id = self.id;
         let (meta, events) = self.task()?;
         let template = settings.templates.get(&meta.template)?;
-        let state = fold(template, meta, events);
-        let timer = next_due(template, &state);
-        let listing = (!state.status.is_closed()).then(|| IndexedTask {
-            acuity: state.acuity.clone(),
-            ..IndexedTask::of(&id, meta)
-        });
-        Some(Derived { listing, timer })
+        Some(derive(&id, template, meta, events))
     }
+}
+
+/// What a task's state implies beyond its document: its index entry while it is open, and its
+/// timer at its next due action.
+fn derive(
+    id: &DocumentId,
+    template: &crate::Template,
+    meta: &TaskMeta,
+    events: &[Event],
+) -> Derived {
+    let state = fold(template, meta, events);
+    let timer = next_due(template, &state);
+    let listing = (!state.status.is_closed()).then(|| IndexedTask {
+        acuity: state.acuity.clone(),
+        ..IndexedTask::of(id, meta)
+    });
+    Derived { listing, timer }
+}
+
+/// The commit that stores a task the server opened itself (demo data, inbound triggers) as
+/// document `id`: its record, every change, every event, its index entry and its timer, derived
+/// as for any other commit.
+pub fn new_task_commit(
+    id: &DocumentId,
+    templates: &TemplateRegistry,
+    task: &TaskDoc,
+) -> Result<Commit, crate::doc::DocError> {
+    let meta = task.meta();
+    let events = task.events()?.events;
+    let derived = templates
+        .get(&meta.template)
+        .map(|template| derive(id, template, meta, &events));
+    let (listing, timer) = match derived {
+        Some(d) => (d.listing, d.timer),
+        None => (Some(IndexedTask::of(id, meta)), None),
+    };
+    Ok(Commit {
+        created: Some(Record {
+            kind: DocKind::Task,
+            unit: meta.unit.clone(),
+            template: Some(meta.template.clone()),
+        }),
+        changes: task.automerge().get_changes(&[]),
+        events,
+        index: Some(IndexChange {
+            unit: meta.unit.clone(),
+            listing,
+        }),
+        timer: timer.map(TimerChange::Set),
+    })
 }
 
 /// What a task's state implies beyond its document.
