@@ -95,6 +95,24 @@ pub struct EscalationTo {
     pub user: Option<UserId>,
 }
 
+/// Where responsibility went when a task waits on a party outside the hospital.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transfer {
+    /// Who holds it now: "Walgreens, 5th Ave", "Aetna prior-auth desk".
+    pub to: String,
+    /// How to reach them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<String>,
+    /// Documents sent with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub documentation: Vec<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 /// What happened, with its details. On the wire: `kind` (snake_case) and a `payload` map.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(
@@ -133,18 +151,37 @@ pub enum EventBody {
         #[serde(default)]
         fields: BTreeMap<String, FieldValue>,
     },
-    /// The task waits on someone outside it; follow up at `follow_up_at` (default: the
-    /// template's follow-up for that party).
+    /// A step waits on someone outside the task; follow up at `follow_up_at` (default: the
+    /// template's follow-up for that party). Waiting again on the same party of the same step
+    /// records a follow-up and replaces the wait.
     Waiting {
         on: String,
+        /// The step that waits (default: the first current step that may wait on `on`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        step: Option<StepId>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         follow_up_at: Option<Millis>,
+        /// Where responsibility went, when the party is outside the hospital (pharmacy, payer,
+        /// community partner). Required for waits the template declares external.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        transfer: Option<Transfer>,
     },
+    /// A wait (`wait`, or every open wait when omitted) is over.
     Resumed {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wait: Option<EventId>,
+        /// How the external party's follow-up was confirmed; required to end an external wait.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        confirmation: Option<String>,
+    },
+    /// The server tells the owner that a wait's follow-up time has come. The chain escalates
+    /// only if the owner does nothing within the wait's prompt window.
+    FollowUpDue {
+        wait: EventId,
     },
     Note {
         text: String,
@@ -173,6 +210,14 @@ pub enum EventBody {
         /// The deadline that passed, for time escalations (see [`crate::fold::Cause`]).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cause: Option<String>,
+        /// Which pass through the chain, counting from 0, for templates whose chain repeats.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        round: u32,
+    },
+    /// The server tells the current escalation target again: nobody has acted yet.
+    Renotified {
+        level: u32,
+        to: EscalationTo,
     },
     ExceptionRaised {
         /// The template's off-track rule, when the server raised it.
@@ -180,6 +225,9 @@ pub enum EventBody {
         rule: Option<String>,
         alert_role: Role,
         reason: String,
+        /// How to resolve it, as the off-track rule says.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resolution: Option<String>,
     },
     ExceptionResolved {
         exception: EventId,
@@ -212,11 +260,13 @@ pub enum EventKind {
     StepCompleted,
     Waiting,
     Resumed,
+    FollowUpDue,
     Note,
     HandoffOffered,
     HandoffAccepted,
     HandoffDeclined,
     Escalated,
+    Renotified,
     ExceptionRaised,
     ExceptionResolved,
     AcuityChanged,
@@ -225,7 +275,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 19] = [
+    pub const ALL: [EventKind; 21] = [
         EventKind::Created,
         EventKind::Claimed,
         EventKind::Assigned,
@@ -235,11 +285,13 @@ impl EventKind {
         EventKind::StepCompleted,
         EventKind::Waiting,
         EventKind::Resumed,
+        EventKind::FollowUpDue,
         EventKind::Note,
         EventKind::HandoffOffered,
         EventKind::HandoffAccepted,
         EventKind::HandoffDeclined,
         EventKind::Escalated,
+        EventKind::Renotified,
         EventKind::ExceptionRaised,
         EventKind::ExceptionResolved,
         EventKind::AcuityChanged,
@@ -258,11 +310,13 @@ impl EventKind {
             EventKind::StepCompleted => "step_completed",
             EventKind::Waiting => "waiting",
             EventKind::Resumed => "resumed",
+            EventKind::FollowUpDue => "follow_up_due",
             EventKind::Note => "note",
             EventKind::HandoffOffered => "handoff_offered",
             EventKind::HandoffAccepted => "handoff_accepted",
             EventKind::HandoffDeclined => "handoff_declined",
             EventKind::Escalated => "escalated",
+            EventKind::Renotified => "renotified",
             EventKind::ExceptionRaised => "exception_raised",
             EventKind::ExceptionResolved => "exception_resolved",
             EventKind::AcuityChanged => "acuity_changed",
@@ -290,11 +344,13 @@ impl EventBody {
             EventBody::StepCompleted { .. } => EventKind::StepCompleted,
             EventBody::Waiting { .. } => EventKind::Waiting,
             EventBody::Resumed { .. } => EventKind::Resumed,
+            EventBody::FollowUpDue { .. } => EventKind::FollowUpDue,
             EventBody::Note { .. } => EventKind::Note,
             EventBody::HandoffOffered { .. } => EventKind::HandoffOffered,
             EventBody::HandoffAccepted { .. } => EventKind::HandoffAccepted,
             EventBody::HandoffDeclined { .. } => EventKind::HandoffDeclined,
             EventBody::Escalated { .. } => EventKind::Escalated,
+            EventBody::Renotified { .. } => EventKind::Renotified,
             EventBody::ExceptionRaised { .. } => EventKind::ExceptionRaised,
             EventBody::ExceptionResolved { .. } => EventKind::ExceptionResolved,
             EventBody::AcuityChanged { .. } => EventKind::AcuityChanged,

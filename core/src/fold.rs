@@ -14,7 +14,7 @@
 
 use crate::doc::TaskMeta;
 use crate::event::{
-    Actor, EscalationReason, EscalationTo, Event, EventBody, EventKind, FieldValue,
+    Actor, EscalationReason, EscalationTo, Event, EventBody, EventKind, FieldValue, Transfer,
 };
 use crate::hlc::Hlc;
 use crate::ids::{EventId, Role, StepId, UnitId, UserId};
@@ -32,7 +32,7 @@ pub enum Status {
     /// The document exists but its `created` event has not arrived yet.
     Pending,
     Open,
-    /// Waiting on someone outside the task; the follow-up time replaces step due times.
+    /// A step waits on someone outside the task; its follow-up replaces that step's due time.
     Waiting,
     Completed,
     Cancelled,
@@ -91,14 +91,33 @@ pub struct StepState {
     pub completed: Option<StepCompletion>,
 }
 
+/// A step waiting on someone outside the task. Several steps may wait at once; completing a
+/// step ends only its own waits.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Waiting {
     pub on: String,
+    pub step: StepId,
     pub reason: Option<String>,
     pub since: Millis,
     pub follow_up_at: Millis,
+    /// When the server told the owner the follow-up was due.
+    pub prompted_at: Option<Millis>,
+    /// How long the owner has, once prompted, before the chain escalates (acuity applied).
+    pub prompt_window: Span,
+    /// Set when the party is outside the hospital.
+    pub external: Option<ExternalWait>,
     pub by: Actor,
     pub event: EventId,
+}
+
+/// Responsibility handed to an outside party, and what ends it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalWait {
+    pub transfer: Transfer,
+    /// How the follow-up is confirmed, as the template says.
+    pub confirm_by: String,
+    /// The documentation the template requires with the handoff.
+    pub documentation_required: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -141,6 +160,8 @@ pub struct Exception {
     pub rule: Option<String>,
     pub alert_role: Role,
     pub reason: String,
+    /// What the alerted role should do.
+    pub resolution: Option<String>,
     pub raised_by: Actor,
     pub raised_at: Millis,
     pub resolved: Option<Resolution>,
@@ -150,6 +171,7 @@ pub struct Exception {
 pub struct EscalationRecord {
     pub event: EventId,
     pub level: u32,
+    pub round: u32,
     pub reason: EscalationReason,
     pub to: EscalationTo,
     pub cause: Option<String>,
@@ -164,7 +186,8 @@ pub enum Cause {
     Acknowledgment,
     /// A step is not done.
     Step(StepId),
-    /// A wait (the `waiting` event's id) needs following up.
+    /// A wait (the `waiting` event's id) was due for follow-up, the owner was prompted, and
+    /// the prompt's window passed.
     FollowUp(EventId),
     /// A handoff offer (its event id) has not been accepted.
     Handoff(EventId),
@@ -241,11 +264,20 @@ pub struct TaskState {
     pub steps: Vec<StepState>,
     /// The first step, in template order, that can be worked on now.
     pub current_step: Option<StepId>,
-    pub waiting: Option<Waiting>,
+    /// Open waits, in the order they began.
+    pub waits: Vec<Waiting>,
+    /// Whether the server has routed the new task (assigned it, or raised that nobody covers).
+    pub routed: bool,
     /// The escalation level reached since the last progress (ack, claim, step done, ...).
     pub escalation_level: u32,
+    /// The pass through a repeating chain, counting from 0.
+    pub escalation_round: u32,
     /// How many times progress has reset the escalation chain; part of escalation event ids.
     pub escalation_epoch: u32,
+    /// When the current escalation target was last told (escalation or re-notification).
+    pub notified_at: Option<Millis>,
+    /// Re-notifications sent at the current level.
+    pub renotified: u32,
     /// A level that a rise in acuity calls for and that has not been reached yet.
     pub acuity_escalation: Option<AcuityEscalation>,
     pub escalations: Vec<EscalationRecord>,
@@ -296,9 +328,13 @@ impl TaskState {
                 })
                 .collect(),
             current_step: None,
-            waiting: None,
+            waits: Vec::new(),
+            routed: false,
             escalation_level: 0,
+            escalation_round: 0,
             escalation_epoch: 0,
+            notified_at: None,
+            renotified: 0,
             acuity_escalation: None,
             escalations: Vec::new(),
             handoffs: Vec::new(),
@@ -333,6 +369,10 @@ impl TaskState {
             .filter(|h| h.status == HandoffStatus::Pending)
     }
 
+    pub fn wait(&self, event: &EventId) -> Option<&Waiting> {
+        self.waits.iter().find(|w| &w.event == event)
+    }
+
     /// Required steps that are not completed yet, in template order.
     pub fn incomplete_required_steps<'a>(
         &'a self,
@@ -355,6 +395,9 @@ impl TaskState {
     fn apply(&mut self, template: &Template, event: &Event) {
         let at = event.at();
         let percent = template.window_percent(&self.acuity);
+        if event.actor.is_system() && event.id.as_str() == crate::policy::escalation::ROUTE_EVENT {
+            self.routed = true;
+        }
         match &event.body {
             EventBody::Created { .. } => {
                 self.status = Status::Open;
@@ -406,9 +449,8 @@ impl TaskState {
                         event: event.id.clone(),
                     });
                 }
-                if self.waiting.take().is_some() {
-                    self.status = Status::Open;
-                }
+                self.waits.retain(|w| &w.step != step);
+                self.settle_waiting();
                 self.progress();
                 if self.steps.iter().all(|s| s.completed.is_some()) {
                     self.close(Status::Completed, at);
@@ -416,30 +458,53 @@ impl TaskState {
             }
             EventBody::Waiting {
                 on,
+                step,
                 reason,
                 follow_up_at,
+                transfer,
             } => {
-                let follow_up = template
-                    .steps
-                    .iter()
-                    .flat_map(|s| &s.waits)
-                    .find(|w| &w.on == on)
-                    .map_or(template.ack_window, |w| w.follow_up);
-                self.waiting = Some(Waiting {
-                    on: on.clone(),
-                    reason: reason.clone(),
-                    since: at,
-                    follow_up_at: follow_up_at
-                        .unwrap_or_else(|| follow_up.scaled(percent).after(at)),
-                    by: event.actor.clone(),
-                    event: event.id.clone(),
-                });
-                self.status = Status::Waiting;
+                // Checked by the rules: the step is current and may wait on `on`.
+                if let Ok((step_def, def)) = rules::wait_def(template, self, on, step.as_ref()) {
+                    let step = step_def.id.clone();
+                    self.waits.retain(|w| !(w.step == step && &w.on == on));
+                    self.waits.push(Waiting {
+                        on: on.clone(),
+                        step,
+                        reason: reason.clone(),
+                        since: at,
+                        follow_up_at: follow_up_at
+                            .unwrap_or_else(|| def.follow_up.scaled(percent).after(at)),
+                        prompted_at: None,
+                        prompt_window: def
+                            .prompt_window
+                            .unwrap_or(template.ack_window)
+                            .scaled(percent),
+                        external: def.external.as_ref().zip(transfer.as_ref()).map(
+                            |(party, transfer)| ExternalWait {
+                                transfer: transfer.clone(),
+                                confirm_by: party.confirm_by.clone(),
+                                documentation_required: party.documentation.clone(),
+                            },
+                        ),
+                        by: event.actor.clone(),
+                        event: event.id.clone(),
+                    });
+                    self.settle_waiting();
+                    self.progress();
+                }
             }
-            EventBody::Resumed { .. } => {
-                self.waiting = None;
-                self.status = Status::Open;
+            EventBody::Resumed { wait, .. } => {
+                match wait {
+                    Some(wait) => self.waits.retain(|w| &w.event != wait),
+                    None => self.waits.clear(),
+                }
+                self.settle_waiting();
                 self.progress();
+            }
+            EventBody::FollowUpDue { wait } => {
+                if let Some(w) = self.waits.iter_mut().find(|w| &w.event == wait) {
+                    w.prompted_at = Some(at);
+                }
             }
             EventBody::Note { .. } => {}
             EventBody::HandoffOffered { to, item, note } => self.handoffs.push(Handoff {
@@ -482,8 +547,27 @@ impl TaskState {
                 reason,
                 to,
                 cause,
+                round,
             } => {
-                self.escalation_level = self.escalation_level.max(*level);
+                if *round > self.escalation_round {
+                    self.escalation_round = *round;
+                    self.escalation_level = *level;
+                } else {
+                    self.escalation_level = self.escalation_level.max(*level);
+                }
+                self.notified_at = Some(at);
+                self.renotified = 0;
+                // The server hands an unacknowledged task to the person its chain names in the
+                // owner role (the secondary owner): they are now accountable and must
+                // acknowledge in their own window. The climb goes on from this level.
+                if event.actor.is_system()
+                    && to.role == self.owner_role
+                    && self.acknowledged.is_none()
+                    && let Some(user) = &to.user
+                    && self.owner.as_ref().is_none_or(|o| &o.user != user)
+                {
+                    self.set_owner(user.clone(), to.role.clone(), at, &event.id);
+                }
                 if self
                     .acuity_escalation
                     .as_ref()
@@ -494,21 +578,28 @@ impl TaskState {
                 self.escalations.push(EscalationRecord {
                     event: event.id.clone(),
                     level: *level,
+                    round: *round,
                     reason: *reason,
                     to: to.clone(),
                     cause: cause.clone(),
                     at,
                 });
             }
+            EventBody::Renotified { .. } => {
+                self.notified_at = Some(at);
+                self.renotified += 1;
+            }
             EventBody::ExceptionRaised {
                 rule,
                 alert_role,
                 reason,
+                resolution,
             } => self.exceptions.push(Exception {
                 event: event.id.clone(),
                 rule: rule.clone(),
                 alert_role: alert_role.clone(),
                 reason: reason.clone(),
+                resolution: resolution.clone(),
                 raised_by: event.actor.clone(),
                 raised_at: at,
                 resolved: None,
@@ -572,9 +663,23 @@ impl TaskState {
 
     /// Progress resets the escalation chain: the next stall starts again at level one.
     fn progress(&mut self) {
-        if self.escalation_level > 0 {
+        if self.escalation_level > 0 || self.escalation_round > 0 {
             self.escalation_level = 0;
+            self.escalation_round = 0;
             self.escalation_epoch += 1;
+        }
+        self.notified_at = None;
+        self.renotified = 0;
+    }
+
+    /// The task waits while any of its steps does.
+    fn settle_waiting(&mut self) {
+        if !self.status.is_closed() {
+            self.status = if self.waits.is_empty() {
+                Status::Open
+            } else {
+                Status::Waiting
+            };
         }
     }
 
@@ -593,7 +698,7 @@ impl TaskState {
     fn close(&mut self, status: Status, at: Millis) {
         self.status = status;
         self.closed_at = Some(at);
-        self.waiting = None;
+        self.waits.clear();
         self.acuity_escalation = None;
     }
 
@@ -647,18 +752,26 @@ impl TaskState {
                 cause: Cause::Acknowledgment,
             });
         }
-        match &self.waiting {
-            Some(w) => self.deadlines.push(Deadline {
-                at: w.follow_up_at,
+        // A waiting step's due time gives way to its wait: the server prompts the owner at the
+        // follow-up time, and the wait is a deadline once that prompt's window has passed.
+        let waits = &self.waits;
+        self.deadlines.extend(
+            self.steps
+                .iter()
+                .filter(|s| !waits.iter().any(|w| w.step == s.id))
+                .filter_map(|s| {
+                    s.due_at.map(|at| Deadline {
+                        at,
+                        cause: Cause::Step(s.id.clone()),
+                    })
+                }),
+        );
+        self.deadlines.extend(waits.iter().filter_map(|w| {
+            w.prompted_at.map(|prompted| Deadline {
+                at: w.prompt_window.after(prompted),
                 cause: Cause::FollowUp(w.event.clone()),
-            }),
-            None => self.deadlines.extend(self.steps.iter().filter_map(|s| {
-                s.due_at.map(|at| Deadline {
-                    at,
-                    cause: Cause::Step(s.id.clone()),
-                })
-            })),
-        }
+            })
+        }));
         let handoffs: Vec<Deadline> = self
             .pending_handoffs()
             .map(|h| Deadline {
@@ -702,7 +815,11 @@ pub fn fold<'a>(
                 Outcome::Conflict
             }
             None => {
-                seen.insert(&event.id, event);
+                // An id the server reserves, taken by someone else, must not shadow the
+                // server's own event: the rules refuse it, and it claims nothing.
+                if !rules::takes_server_id(event) {
+                    seen.insert(&event.id, event);
+                }
                 match rules::check(template, &state, event) {
                     Ok(()) => {
                         state.apply(template, event);

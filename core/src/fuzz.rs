@@ -511,10 +511,16 @@ fn typed_body(input: &mut Input<'_>, template: &Template, now: Millis) -> EventB
         }
         5 => EventBody::Waiting {
             on: input.pick(&["family", "transport_vendor"]).to_string(),
+            step: None,
             reason: None,
             follow_up_at: None,
+            transfer: None,
         },
-        6 => EventBody::Resumed { note: None },
+        6 => EventBody::Resumed {
+            note: None,
+            wait: None,
+            confirmation: None,
+        },
         7 => EventBody::HandoffOffered {
             to: {
                 let (user, role) = PEOPLE[input.below(PEOPLE.len())];
@@ -533,6 +539,7 @@ fn typed_body(input: &mut Input<'_>, template: &Template, now: Millis) -> EventB
             rule: None,
             alert_role: "charge_nurse".into(),
             reason: input.text(),
+            resolution: None,
         },
         11 => EventBody::Cancelled {
             reason: input.text(),

@@ -52,6 +52,7 @@ pub mod fuzz;
 pub mod hlc;
 pub mod ids;
 pub mod index;
+pub mod notice;
 pub mod policy;
 pub mod rules;
 pub mod shipped;

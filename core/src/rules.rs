@@ -7,12 +7,15 @@
 use crate::event::{Actor, EscalationReason, Event, EventBody, EventKind, FieldValue};
 use crate::fold::{HandoffStatus, Status, TaskState};
 use crate::ids::{EventId, Role, StepId, UserId};
-use crate::template::{FieldKind, StepDef, Template};
+use crate::template::{FieldKind, StepDef, Template, WaitDef};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The longest free text accepted in a note, reason or text field.
 pub const MAX_TEXT: usize = 4_000;
+
+/// The most documents one transfer to an outside party lists.
+pub const MAX_DOCUMENTS: usize = 20;
 
 /// Why an event may not be applied. Stable, serializable, and specific enough to show a
 /// clinician what to do.
@@ -70,10 +73,20 @@ pub enum Refusal {
     HandoffsPending { step: StepId },
     #[error("the task cannot wait on `{on}` at this point; the current steps wait on {allowed:?}")]
     UnknownWait { on: String, allowed: Vec<String> },
-    #[error("the task is already waiting on {on}")]
-    AlreadyWaiting { on: String },
+    #[error("step `{step}` is not current, so it cannot wait")]
+    StepNotCurrent { step: StepId },
+    #[error("waiting on the outside party `{on}` needs `transfer`: where responsibility goes")]
+    TransferNeeded { on: String },
+    #[error("ending the wait on the outside party `{on}` needs `confirmation`: {confirm_by}")]
+    ConfirmationNeeded { on: String, confirm_by: String },
     #[error("the task is not waiting")]
     NotWaiting,
+    #[error("a transfer lists at most {max} documents")]
+    TooManyDocuments { max: usize },
+    #[error("there is no open wait `{wait}`")]
+    UnknownWaitRef { wait: EventId },
+    #[error("event id `{id}` is of a kind only the server writes")]
+    ReservedId { id: EventId },
     #[error("the follow-up time must be after the moment of waiting")]
     FollowUpInPast,
     #[error("a handoff of this is already pending")]
@@ -88,6 +101,10 @@ pub enum Refusal {
     NotOfferedToYou { offer: EventId, to: UserId },
     #[error("escalation level {level} is not the next level of a {levels}-level chain")]
     BadEscalationLevel { level: u32, levels: u32 },
+    #[error("escalation round {round} is past the chain's repeats")]
+    BadEscalationRound { round: u32 },
+    #[error("the task is not escalated to level {level}")]
+    NotAtLevel { level: u32 },
     #[error("the task is already escalated to level {current}")]
     AlreadyEscalated { current: u32 },
     #[error("this template has no off-track rule `{rule}`")]
@@ -124,7 +141,6 @@ impl Refusal {
                 .step(step)
                 .and_then(|s| s.completed.as_ref())
                 .map(|c| c.event.clone()),
-            Refusal::AlreadyWaiting { .. } => state.waiting.as_ref().map(|w| w.event.clone()),
             Refusal::OfferSettled { offer } => state.handoff(offer).and_then(|h| match &h.status {
                 HandoffStatus::Accepted { event, .. } | HandoffStatus::Declined { event, .. } => {
                     Some(event.clone())
@@ -147,7 +163,9 @@ impl Refusal {
                     ) && h.outcome == crate::fold::Outcome::Applied
                 })
                 .map(|h| h.event.clone()),
-            Refusal::AlreadyEscalated { .. } => state.escalations.last().map(|e| e.event.clone()),
+            Refusal::AlreadyEscalated { .. } | Refusal::NotAtLevel { .. } => {
+                state.escalations.last().map(|e| e.event.clone())
+            }
             _ => None,
         }
     }
@@ -230,6 +248,7 @@ impl Groups {
             EventKind::Note | EventKind::ExceptionRaised | EventKind::ExceptionResolved => {
                 Groups { all: true, ..none }
             }
+            EventKind::FollowUpDue | EventKind::Renotified => none,
         }
     }
 }
@@ -277,23 +296,83 @@ pub fn is_permitted(template: &Template, kind: EventKind, role: &Role) -> bool {
         || (groups.steps && template.steps.iter().any(|s| s.role == *role))
 }
 
-/// What the server (the system actor) may write: escalations, off-track exceptions, tasks opened
-/// by triggers and their assignment, and notes.
+/// What the server (the system actor) may write: tasks opened by triggers, their routing,
+/// escalations and re-notifications, follow-up prompts, off-track exceptions, and notes.
 fn system_may(kind: EventKind) -> bool {
     matches!(
         kind,
         EventKind::Created
             | EventKind::Assigned
             | EventKind::Escalated
+            | EventKind::Renotified
+            | EventKind::FollowUpDue
             | EventKind::ExceptionRaised
             | EventKind::Note
     )
+}
+
+/// Kinds nobody but the server writes, whatever a template's permissions say.
+fn server_only(kind: EventKind) -> bool {
+    matches!(kind, EventKind::FollowUpDue | EventKind::Renotified)
+}
+
+/// Whether `event` uses an id of the kind the server derives for its own events, without being
+/// the server's. Taking one would shadow the server's event of that id.
+pub fn takes_server_id(event: &Event) -> bool {
+    !event.actor.is_system()
+        && crate::policy::escalation::SERVER_ID_PREFIXES
+            .iter()
+            .any(|p| event.id.as_str().starts_with(p))
+}
+
+/// The current step that waits on `on` (the named one, or the first in template order), and
+/// the wait as the template declares it.
+pub(crate) fn wait_def<'a>(
+    template: &'a Template,
+    state: &TaskState,
+    on: &str,
+    step: Option<&StepId>,
+) -> Result<(&'a StepDef, &'a WaitDef), Refusal> {
+    if let Some(step) = step {
+        let def = template
+            .step(step)
+            .ok_or_else(|| Refusal::UnknownStep { step: step.clone() })?;
+        if !current_step_defs(template, state).any(|s| s.id == def.id) {
+            return Err(Refusal::StepNotCurrent { step: step.clone() });
+        }
+        return def
+            .waits
+            .iter()
+            .find(|w| w.on == on)
+            .map(|w| (def, w))
+            .ok_or_else(|| Refusal::UnknownWait {
+                on: on.to_owned(),
+                allowed: def.waits.iter().map(|w| w.on.clone()).collect(),
+            });
+    }
+    current_step_defs(template, state)
+        .find_map(|s| s.waits.iter().find(|w| w.on == on).map(|w| (s, w)))
+        .ok_or_else(|| Refusal::UnknownWait {
+            on: on.to_owned(),
+            allowed: current_step_defs(template, state)
+                .flat_map(|s| &s.waits)
+                .map(|w| w.on.clone())
+                .collect(),
+        })
 }
 
 /// May `event` be applied to `state`?
 pub fn check(template: &Template, state: &TaskState, event: &Event) -> Result<(), Refusal> {
     let kind = event.kind();
     let actor = &event.actor;
+    if takes_server_id(event) {
+        return Err(Refusal::ReservedId {
+            id: event.id.clone(),
+        });
+    }
+    if server_only(kind) && !actor.is_system() {
+        return Err(Refusal::ServerOnly { kind });
+    }
     if actor.is_system() {
         if !system_may(kind) {
             return Err(Refusal::NotPermitted {
@@ -360,32 +439,69 @@ pub fn check(template: &Template, state: &TaskState, event: &Event) -> Result<()
         }
         EventBody::Waiting {
             on,
+            step,
             reason,
             follow_up_at,
+            transfer,
         } => {
-            if let Some(w) = &state.waiting {
-                return Err(Refusal::AlreadyWaiting { on: w.on.clone() });
-            }
-            let allowed: Vec<String> = current_step_defs(template, state)
-                .flat_map(|s| &s.waits)
-                .map(|w| w.on.clone())
-                .collect();
-            if !allowed.contains(on) {
-                return Err(Refusal::UnknownWait {
-                    on: on.clone(),
-                    allowed,
-                });
-            }
+            let (_, def) = wait_def(template, state, on, step.as_ref())?;
             if follow_up_at.is_some_and(|f| f <= event.at()) {
                 return Err(Refusal::FollowUpInPast);
             }
+            match (def.external.is_some(), transfer) {
+                (true, None) => return Err(Refusal::TransferNeeded { on: on.clone() }),
+                (_, Some(transfer)) => {
+                    check_text("the transfer's `to`", &transfer.to)?;
+                    check_optional_text("the transfer's contact", &transfer.contact)?;
+                    if transfer.documentation.len() > MAX_DOCUMENTS {
+                        return Err(Refusal::TooManyDocuments { max: MAX_DOCUMENTS });
+                    }
+                    for item in &transfer.documentation {
+                        check_text("each documentation item", item)?;
+                    }
+                }
+                (false, None) => {}
+            }
             check_optional_text("the reason", reason)
         }
-        EventBody::Resumed { note } => {
-            if state.waiting.is_none() {
+        EventBody::Resumed {
+            note,
+            wait,
+            confirmation,
+        } => {
+            let ending: Vec<&crate::fold::Waiting> = match wait {
+                Some(id) => vec![
+                    state
+                        .wait(id)
+                        .ok_or_else(|| Refusal::UnknownWaitRef { wait: id.clone() })?,
+                ],
+                None => state.waits.iter().collect(),
+            };
+            if ending.is_empty() {
                 return Err(Refusal::NotWaiting);
             }
+            if confirmation.is_none()
+                && let Some((w, external)) = ending
+                    .iter()
+                    .find_map(|w| w.external.as_ref().map(|e| (w, e)))
+            {
+                return Err(Refusal::ConfirmationNeeded {
+                    on: w.on.clone(),
+                    confirm_by: external.confirm_by.clone(),
+                });
+            }
+            check_optional_text("the confirmation", confirmation)?;
             check_optional_text("the note", note)
+        }
+        EventBody::FollowUpDue { wait } => match state.wait(wait) {
+            Some(_) => Ok(()),
+            None => Err(Refusal::UnknownWaitRef { wait: wait.clone() }),
+        },
+        EventBody::Renotified { level, to } => {
+            if *level == 0 || *level != state.escalation_level {
+                return Err(Refusal::NotAtLevel { level: *level });
+            }
+            known_role(template, &to.role)
         }
         EventBody::Note { text } => check_text("the note", text),
         EventBody::HandoffOffered { to, item, note } => {
@@ -413,11 +529,16 @@ pub fn check(template: &Template, state: &TaskState, event: &Event) -> Result<()
             reason,
             to,
             cause,
+            round,
         } => {
             let levels = u32::try_from(template.escalation.len()).unwrap_or(u32::MAX);
             let manual = *reason == EscalationReason::Manual;
             if manual == actor.is_system() {
                 return Err(Refusal::ServerOnly { kind });
+            }
+            let repeats = template.escalation_repeat.as_ref().map_or(0, |r| r.times);
+            if *round > repeats || (manual && *round != state.escalation_round) {
+                return Err(Refusal::BadEscalationRound { round: *round });
             }
             if *level == 0 || *level > levels || (manual && *level != state.escalation_level + 1) {
                 return Err(Refusal::BadEscalationLevel {
@@ -425,7 +546,7 @@ pub fn check(template: &Template, state: &TaskState, event: &Event) -> Result<()
                     levels,
                 });
             }
-            if *level <= state.escalation_level {
+            if (*round, *level) <= (state.escalation_round, state.escalation_level) {
                 return Err(Refusal::AlreadyEscalated {
                     current: state.escalation_level,
                 });
@@ -437,7 +558,9 @@ pub fn check(template: &Template, state: &TaskState, event: &Event) -> Result<()
             rule,
             alert_role,
             reason,
+            resolution,
         } => {
+            check_optional_text("the resolution", resolution)?;
             if let Some(rule) = rule {
                 if !actor.is_system() {
                     return Err(Refusal::ServerOnly { kind });
@@ -551,10 +674,10 @@ fn pending_offer_to(state: &TaskState, offer: &EventId, actor: &Actor) -> Result
     Ok(())
 }
 
-fn current_step_defs<'a>(
-    template: &'a Template,
-    state: &'a TaskState,
-) -> impl Iterator<Item = &'a StepDef> + 'a {
+fn current_step_defs<'t>(
+    template: &'t Template,
+    state: &TaskState,
+) -> impl Iterator<Item = &'t StepDef> {
     template
         .steps
         .iter()

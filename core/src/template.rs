@@ -45,6 +45,14 @@ pub struct Template {
     /// What happens, level by level, when a task stalls.
     #[serde(default)]
     pub escalation: Vec<EscalationLevel>,
+    /// After the last level, start the chain again from level one (PagerDuty's "repeat").
+    /// Without it the chain ends at its last level; an off-track rule on that level turns the
+    /// end into an exception.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalation_repeat: Option<Repeat>,
+    /// Tell the current escalation target again until someone acts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renotify: Option<Renotify>,
     /// What makes a task an exception, and who is alerted.
     #[serde(default)]
     pub off_track: Vec<OffTrackRule>,
@@ -235,6 +243,41 @@ pub struct WaitDef {
     pub on: String,
     /// When the owner must follow up if nothing has happened.
     pub follow_up: Span,
+    /// How long the owner has, once prompted at the follow-up time, before the chain escalates
+    /// (default: the acknowledgment window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_window: Option<Span>,
+    /// The party is outside the hospital: responsibility is handed to it, and the wait ends
+    /// only with a confirmation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalParty>,
+}
+
+/// What handing work to an outside party requires.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalParty {
+    /// How the follow-up is confirmed: "pharmacy faxes the fill confirmation".
+    pub confirm_by: String,
+    /// The documents that go with the handoff.
+    #[serde(default)]
+    pub documentation: Vec<String>,
+}
+
+/// Re-notification: every `every`, at most `times` times per level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Renotify {
+    pub every: Span,
+    pub times: u32,
+}
+
+/// The chain's repeat: how many more passes, and the pause after the last level before each.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Repeat {
+    pub times: u32,
+    pub after: Span,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -274,6 +317,9 @@ pub struct OffTrackRule {
     pub id: String,
     pub when: OffTrackWhen,
     pub alert_role: Role,
+    /// What the alerted role should do, carried on the exception.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<String>,
 }
 
 /// The condition that makes a task an exception.
@@ -286,6 +332,10 @@ pub enum OffTrackWhen {
     OpenLongerThan(Span),
     /// The task has been waiting this long.
     WaitingLongerThan(Span),
+    /// Nobody covers the owner role on the task's unit when the server routes a new task.
+    NobodyCovers {},
+    /// An outside party's follow-up is still unconfirmed this long after it was due.
+    PartnerUnresponsive(Span),
 }
 
 fn default_acuity() -> Vec<AcuityLevel> {
@@ -544,6 +594,28 @@ impl Template {
                         format!("waiting on `{}` is declared twice", wait.on),
                     ));
                 }
+                if wait.prompt_window == Some(Span::ZERO) {
+                    return Err(fail(
+                        Some(&id),
+                        format!(
+                            "the prompt window when waiting on `{}` must be longer than zero",
+                            wait.on
+                        ),
+                    ));
+                }
+                if wait
+                    .external
+                    .as_ref()
+                    .is_some_and(|e| e.confirm_by.trim().is_empty())
+                {
+                    return Err(fail(
+                        Some(&id),
+                        format!(
+                            "waiting on the outside party `{}` needs `confirm_by`",
+                            wait.on
+                        ),
+                    ));
+                }
                 if wait.follow_up == Span::ZERO {
                     return Err(fail(
                         Some(&id),
@@ -601,6 +673,30 @@ impl Template {
                     "escalation levels must be listed in order of their `after` delay".into(),
                 ));
             }
+        }
+        if let Some(repeat) = &self.escalation_repeat {
+            if self.escalation.is_empty() {
+                return Err(fail(
+                    None,
+                    "escalation_repeat needs an escalation chain to repeat".into(),
+                ));
+            }
+            if repeat.times == 0 || repeat.times > 10 || repeat.after == Span::ZERO {
+                return Err(fail(
+                    None,
+                    "escalation_repeat: times must be between 1 and 10 and after longer than zero"
+                        .into(),
+                ));
+            }
+        }
+        if self
+            .renotify
+            .is_some_and(|r| r.every < Span::from_minutes(1) || r.times == 0 || r.times > 20)
+        {
+            return Err(fail(
+                None,
+                "renotify: every must be at least a minute, times between 1 and 20".into(),
+            ));
         }
         let mut rule_ids = BTreeSet::new();
         for rule in &self.off_track {

@@ -43,6 +43,16 @@ impl Span {
         Span((u128::from(self.0) * u128::from(percent) / 100) as u64)
     }
 
+    /// `self + other`, saturating.
+    pub fn plus(self, other: Span) -> Span {
+        Span(self.0.saturating_add(other.0))
+    }
+
+    /// `self × n`, saturating.
+    pub fn times(self, n: u32) -> Span {
+        Span(self.0.saturating_mul(u64::from(n)))
+    }
+
     /// `at + self`, saturating instead of overflowing.
     pub fn after(self, at: Millis) -> Millis {
         at.saturating_add(i64::try_from(self.0).unwrap_or(i64::MAX))

@@ -671,7 +671,7 @@ fn a_due_timer_fires_once_as_the_system_and_moves_on() {
         &template("discharge"),
         &state(&task, &template("discharge")),
     )
-    .expect("the acknowledgment window runs");
+    .expect("the new task is routed at once");
     let schedule = Arc::new(
         Schedule::new(jiff::tz::TimeZone::UTC, Vec::new(), Vec::new()).expect("a schedule"),
     );
@@ -686,14 +686,20 @@ fn a_due_timer_fires_once_as_the_system_and_moves_on() {
     assert!(server.storage.commits.is_empty());
     assert!(matches!(server.replies.as_slice(), [(1, Ok(()))]));
 
-    // Due: the system's escalation, stored with the next timer, then sent.
+    // Due: the system's routing (nobody covers the case manager here, so an exception), stored
+    // with the next timer, then sent.
     server.batch(vec![fire(2, due.at)]);
     let commit = &server.storage.commits[0];
     assert_eq!(commit.events.len(), 1);
     let event = &commit.events[0];
     assert_eq!(event.id, due.event_id);
     assert!(event.actor.is_system());
-    assert!(matches!(event.body, EventBody::Escalated { level: 1, .. }));
+    assert_eq!(event.id.as_str(), "route:open");
+    assert!(
+        matches!(&event.body, EventBody::ExceptionRaised { rule: Some(rule), .. } if rule == "nobody_covers"),
+        "{:?}",
+        event.body
+    );
     match &commit.timer {
         Some(TimerChange::Set(next)) => assert_ne!(next.event_id, due.event_id),
         other => panic!("the chain goes on: {other:?}"),

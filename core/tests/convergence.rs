@@ -117,9 +117,15 @@ fn action(
                 on,
                 reason: None,
                 follow_up_at: None,
+                step: None,
+                transfer: None,
             }
         }
-        7 => EventBody::Resumed { note: None },
+        7 => EventBody::Resumed {
+            note: None,
+            wait: None,
+            confirmation: None,
+        },
         8 => {
             let other = template
                 .acuity
@@ -153,6 +159,7 @@ fn action(
             rule: None,
             alert_role: template.owner_role.clone(),
             reason: "concern".into(),
+            resolution: None,
         },
         13 => EventBody::ExceptionResolved {
             exception: s.open_exceptions().next()?.event.clone(),
@@ -180,6 +187,7 @@ fn action(
                 user: None,
             },
             cause: None,
+            round: 0,
         },
     })
 }

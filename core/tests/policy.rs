@@ -14,6 +14,7 @@ use common::*;
 use jiff::Timestamp;
 use jiff::civil::date;
 use jiff::tz::TimeZone;
+use std::sync::Arc;
 
 // ---- helpers ----
 
@@ -349,6 +350,28 @@ impl Node {
     }
 }
 
+/// A task opened at `at` and routed by the server at once, as every new task is: assigned to
+/// whoever covers its owner role on 4W.
+fn opened(creator: &str, role: &str, t: &Template, at: Millis, acuity: Option<&str>) -> TaskDoc {
+    let mut doc = Person::new(creator, role).create_with(t, at, acuity);
+    let routed = Node::new("node-0")
+        .tick(&mut doc, t, at)
+        .expect("routed at once");
+    assert!(
+        matches!(routed.body, EventBody::Assigned { .. }),
+        "{routed:?}"
+    );
+    doc
+}
+
+/// The template without re-notification, for tests about the chain's levels alone.
+fn quiet(t: Arc<Template>) -> Arc<Template> {
+    Arc::new(Template {
+        renotify: None,
+        ..(*t).clone()
+    })
+}
+
 fn due(doc: &TaskDoc, t: &Template) -> Due {
     next_due(t, &state(doc, t)).expect("something is due")
 }
@@ -361,6 +384,7 @@ fn escalation(d: &Due) -> (u32, EscalationReason, &EscalationTarget, &str) {
             reason,
             target,
             cause,
+            ..
         } => (*level, *reason, target, cause.as_str()),
         other => panic!("expected an escalation, got {other:?}"),
     }
@@ -393,7 +417,7 @@ fn unacknowledged_task_escalates_at_the_end_of_its_ack_window() {
     ];
     for (id, creator, minutes, target) in cases {
         let t = template(id);
-        let doc = Person::new("creator", creator).create(&t, T0);
+        let doc = opened("creator", creator, &t, T0, None);
         let d = due(&doc, &t);
         let end = T0 + minutes * MINUTE;
         assert_eq!(d.at, end, "{id}");
@@ -414,7 +438,8 @@ fn unacknowledged_task_escalates_at_the_end_of_its_ack_window() {
 #[test]
 fn acuity_shortens_the_ack_window_and_the_escalation_delays() {
     let t = template("consult");
-    let mut doc = Person::new("rn.evans", "nurse").create_with(&t, T0, Some("urgent"));
+    let t = quiet(t);
+    let mut doc = opened("rn.evans", "nurse", &t, T0, Some("urgent"));
     let d = due(&doc, &t);
     assert_eq!(d.at, T0 + 15 * MINUTE, "urgent is 50% of 30 minutes");
 
@@ -424,15 +449,16 @@ fn acuity_shortens_the_ack_window_and_the_escalation_delays() {
     assert_eq!(escalation(&d).0, 2);
     assert_eq!(
         d.at,
-        T0 + 15 * MINUTE + 7 * MINUTE + 30_000,
-        "level 2 is 50% of 15 minutes past the stall"
+        T0 + 30 * MINUTE + 7 * MINUTE + 30_000,
+        "level 1 gave the task to the secondary owner, whose own 15 minute window runs; \
+         level 2 is 50% of 15 minutes past it"
     );
 }
 
 #[test]
 fn fire_gives_nothing_before_the_due_time_and_the_due_event_at_or_after_it() {
     let t = template("discharge");
-    let doc = Person::new("dr.adams", "physician").create(&t, T0);
+    let doc = opened("dr.adams", "physician", &t, T0, None);
     let s = state(&doc, &t);
     let schedule = ward();
     let d = due(&doc, &t);
@@ -447,8 +473,8 @@ fn fire_gives_nothing_before_the_due_time_and_the_due_event_at_or_after_it() {
 
 #[test]
 fn chain_advances_level_by_level_after_the_stall() {
-    let t = template("discharge");
-    let mut doc = Person::new("dr.adams", "physician").create(&t, T0);
+    let t = quiet(template("discharge"));
+    let mut doc = opened("dr.adams", "physician", &t, T0, None);
     let mut node = Node::new("node-1");
     let stall = T0 + 30 * MINUTE;
     let cause = format!("ack@{stall}");
@@ -477,6 +503,13 @@ fn chain_advances_level_by_level_after_the_stall() {
         escalated_to(&e),
         &to("case_manager", Some("cm.backup.night"))
     );
+    // Nobody acknowledged, so the secondary owner now owns the task, in their own window.
+    let s = state(&doc, &t);
+    assert_eq!(
+        s.owner.as_ref().map(|o| o.user.as_str()),
+        Some("cm.backup.night")
+    );
+    let backup_stall = stall + HOUR;
 
     // Reaching level 2 raises the off-track exception at once.
     let d = due(&doc, &t);
@@ -484,10 +517,10 @@ fn chain_advances_level_by_level_after_the_stall() {
     assert!(matches!(d.action, Action::RaiseException { .. }));
     node.tick(&mut doc, &t, d.at).expect("exception");
 
-    // Level 3 is an hour past the stall: the physician.
+    // Level 3 is an hour past the secondary owner's lapsed window: the physician.
     let d = due(&doc, &t);
-    assert_eq!((d.at, escalation(&d).0), (stall + HOUR, 3));
-    assert_eq!(d.event_id, EventId(format!("esc:0:3:{cause}")));
+    assert_eq!((d.at, escalation(&d).0), (backup_stall + HOUR, 3));
+    assert_eq!(d.event_id, EventId(format!("esc:0:3:ack@{backup_stall}")));
     let e = node.tick(&mut doc, &t, d.at).expect("level 3");
     assert_eq!(escalated_to(&e), &to("physician", Some("dr.night")));
 
@@ -501,8 +534,8 @@ fn chain_advances_level_by_level_after_the_stall() {
 #[test]
 fn progress_resets_the_chain_and_later_escalations_get_new_ids() {
     let t = template("discharge");
-    let mut doc = Person::new("dr.adams", "physician").create(&t, T0);
-    let mut case_manager = Person::new("cm.brown", "case_manager");
+    let mut doc = opened("dr.adams", "physician", &t, T0, None);
+    let mut case_manager = Person::new("cm.night", "case_manager");
     let mut charge = Person::new("cn.green", "charge_nurse");
     let mut node = Node::new("node-1");
 
@@ -559,9 +592,9 @@ fn progress_resets_the_chain_and_later_escalations_get_new_ids() {
 
 #[test]
 fn consult_entering_stat_escalates_at_once() {
-    let t = template("consult");
+    let t = quiet(template("consult"));
     let mut nurse = Person::new("rn.evans", "nurse");
-    let mut doc = nurse.create(&t, T0);
+    let mut doc = opened("rn.evans", "nurse", &t, T0, None);
     let change = nurse.act(
         &mut doc,
         &t,
@@ -591,17 +624,22 @@ fn consult_entering_stat_escalates_at_once() {
     let s = state(&doc, &t);
     assert_eq!(s.escalation_level, 1);
     assert_eq!(s.acuity_escalation, None);
-    // The time chain carries on from level 1 on stat's windows (20%): the 6 minute
-    // acknowledgment window has passed, and level 2 comes 3 minutes after it.
+    // Level 1 gave the unacknowledged consult to the secondary owner. The time chain carries
+    // on from level 1 on stat's windows (20%): their 6 minute window, and level 2 3 minutes
+    // after it.
+    assert_eq!(
+        s.owner.as_ref().map(|o| o.user.as_str()),
+        Some("dr.backup.night")
+    );
     let d = due(&doc, &t);
-    assert_eq!(d.at, T0 + 9 * MINUTE);
+    assert_eq!(d.at, T0 + 11 * MINUTE);
     assert_eq!(
         escalation(&d),
         (
             2,
             EscalationReason::Time,
             &charge_nurse(),
-            format!("ack@{}", T0 + 6 * MINUTE).as_str()
+            format!("ack@{}", T0 + 8 * MINUTE).as_str()
         )
     );
 }
@@ -609,7 +647,7 @@ fn consult_entering_stat_escalates_at_once() {
 #[test]
 fn consult_opened_at_stat_escalates_on_creation() {
     let t = template("consult");
-    let doc = Person::new("rn.evans", "nurse").create_with(&t, T0, Some("stat"));
+    let doc = opened("rn.evans", "nurse", &t, T0, Some("stat"));
     let created = state(&doc, &t).history[0].event.clone();
     let d = due(&doc, &t);
     assert_eq!(d.at, T0);
@@ -620,10 +658,10 @@ fn consult_opened_at_stat_escalates_on_creation() {
 
 #[test]
 fn nonformulary_becoming_time_critical_escalates_at_once() {
-    let t = template("nonformulary_med");
+    let t = quiet(template("nonformulary_med"));
     let mut pharmacist = Person::new("ph.chen", "pharmacist");
-    let mut nurse = Person::new("rn.evans", "nurse");
-    let mut doc = pharmacist.create(&t, T0);
+    let mut nurse = Person::new("rn.night", "nurse");
+    let mut doc = opened("ph.chen", "pharmacist", &t, T0, None);
     nurse.act(&mut doc, &t, T0 + 2 * MINUTE, EventBody::Acknowledged {});
     // Acknowledged: the next action is the first step's due time, an hour after creation.
     assert_eq!(due(&doc, &t).at, T0 + HOUR);
@@ -657,8 +695,8 @@ fn nonformulary_becoming_time_critical_escalates_at_once() {
 
 #[test]
 fn off_track_level_rule_fires_once_when_the_chain_reaches_its_level() {
-    let t = template("discharge");
-    let mut doc = Person::new("dr.adams", "physician").create(&t, T0);
+    let t = quiet(template("discharge"));
+    let mut doc = opened("dr.adams", "physician", &t, T0, None);
     let mut node = Node::new("node-1");
     node.tick(&mut doc, &t, T0 + 30 * MINUTE).expect("level 1");
     assert!(
@@ -699,11 +737,11 @@ fn off_track_level_rule_fires_once_when_the_chain_reaches_its_level() {
 #[test]
 fn off_track_open_longer_than_fires_once_at_twelve_hours() {
     let t = template("discharge");
-    let mut doc = Person::new("dr.adams", "physician").create(&t, T0);
+    let mut doc = opened("dr.adams", "physician", &t, T0, None);
     let mut node = Node::new("node-1");
-    // Run the chain out.
+    // Run the chain and its re-notifications out.
     let mut now = T0;
-    while now < T0 + 2 * HOUR {
+    while now < T0 + 4 * HOUR {
         while node.tick(&mut doc, &t, now).is_some() {}
         now += 5 * MINUTE;
     }
@@ -727,9 +765,8 @@ fn off_track_open_longer_than_fires_once_at_twelve_hours() {
 #[test]
 fn off_track_waiting_longer_than_fires_once_per_wait() {
     let t = template("nonformulary_med");
-    let mut pharmacist = Person::new("ph.chen", "pharmacist");
-    let mut nurse = Person::new("rn.evans", "nurse");
-    let mut doc = pharmacist.create(&t, T0);
+    let mut nurse = Person::new("rn.night", "nurse");
+    let mut doc = opened("ph.chen", "pharmacist", &t, T0, None);
     nurse.act(&mut doc, &t, T0 + 2 * MINUTE, EventBody::Acknowledged {});
     nurse.act(
         &mut doc,
@@ -753,6 +790,8 @@ fn off_track_waiting_longer_than_fires_once_per_wait() {
             on: "family".into(),
             reason: None,
             follow_up_at: Some(since + 24 * HOUR),
+            step: None,
+            transfer: None,
         },
     );
     let d = due(&doc, &t);
@@ -773,19 +812,31 @@ fn off_track_waiting_longer_than_fires_once_per_wait() {
     assert!(node.tick(&mut doc, &t, since + 8 * HOUR - 1).is_none());
     node.tick(&mut doc, &t, since + 8 * HOUR).expect("raised");
 
-    // Once raised, the next thing due is the follow-up's escalation.
+    // Once raised, the next thing due is the follow-up: the owner is prompted first, and the
+    // chain escalates only when the 30 minute prompt window passes with nothing done.
+    let follow_up = since + 24 * HOUR;
     let d = due(&doc, &t);
-    assert_eq!(d.at, since + 24 * HOUR);
+    assert_eq!(d.at, follow_up);
+    assert_eq!(d.event_id, EventId(format!("followup:{}", wait.id)));
+    let prompt = node.tick(&mut doc, &t, follow_up).expect("prompted");
+    assert_eq!(
+        prompt.body,
+        EventBody::FollowUpDue {
+            wait: wait.id.clone()
+        }
+    );
+    let d = due(&doc, &t);
+    assert_eq!(d.at, follow_up + 30 * MINUTE);
     assert_eq!(
         escalation(&d).3,
-        format!("follow_up:{}@{}", wait.id, since + 24 * HOUR)
+        format!("follow_up:{}@{}", wait.id, follow_up + 30 * MINUTE)
     );
 }
 
 #[test]
 fn escalation_targets_resolve_through_coverage_when_fired() {
     let t = template("discharge");
-    let doc = Person::new("dr.adams", "physician").create(&t, T0);
+    let doc = opened("dr.adams", "physician", &t, T0, None);
     let s = state(&doc, &t);
     let ward = ward();
     let body_to = |schedule: &Schedule, now: Millis| {
@@ -827,20 +878,22 @@ fn escalation_targets_resolve_through_coverage_when_fired() {
 
 #[test]
 fn secondary_owner_target_is_the_owner_roles_secondary() {
-    let t = template("consult");
-    let mut doc = Person::new("rn.evans", "nurse").create(&t, T0);
+    let t = quiet(template("consult"));
+    let mut doc = opened("rn.evans", "nurse", &t, T0, None);
     let mut node = Node::new("node-1");
     let e = node.tick(&mut doc, &t, T0 + 30 * MINUTE).expect("level 1");
     assert_eq!(escalated_to(&e), &to("physician", Some("dr.backup.night")));
-    // Level 2 names a role: its primary.
-    let e = node.tick(&mut doc, &t, T0 + 45 * MINUTE).expect("level 2");
+    // Level 2 names a role: its primary. It comes 15 minutes after the secondary owner's own
+    // window.
+    assert!(node.tick(&mut doc, &t, T0 + 75 * MINUTE - 1).is_none());
+    let e = node.tick(&mut doc, &t, T0 + 75 * MINUTE).expect("level 2");
     assert_eq!(escalated_to(&e), &to("charge_nurse", Some("cn.night")));
 }
 
 #[test]
 fn two_nodes_firing_together_write_one_event() {
     let t = template("discharge");
-    let mut doc_a = Person::new("dr.adams", "physician").create(&t, T0);
+    let mut doc_a = opened("dr.adams", "physician", &t, T0, None);
     let mut doc_b = replica(&doc_a);
     let now = T0 + 30 * MINUTE;
 
@@ -864,7 +917,12 @@ fn two_nodes_firing_together_write_one_event() {
     let outcomes: Vec<Outcome> = s.history.iter().map(|h| h.outcome).collect();
     assert_eq!(
         outcomes,
-        [Outcome::Applied, Outcome::Applied, Outcome::Duplicate]
+        [
+            Outcome::Applied,
+            Outcome::Applied,
+            Outcome::Applied,
+            Outcome::Duplicate
+        ]
     );
     assert!(s.conflicts.is_empty());
 }
@@ -873,7 +931,13 @@ fn two_nodes_firing_together_write_one_event() {
 fn two_nodes_firing_either_side_of_a_shift_change_still_write_one_escalation() {
     // The day shift starts at 07:00 New York time, T0 + 5h. The task falls due a minute before.
     let t = template("discharge");
-    let mut doc_a = Person::new("dr.adams", "physician").create(&t, T0 + 4 * HOUR + 29 * MINUTE);
+    let mut doc_a = opened(
+        "dr.adams",
+        "physician",
+        &t,
+        T0 + 4 * HOUR + 29 * MINUTE,
+        None,
+    );
     let mut doc_b = replica(&doc_a);
     let (mut a, mut b) = (Node::new("node-1"), Node::new("node-2"));
     let before = a
@@ -930,9 +994,8 @@ fn untouched_tasks_escalate_to_the_end_of_their_chains_and_then_stop() {
     ];
     for (id, creator, rules) in cases {
         let t = template(id);
-        let mut doc = Person::new("creator", creator).create(&t, T0);
+        let mut doc = opened("creator", creator, &t, T0, None);
         let mut node = Node::new("node-1");
-        let mut written = 0;
         let mut now = T0;
         while now <= T0 + 48 * HOUR {
             let mut this_tick = 0;
@@ -940,27 +1003,578 @@ fn untouched_tasks_escalate_to_the_end_of_their_chains_and_then_stop() {
                 this_tick += 1;
                 assert!(this_tick <= 10, "{id}: actions keep coming at {now}");
             }
-            written += this_tick;
             now += 5 * MINUTE;
         }
 
         let s = state(&doc, &t);
-        let levels: Vec<u32> = s.escalations.iter().map(|e| e.level).collect();
-        let chain: Vec<u32> = (1..=t.escalation.len() as u32).collect();
-        assert_eq!(levels, chain, "{id}: every level once, in order");
+        // Every level once per pass, in order; a repeating chain makes its passes.
+        let levels: Vec<(u32, u32)> = s.escalations.iter().map(|e| (e.round, e.level)).collect();
+        let passes = t.escalation_repeat.as_ref().map_or(0, |r| r.times);
+        let chain: Vec<(u32, u32)> = (0..=passes)
+            .flat_map(|round| (1..=t.escalation.len() as u32).map(move |l| (round, l)))
+            .collect();
+        assert_eq!(levels, chain, "{id}");
         let raised: Vec<&str> = s
             .exceptions
             .iter()
             .filter_map(|e| e.rule.as_deref())
             .collect();
         assert_eq!(raised, rules, "{id}");
-        assert_eq!(written, chain.len() + rules.len(), "{id}");
+        // Re-notifications are bounded per level.
+        let renotified = s
+            .history
+            .iter()
+            .filter(|h| h.kind == baton_core::EventKind::Renotified)
+            .count();
+        let most = t.renotify.map_or(0, |r| r.times as usize) * chain.len();
+        assert!(renotified <= most, "{id}: {renotified} > {most}");
+        assert_eq!(t.renotify.is_some(), renotified > 0, "{id}");
         assert_eq!(next_due(&t, &s), None, "{id}: nothing more to do");
-        assert!(s.conflicts.is_empty(), "{id}");
+        assert!(s.conflicts.is_empty(), "{id}: {:?}", s.conflicts);
         assert!(
             s.history.iter().all(|h| h.outcome == Outcome::Applied),
             "{id}"
         );
         assert_eq!(s.status, Status::Open, "{id}");
     }
+}
+
+// ---- routing ----
+
+#[test]
+fn a_new_task_is_assigned_to_whoever_covers_its_owner_role_now() {
+    let t = template("discharge");
+    let mut doc = Person::new("dr.adams", "physician").create(&t, T0);
+    let d = due(&doc, &t);
+    assert_eq!((d.at, d.event_id.as_str()), (T0, "route:open"));
+    assert_eq!(d.action, Action::Route);
+    let e = Node::new("node-1").tick(&mut doc, &t, T0).expect("routed");
+    assert_eq!(
+        e.body,
+        EventBody::Assigned {
+            user: "cm.night".into(),
+            role: "case_manager".into()
+        }
+    );
+    let s = state(&doc, &t);
+    assert!(s.routed);
+    assert_eq!(s.owner.as_ref().map(|o| o.user.as_str()), Some("cm.night"));
+    assert_eq!(s.acknowledged, None, "the assignee must still acknowledge");
+
+    // Opened in the day shift, it goes to the day's case manager.
+    let day = at("2026-01-05T09:00-05:00");
+    let mut doc = Person::new("dr.adams", "physician").create(&t, day);
+    let e = Node::new("node-1").tick(&mut doc, &t, day).expect("routed");
+    assert!(matches!(e.body, EventBody::Assigned { ref user, .. } if user == "cm.day"));
+}
+
+#[test]
+fn a_task_nobody_covers_raises_its_exception_to_the_supervisor_at_once() {
+    let t = template("nonformulary_med");
+    let mut doc = Person::new("ph.chen", "pharmacist").create(&t, T0);
+    let mut node = Node::new("node-1");
+    node.schedule = schedule(
+        vec![rotation("charge_nurse", &["cn.day", "cn.night"], &[])],
+        vec![],
+    );
+    let e = node.tick(&mut doc, &t, T0).expect("routed");
+    assert_eq!(e.id.as_str(), "route:open");
+    assert_eq!(
+        e.body,
+        EventBody::ExceptionRaised {
+            rule: Some("nobody_covers".into()),
+            alert_role: "charge_nurse".into(),
+            reason: "nobody covers nurse on 4W; the task has no owner".into(),
+            resolution: Some("Assign a nurse, or fix the unit's rotation.".into()),
+        }
+    );
+    let s = state(&doc, &t);
+    assert!(s.routed && s.owner.is_none());
+    assert_eq!(s.open_exceptions().count(), 1);
+    // Routing is done; what comes next is the acknowledgment window's escalation.
+    assert!(matches!(
+        due(&doc, &t).action,
+        Action::Escalate { level: 1, .. }
+    ));
+}
+
+#[test]
+fn a_task_someone_claimed_first_is_not_routed() {
+    let t = template("consult");
+    let mut physician = Person::new("dr.kim", "physician");
+    let mut doc = Person::new("rn.evans", "nurse").create(&t, T0);
+    physician.act(&mut doc, &t, T0 + 1, EventBody::Claimed {});
+    let s = state(&doc, &t);
+    assert!(next_due(&t, &s).is_none_or(|d| d.action != Action::Route));
+    assert!(fire(&t, &s, &ward(), T0 + 1).is_none());
+}
+
+#[test]
+fn nobody_else_may_take_an_id_the_server_derives() {
+    let t = template("discharge");
+    let mut doc = Person::new("dr.adams", "physician").create(&t, T0);
+    let nurse = Person::new("rn.evans", "nurse");
+    let forged = doc.append_with_id(
+        &t,
+        &nurse.author,
+        &mut nurse.clock.clone(),
+        T0 + 1,
+        EventId::new("route:open"),
+        EventBody::Note {
+            text: "mine".into(),
+        },
+    );
+    assert!(
+        matches!(forged, Err(ref e) if e.to_string().contains("only the server writes")),
+        "{forged:?}"
+    );
+    // Even written past validation (an old client), it cannot shadow the server's routing.
+    let mut events = doc.events().expect("events").events;
+    let event = |id: &str, actor: baton_core::Actor, wall: Millis, body: EventBody| Event {
+        id: EventId::new(id),
+        actor,
+        device: "phone".into(),
+        device_time: wall,
+        hlc: baton_core::Hlc::new(wall, 0),
+        body,
+    };
+    events.push(event(
+        "route:open",
+        baton_core::Actor::new("rn.evans", "nurse"),
+        T0 + 1,
+        EventBody::Note {
+            text: "mine".into(),
+        },
+    ));
+    events.push(event(
+        "route:open",
+        baton_core::Actor::system(),
+        T0 + 2,
+        EventBody::Assigned {
+            user: "cm.night".into(),
+            role: "case_manager".into(),
+        },
+    ));
+    let s = baton_core::fold(&t, doc.meta(), &events);
+    assert_eq!(s.owner.as_ref().map(|o| o.user.as_str()), Some("cm.night"));
+    assert!(s.routed);
+    assert_eq!(
+        s.conflicts.len(),
+        1,
+        "the taken id is a conflict: {:?}",
+        s.conflicts
+    );
+    assert!(matches!(
+        s.conflicts[0].refusal,
+        baton_core::rules::Refusal::ReservedId { .. }
+    ));
+}
+
+// ---- the secondary owner ----
+
+#[test]
+fn the_secondary_owner_takes_a_task_its_primary_never_acknowledged() {
+    let t = quiet(template("consult"));
+    let mut doc = opened("rn.evans", "nurse", &t, T0, None);
+    let mut primary = Person::new("dr.night", "physician");
+    let mut backup = Person::new("dr.backup.night", "physician");
+    Node::new("node-1")
+        .tick(&mut doc, &t, T0 + 30 * MINUTE)
+        .expect("level 1: the secondary owner");
+    let s = state(&doc, &t);
+    assert_eq!(
+        s.owner.as_ref().map(|o| o.user.as_str()),
+        Some("dr.backup.night")
+    );
+    // The primary, too late, may no longer acknowledge; the backup may.
+    let late = primary.try_act(&mut doc, &t, T0 + 31 * MINUTE, EventBody::Acknowledged {});
+    assert!(matches!(late, Err(_)), "{late:?}");
+    backup.act(&mut doc, &t, T0 + 32 * MINUTE, EventBody::Acknowledged {});
+    let s = state(&doc, &t);
+    assert_eq!(
+        s.acknowledged.as_ref().map(|a| a.user.as_str()),
+        Some("dr.backup.night")
+    );
+    assert_eq!(s.escalation_level, 0, "acknowledging stops the climb");
+}
+
+#[test]
+fn an_acknowledgment_racing_the_escalation_keeps_the_task_with_its_owner() {
+    // The primary acknowledged offline a minute before the window closed; the server, not
+    // having heard, escalated to the secondary owner. Merged, the fold orders the
+    // acknowledgment first: the task stays the primary's, and the escalation is on record.
+    let t = quiet(template("consult"));
+    let mut server_copy = opened("rn.evans", "nurse", &t, T0, None);
+    let mut phone_copy = replica(&server_copy);
+    let mut primary = Person::new("dr.night", "physician");
+    primary.act(
+        &mut phone_copy,
+        &t,
+        T0 + 29 * MINUTE,
+        EventBody::Acknowledged {},
+    );
+    Node::new("node-1")
+        .tick(&mut server_copy, &t, T0 + 30 * MINUTE)
+        .expect("escalated");
+    server_copy.merge(&mut phone_copy).expect("merge");
+    let s = state(&server_copy, &t);
+    assert_eq!(s.owner.as_ref().map(|o| o.user.as_str()), Some("dr.night"));
+    assert_eq!(
+        s.acknowledged.as_ref().map(|a| a.user.as_str()),
+        Some("dr.night")
+    );
+    assert!(s.conflicts.is_empty(), "{:?}", s.conflicts);
+}
+
+// ---- waits ----
+
+/// A discharge with its order placed, so transport, family and reconciliation are current.
+fn discharge_under_way() -> (Arc<Template>, TaskDoc) {
+    let t = quiet(template("discharge"));
+    let mut doc = opened("dr.adams", "physician", &t, T0, None);
+    Person::new("cm.night", "case_manager").act(
+        &mut doc,
+        &t,
+        T0 + MINUTE,
+        EventBody::Acknowledged {},
+    );
+    Person::new("dr.adams", "physician").act(
+        &mut doc,
+        &t,
+        T0 + 2 * MINUTE,
+        EventBody::StepCompleted {
+            step: "order_placed".into(),
+            fields: fields! {
+                "order_time" => FieldValue::Int(T0),
+                "disposition" => FieldValue::Text("home".into()),
+            },
+        },
+    );
+    (t, doc)
+}
+
+fn wait_on(on: &str, transfer: Option<baton_core::event::Transfer>) -> EventBody {
+    EventBody::Waiting {
+        on: on.into(),
+        step: None,
+        reason: None,
+        follow_up_at: None,
+        transfer,
+    }
+}
+
+fn van() -> baton_core::event::Transfer {
+    baton_core::event::Transfer {
+        to: "Metro Wheelchair Van".into(),
+        contact: Some("dispatch 555-0142".into()),
+        documentation: vec!["transport order".into()],
+    }
+}
+
+#[test]
+fn waits_belong_to_their_step_and_several_can_be_open() {
+    let (t, mut doc) = discharge_under_way();
+    let mut nurse = Person::new("rn.evans", "nurse");
+    let mut transport = Person::new("tp.lee", "transport");
+    let family = nurse.act(&mut doc, &t, T0 + 10 * MINUTE, wait_on("family", None));
+    transport.act(
+        &mut doc,
+        &t,
+        T0 + 11 * MINUTE,
+        wait_on("transport_vendor", Some(van())),
+    );
+    let s = state(&doc, &t);
+    let waits: Vec<(&str, &str)> = s
+        .waits
+        .iter()
+        .map(|w| (w.step.as_str(), w.on.as_str()))
+        .collect();
+    assert_eq!(
+        waits,
+        [
+            ("family_notified", "family"),
+            ("transport", "transport_vendor")
+        ]
+    );
+    assert_eq!(s.status, Status::Waiting);
+
+    // The pharmacist completing medication reconciliation ends neither wait.
+    Person::new("ph.chen", "pharmacist").act(
+        &mut doc,
+        &t,
+        T0 + 20 * MINUTE,
+        EventBody::StepCompleted {
+            step: "medication_reconciliation".into(),
+            fields: fields! { "discrepancies" => FieldValue::Int(0) },
+        },
+    );
+    let s = state(&doc, &t);
+    assert_eq!(s.waits.len(), 2, "{:?}", s.waits);
+    assert_eq!(s.status, Status::Waiting);
+    // The family's follow-up is still what comes due for it.
+    assert!(
+        s.waits
+            .iter()
+            .any(|w| w.event == family.id && w.follow_up_at == T0 + 10 * MINUTE + 2 * HOUR)
+    );
+
+    // Completing the transport step ends only the transport wait.
+    transport.act(
+        &mut doc,
+        &t,
+        T0 + 30 * MINUTE,
+        EventBody::StepCompleted {
+            step: "transport".into(),
+            fields: fields! {
+                "mode" => FieldValue::Text("wheelchair".into()),
+                "pickup_at" => FieldValue::Int(T0 + 5 * HOUR),
+            },
+        },
+    );
+    let s = state(&doc, &t);
+    assert_eq!(s.waits.len(), 1);
+    assert_eq!(s.waits[0].on, "family");
+    assert_eq!(s.status, Status::Waiting);
+}
+
+#[test]
+fn a_lapsed_follow_up_prompts_the_owner_before_anything_escalates() {
+    let (t, mut doc) = discharge_under_way();
+    let mut nurse = Person::new("rn.evans", "nurse");
+    let mut node = Node::new("node-1");
+    let since = T0 + 10 * MINUTE;
+    let wait = nurse.act(&mut doc, &t, since, wait_on("family", None));
+    let follow_up = since + 2 * HOUR;
+
+    // Nothing before the follow-up time except other steps' due times.
+    let d = due(&doc, &t);
+    assert_eq!(
+        d.action,
+        Action::PromptFollowUp {
+            wait: wait.id.clone()
+        }
+    );
+    assert_eq!(d.at, follow_up - 0, "{d:?}");
+    let prompt = node.tick(&mut doc, &t, follow_up).expect("prompt");
+    assert_eq!(
+        prompt.body,
+        EventBody::FollowUpDue {
+            wait: wait.id.clone()
+        }
+    );
+    assert_eq!(prompt.id, EventId(format!("followup:{}", wait.id)));
+
+    // The chain waits for the prompt's 30 minute window.
+    let d = due(&doc, &t);
+    assert_eq!(d.at, follow_up + 30 * MINUTE);
+    assert_eq!(escalation(&d).0, 1);
+
+    // The owner follows up within it (the family will come at five): the climb never starts,
+    // and the new follow-up prompts again in its turn.
+    let renewed = nurse.act(
+        &mut doc,
+        &t,
+        follow_up + 10 * MINUTE,
+        wait_on("family", None),
+    );
+    let s = state(&doc, &t);
+    assert_eq!(s.escalation_level, 0);
+    assert_eq!(s.waits.len(), 1);
+    let d = due(&doc, &t);
+    assert!(d.at > follow_up + 30 * MINUTE);
+    assert!(
+        !matches!(d.action, Action::Escalate { ref cause, .. } if cause.contains(wait.id.as_str())),
+        "{d:?}"
+    );
+    assert!(s.waits.iter().all(|w| w.event == renewed.id));
+}
+
+#[test]
+fn an_outside_party_takes_responsibility_and_its_confirmation_ends_the_wait() {
+    let (t, mut doc) = discharge_under_way();
+    let mut transport = Person::new("tp.lee", "transport");
+    let refused = transport.try_act(
+        &mut doc,
+        &t,
+        T0 + 10 * MINUTE,
+        wait_on("transport_vendor", None),
+    );
+    assert!(
+        matches!(refused, Err(ref e) if e.to_string().contains("needs `transfer`")),
+        "{refused:?}"
+    );
+    let wait = transport.act(
+        &mut doc,
+        &t,
+        T0 + 10 * MINUTE,
+        wait_on("transport_vendor", Some(van())),
+    );
+    let s = state(&doc, &t);
+    let external = s.waits[0].external.as_ref().expect("external");
+    assert_eq!(external.transfer, van());
+    assert_eq!(
+        external.confirm_by,
+        "the vendor confirms the pickup time by phone"
+    );
+    assert_eq!(
+        external.documentation_required,
+        ["transport order", "face sheet"]
+    );
+
+    // Ending it takes a confirmation.
+    let resume = |confirmation: Option<&str>| EventBody::Resumed {
+        note: None,
+        wait: Some(wait.id.clone()),
+        confirmation: confirmation.map(str::to_owned),
+    };
+    let refused = transport.try_act(&mut doc, &t, T0 + 20 * MINUTE, resume(None));
+    assert!(
+        matches!(refused, Err(ref e) if e.to_string().contains("needs `confirmation`")),
+        "{refused:?}"
+    );
+    transport.act(
+        &mut doc,
+        &t,
+        T0 + 20 * MINUTE,
+        resume(Some("dispatch confirmed 14:00 pickup, ref 8812")),
+    );
+    assert!(state(&doc, &t).waits.is_empty());
+}
+
+#[test]
+fn an_unresponsive_partner_prompts_the_owner_then_escalates_then_raises_its_exception() {
+    let (t, mut doc) = discharge_under_way();
+    let mut node = Node::new("node-1");
+    let since = T0 + 10 * MINUTE;
+    let wait = Person::new("tp.lee", "transport").act(
+        &mut doc,
+        &t,
+        since,
+        wait_on("transport_vendor", Some(van())),
+    );
+    let follow_up = since + HOUR;
+    let mut written = Vec::new();
+    let mut now = since;
+    while now <= follow_up + 2 * HOUR {
+        while let Some(e) = node.tick(&mut doc, &t, now) {
+            written.push((now, e));
+        }
+        now += MINUTE;
+    }
+    let prompt = written
+        .iter()
+        .position(|(_, e)| {
+            e.body
+                == EventBody::FollowUpDue {
+                    wait: wait.id.clone(),
+                }
+        })
+        .expect("prompted");
+    assert_eq!(written[prompt].0, follow_up);
+    let first_escalation = written
+        .iter()
+        .position(|(_, e)| matches!(&e.body, EventBody::Escalated { cause: Some(c), .. } if c.starts_with("follow_up:")))
+        .expect("escalated on the follow-up");
+    assert!(first_escalation > prompt);
+    assert_eq!(written[first_escalation].0, follow_up + 30 * MINUTE);
+    let (raised_at, raised) = written
+        .iter()
+        .find(|(_, e)| matches!(&e.body, EventBody::ExceptionRaised { rule: Some(r), .. } if r == "partner_unresponsive"))
+        .expect("partner unresponsive");
+    assert_eq!(*raised_at, follow_up + 2 * HOUR);
+    match &raised.body {
+        EventBody::ExceptionRaised {
+            alert_role,
+            reason,
+            resolution,
+            ..
+        } => {
+            assert_eq!(alert_role, "case_manager");
+            assert!(reason.contains("Metro Wheelchair Van"), "{reason}");
+            assert_eq!(
+                resolution.as_deref(),
+                Some("Book another transport vendor.")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+// ---- repeat and re-notify ----
+
+#[test]
+fn a_repeating_chain_starts_again_after_its_last_level_and_then_stops() {
+    let t = quiet(template("consult"));
+    let mut doc = opened("rn.evans", "nurse", &t, T0, None);
+    let mut node = Node::new("node-1");
+    let mut escalations = Vec::new();
+    let mut now = T0;
+    while now <= T0 + 12 * HOUR {
+        while let Some(e) = node.tick(&mut doc, &t, now) {
+            if let EventBody::Escalated { level, round, .. } = e.body {
+                escalations.push((round, level, now, e.id.clone()));
+            }
+        }
+        now += MINUTE;
+    }
+    let passes: Vec<(u32, u32)> = escalations.iter().map(|&(r, l, ..)| (r, l)).collect();
+    assert_eq!(passes, [(0, 1), (0, 2), (1, 1), (1, 2), (2, 1), (2, 2)]);
+    // Each pass is the last level's delay plus the pause after it: 15m + 15m.
+    let round_starts: Vec<Millis> = escalations
+        .iter()
+        .filter(|e| e.1 == 1)
+        .map(|e| e.2)
+        .collect();
+    assert_eq!(round_starts[2] - round_starts[1], 30 * MINUTE);
+    let ids: std::collections::BTreeSet<&EventId> = escalations.iter().map(|e| &e.3).collect();
+    assert_eq!(
+        ids.len(),
+        escalations.len(),
+        "every pass writes its own event"
+    );
+    assert_eq!(next_due(&t, &state(&doc, &t)), None);
+}
+
+#[test]
+fn the_current_target_is_told_again_until_someone_acts() {
+    let t = template("discharge");
+    let mut doc = opened("dr.adams", "physician", &t, T0, None);
+    let mut node = Node::new("node-1");
+    let stall = T0 + 30 * MINUTE;
+    node.tick(&mut doc, &t, stall).expect("level 1");
+    let mut again = Vec::new();
+    for minutes in 1..=25 {
+        if let Some(e) = node.tick(&mut doc, &t, stall + minutes * MINUTE) {
+            again.push((minutes, e));
+        }
+    }
+    let renotified: Vec<(i64, &EventBody)> = again.iter().map(|(m, e)| (*m, &e.body)).collect();
+    assert_eq!(
+        renotified,
+        [
+            (
+                10,
+                &EventBody::Renotified {
+                    level: 1,
+                    to: to("charge_nurse", Some("cn.night"))
+                }
+            ),
+            (
+                20,
+                &EventBody::Renotified {
+                    level: 1,
+                    to: to("charge_nurse", Some("cn.night"))
+                }
+            ),
+        ]
+    );
+    // The owner acknowledges: nobody is told again.
+    Person::new("cm.night", "case_manager").act(
+        &mut doc,
+        &t,
+        stall + 26 * MINUTE,
+        EventBody::Acknowledged {},
+    );
+    let d = due(&doc, &t);
+    assert!(!matches!(d.action, Action::Renotify { .. }), "{d:?}");
 }

@@ -386,11 +386,22 @@ fn waiting_and_resumed_follow_the_template() {
             on: "family".into(),
             reason: None,
             follow_up_at: None,
+            step: None,
+            transfer: None,
         },
     ));
     assert!(matches!(r, Refusal::UnknownWait { .. }), "{r:?}");
     assert_eq!(
-        refusal(nurse.try_act(&mut doc, &t, T0 + 1, EventBody::Resumed { note: None })),
+        refusal(nurse.try_act(
+            &mut doc,
+            &t,
+            T0 + 1,
+            EventBody::Resumed {
+                note: None,
+                wait: None,
+                confirmation: None,
+            }
+        )),
         Refusal::NotWaiting
     );
     nurse.act(&mut doc, &t, T0 + 2, EventBody::StepCompleted {
@@ -405,7 +416,9 @@ fn waiting_and_resumed_follow_the_template() {
             EventBody::Waiting {
                 on: "family".into(),
                 reason: None,
-                follow_up_at: Some(T0)
+                follow_up_at: Some(T0),
+                step: None,
+                transfer: None,
             }
         )),
         Refusal::FollowUpInPast
@@ -418,46 +431,52 @@ fn waiting_and_resumed_follow_the_template() {
             on: "family".into(),
             reason: None,
             follow_up_at: Some(T0 + 2 * HOUR),
+            step: None,
+            transfer: None,
         },
     );
     let s = state(&doc, &t);
     assert_eq!(s.status, Status::Waiting);
-    let w = s.waiting.as_ref().expect("waiting");
+    let w = &s.waits[0];
     assert_eq!(
-        (w.on.as_str(), w.since, w.follow_up_at),
-        ("family", T0 + HOUR, T0 + 2 * HOUR)
-    );
-    assert!(
-        matches!(s.deadlines.iter().find(|d| matches!(d.cause, Cause::FollowUp(_))), Some(d) if d.at == T0 + 2 * HOUR)
+        (w.on.as_str(), w.step.as_str(), w.since, w.follow_up_at),
+        ("family", "medication_arrived", T0 + HOUR, T0 + 2 * HOUR)
     );
     assert!(
         !s.deadlines
             .iter()
-            .any(|d| matches!(d.cause, Cause::Step(_))),
-        "waiting pauses step due times"
+            .any(|d| matches!(d.cause, Cause::Step(_) | Cause::FollowUp(_))),
+        "the wait pauses its step's due time; its follow-up is a deadline only once prompted"
     );
-    assert!(matches!(
-        refusal(nurse.try_act(
-            &mut doc,
-            &t,
-            T0 + HOUR + 1,
-            EventBody::Waiting {
-                on: "family".into(),
-                reason: None,
-                follow_up_at: None
-            }
-        )),
-        Refusal::AlreadyWaiting { .. }
-    ));
+    // Waiting again on the same party records the follow-up and replaces the wait.
+    nurse.act(
+        &mut doc,
+        &t,
+        T0 + HOUR + 1,
+        EventBody::Waiting {
+            on: "family".into(),
+            reason: Some("called again; coming at five".into()),
+            follow_up_at: None,
+            step: None,
+            transfer: None,
+        },
+    );
+    let s = state(&doc, &t);
+    assert_eq!(s.waits.len(), 1, "{:?}", s.waits);
+    assert_eq!(s.waits[0].follow_up_at, T0 + HOUR + 1 + 4 * HOUR);
     nurse.act(
         &mut doc,
         &t,
         T0 + 90 * MINUTE,
-        EventBody::Resumed { note: None },
+        EventBody::Resumed {
+            note: None,
+            wait: None,
+            confirmation: None,
+        },
     );
     let s = state(&doc, &t);
     assert_eq!(s.status, Status::Open);
-    assert!(s.waiting.is_none());
+    assert!(s.waits.is_empty());
 }
 
 #[test]
@@ -668,6 +687,7 @@ fn escalated_manually_goes_one_level_at_a_time_and_time_escalations_are_the_serv
         reason: EscalationReason::Manual,
         to: to.clone(),
         cause: None,
+        round: 0,
     };
     let r = refusal(nurse.try_act(&mut doc, &t, T0 + 1, manual(2)));
     assert!(matches!(r, Refusal::BadEscalationLevel { .. }), "{r:?}");
@@ -678,6 +698,7 @@ fn escalated_manually_goes_one_level_at_a_time_and_time_escalations_are_the_serv
         reason: EscalationReason::Time,
         to: to.clone(),
         cause: None,
+        round: 0,
     };
     assert_eq!(
         refusal(nurse.try_act(&mut doc, &t, T0 + 2, time.clone())),
@@ -723,6 +744,7 @@ fn exceptions_are_raised_by_anyone_involved_and_resolved_by_the_alerted_role() {
             rule: None,
             alert_role: "charge_nurse".into(),
             reason: "patient deteriorating".into(),
+            resolution: None,
         },
     );
     assert!(matches!(
@@ -733,7 +755,8 @@ fn exceptions_are_raised_by_anyone_involved_and_resolved_by_the_alerted_role() {
             EventBody::ExceptionRaised {
                 rule: Some("consult_unanswered".into()),
                 alert_role: "charge_nurse".into(),
-                reason: "x".into()
+                reason: "x".into(),
+                resolution: None,
             }
         )),
         Refusal::ServerOnly { .. }
@@ -746,7 +769,8 @@ fn exceptions_are_raised_by_anyone_involved_and_resolved_by_the_alerted_role() {
             EventBody::ExceptionRaised {
                 rule: None,
                 alert_role: "janitor".into(),
-                reason: "x".into()
+                reason: "x".into(),
+                resolution: None,
             }
         )),
         Refusal::UnknownRole { .. }

@@ -504,3 +504,97 @@ fn task_keeps_folding_with_the_version_it_was_created_under() {
         Some(T0 + 10 * MINUTE)
     );
 }
+
+// ---- repeat, re-notify, outside parties ----
+
+#[test]
+fn escalation_repeat_and_renotify_are_bounded() {
+    let with = |line: &str| {
+        edited(
+            "ack_window = \"30m\"\n",
+            &format!("ack_window = \"30m\"\n{line}\n"),
+        )
+    };
+    let ok = Template::from_toml(
+        FILE,
+        &with("renotify = { every = \"10m\", times = 3 }\nescalation_repeat = { times = 2, after = \"15m\" }"),
+    )
+    .expect("valid");
+    assert_eq!(
+        ok.renotify.map(|r| (r.every, r.times)),
+        Some((Span::from_minutes(10), 3))
+    );
+    assert_eq!(ok.escalation_repeat.map(|r| r.times), Some(2));
+
+    for (line, phrase) in [
+        (
+            "renotify = { every = \"30s\", times = 3 }",
+            "at least a minute",
+        ),
+        (
+            "renotify = { every = \"10m\", times = 0 }",
+            "times between 1 and 20",
+        ),
+        (
+            "renotify = { every = \"10m\", times = 500 }",
+            "times between 1 and 20",
+        ),
+        (
+            "escalation_repeat = { times = 0, after = \"15m\" }",
+            "between 1 and 10",
+        ),
+        (
+            "escalation_repeat = { times = 2, after = \"0m\" }",
+            "longer than zero",
+        ),
+    ] {
+        let err = Template::from_toml(FILE, &with(line)).expect_err(line);
+        assert_error(&err, None, phrase);
+    }
+}
+
+#[test]
+fn an_outside_party_wait_needs_its_confirmation_and_a_prompt_window_longer_than_zero() {
+    let step = "due = \"2h\"\n";
+    let err = refused(
+        step,
+        "due = \"2h\"\nwaits = [{ on = \"pharmacy\", follow_up = \"1h\", external = { confirm_by = \" \" } }]\n",
+    );
+    assert_error(&err, Some("second"), "needs `confirm_by`");
+    let err = refused(
+        step,
+        "due = \"2h\"\nwaits = [{ on = \"pharmacy\", follow_up = \"1h\", prompt_window = \"0m\" }]\n",
+    );
+    assert_error(&err, Some("second"), "prompt window");
+    let ok = Template::from_toml(
+        FILE,
+        &edited(
+            step,
+            "due = \"2h\"\nwaits = [{ on = \"pharmacy\", follow_up = \"1h\", prompt_window = \"20m\", external = { confirm_by = \"fill confirmation faxed\", documentation = [\"prescription\"] } }]\n",
+        ),
+    )
+    .expect("valid");
+    let wait = &ok.steps[1].waits[0];
+    assert_eq!(wait.prompt_window, Some(Span::from_minutes(20)));
+    assert_eq!(
+        wait.external.as_ref().map(|e| e.documentation.clone()),
+        Some(vec!["prescription".to_owned()])
+    );
+}
+
+#[test]
+fn off_track_rules_carry_their_resolution() {
+    let t = Template::from_toml(
+        FILE,
+        &edited(
+            "alert_role = \"charge_nurse\"\n",
+            "alert_role = \"charge_nurse\"\nresolution = \"Call the attending.\"\n\n[[off_track]]\nid = \"uncovered\"\nwhen = { nobody_covers = {} }\nalert_role = \"charge_nurse\"\n",
+        ),
+    )
+    .expect("valid");
+    assert_eq!(
+        t.off_track[0].resolution.as_deref(),
+        Some("Call the attending.")
+    );
+    assert_eq!(t.off_track[1].id, "uncovered");
+}

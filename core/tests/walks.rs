@@ -2,7 +2,7 @@
 
 mod common;
 
-use baton_core::event::{Actor, EventBody, FieldValue};
+use baton_core::event::{Actor, EventBody, FieldValue, Transfer};
 use baton_core::fold::{HandoffStatus, Outcome, Status, StepStatus};
 use common::*;
 
@@ -89,12 +89,18 @@ fn discharge_from_order_to_confirmed_discharge() {
             on: "transport_vendor".into(),
             reason: Some("no wheelchair van until 14:00".into()),
             follow_up_at: None,
+            step: None,
+            transfer: Some(Transfer {
+                to: "Metro Wheelchair Van".into(),
+                contact: Some("dispatch 555-0142".into()),
+                documentation: vec!["transport order".into(), "face sheet".into()],
+            }),
         },
     );
     let s = state(&doc, &t);
     assert_eq!(s.status, Status::Waiting);
     assert_eq!(
-        s.waiting.as_ref().map(|w| w.follow_up_at),
+        s.waits.first().map(|w| w.follow_up_at),
         Some(T0 + 45 * MINUTE + HOUR)
     );
     transport.act(
@@ -332,16 +338,18 @@ fn nonformulary_medication_from_alert_to_available() {
             on: "family".into(),
             reason: Some("son bringing it after work".into()),
             follow_up_at: None,
+            step: None,
+            transfer: None,
         },
     );
     let s = state(&doc, &t);
     assert_eq!(s.status, Status::Waiting);
-    assert_eq!(
-        s.deadlines.len(),
-        1,
-        "the follow-up replaces the step's due time while waiting"
+    assert!(
+        s.deadlines.is_empty(),
+        "the wait replaces the step's due time; its follow-up prompts the owner first: {:?}",
+        s.deadlines
     );
-    assert_eq!(s.deadlines[0].at, T0 + 21 * MINUTE + 4 * HOUR);
+    assert_eq!(s.waits[0].follow_up_at, T0 + 21 * MINUTE + 4 * HOUR);
 
     nurse.act(
         &mut doc,
@@ -349,6 +357,8 @@ fn nonformulary_medication_from_alert_to_available() {
         T0 + 3 * HOUR,
         EventBody::Resumed {
             note: Some("son arrived".into()),
+            wait: None,
+            confirmation: None,
         },
     );
     nurse.act(

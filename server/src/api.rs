@@ -201,13 +201,14 @@ pub(crate) async fn metrics(State(app): State<AppState>) -> Response {
          baton_documents_loaded {}\n\
          # HELP baton_refused_tokens_total Tokens refused (each address's first few a minute are audited).\n\
          # TYPE baton_refused_tokens_total counter\n\
-         baton_refused_tokens_total {}\n{}{}{timers}{}",
+         baton_refused_tokens_total {}\n{}{}{timers}{}{}",
         app.connections.count(),
         app.hub.loaded_documents(),
         app.auditor.total("refused_token"),
         app.auditor.metrics(),
         app.hub.metrics(),
         app.scheduler.metrics(),
+        app.notifier.metrics().await,
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
@@ -498,6 +499,42 @@ pub(crate) async fn security_audit(
     };
     Ok(Json(
         json!({ "records": records, "next_cursor": next_cursor }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeadLetterQuery {
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// `GET /api/v1/notifications/dead` (admin): notifications given up after every try, newest
+/// first, paged.
+pub(crate) async fn dead_letters(
+    State(app): State<AppState>,
+    Admin(_): Admin,
+    Query(query): Query<DeadLetterQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let after = match query.cursor.as_deref() {
+        Some(cursor) => Some(decode_cursor(cursor).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_cursor",
+                "the cursor is not one this server gave out",
+            )
+        })?),
+        None => None,
+    };
+    let limit = query.limit.unwrap_or(100).clamp(1, 1_000);
+    let dead = crate::notify::store::dead_letters(&app.db, after, limit).await?;
+    let next_cursor = if dead.len() as i64 == limit {
+        dead.last().map(|d| encode_cursor(d.dead_at, &d.id))
+    } else {
+        None
+    };
+    Ok(Json(
+        json!({ "notifications": dead, "next_cursor": next_cursor }),
     ))
 }
 

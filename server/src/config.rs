@@ -105,6 +105,8 @@ pub struct Config {
     /// Demo and tests only: the workflow clock (deadlines, what is overdue) runs this many times
     /// as fast as real time, from the moment the server starts. 1 in production.
     pub time_scale: u32,
+    /// Where notifications go and how they are retried.
+    pub notify: crate::notify::NotifyConfig,
 }
 
 impl Config {
@@ -121,6 +123,7 @@ impl Config {
             limits: ConnectionLimits::default(),
             idle_document: Span::from_millis(30_000),
             time_scale: 1,
+            notify: crate::notify::NotifyConfig::default(),
         }
     }
 }

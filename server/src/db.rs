@@ -143,6 +143,8 @@ pub struct Derived {
     pub index: Option<IndexRow>,
     /// The task's timer, if it changed.
     pub timer: Option<TimerRow>,
+    /// Deliveries its events' notices owe.
+    pub notifications: Vec<crate::notify::store::Outbound>,
 }
 
 /// A task's timer as it is to be stored: set to its next due action, or cleared.
@@ -243,6 +245,10 @@ pub struct Db {
 }
 
 impl Db {
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     /// Open the configured database and bring its schema up to date.
     pub async fn open(storage: &Storage, data_dir: &Path) -> Result<Db, DbError> {
         sqlx::any::install_default_drivers();
@@ -770,6 +776,9 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         }
+        let notifications: Vec<&crate::notify::store::Outbound> =
+            derived.iter().flat_map(|d| &d.notifications).collect();
+        crate::notify::store::insert(&mut tx, &notifications, now).await?;
         for timer in derived.iter().filter_map(|d| d.timer.as_ref()) {
             match &timer.due {
                 Some(due) => {

@@ -19,6 +19,7 @@ use crate::db::{
     TimerRow,
 };
 use crate::metrics::Histogram;
+use crate::notify::Notifier;
 use crate::{WorkflowClock, now_ms};
 use automerge::{ActorId, Automerge};
 use baton_core::index::{self, IndexedTask, RosterEntry};
@@ -148,6 +149,8 @@ struct Shared {
     index_owed: tokio::sync::Notify,
     /// One drain of the owed index entries at a time.
     index_drain: tokio::sync::Mutex<()>,
+    /// Delivers the notifications commits write.
+    notifier: Notifier,
 }
 
 /// The documents in memory and the way to them.
@@ -183,6 +186,7 @@ impl Hub {
         clock: Arc<WorkflowClock>,
         tracker: TaskTracker,
         cancel: CancellationToken,
+        notifier: Notifier,
     ) -> Self {
         Hub {
             shared: Arc::new(Shared {
@@ -203,6 +207,7 @@ impl Hub {
                 ack_latency: Histogram::default(),
                 index_owed: tokio::sync::Notify::new(),
                 index_drain: tokio::sync::Mutex::new(()),
+                notifier,
             }),
         }
     }
@@ -769,6 +774,8 @@ async fn store(hub: &Hub, id: DocumentId, commit: Commit) -> Result<(), HubError
         .as_ref()
         .map(|timer| timer_row(&doc_id, timer))
         .transpose()?;
+    let notifications = crate::notify::outbound(&id, &commit.notices, hub.shared.notifier.config());
+    let notifies = !notifications.is_empty();
     let derived = Derived {
         events: commit
             .events
@@ -777,6 +784,7 @@ async fn store(hub: &Hub, id: DocumentId, commit: Commit) -> Result<(), HubError
             .collect(),
         index,
         timer,
+        notifications,
     };
     hub.shared
         .committer
@@ -785,6 +793,9 @@ async fn store(hub: &Hub, id: DocumentId, commit: Commit) -> Result<(), HubError
         .map_err(|e| HubError::Doc(id, e.to_string()))?;
     if owes_index {
         hub.shared.index_owed.notify_one();
+    }
+    if notifies {
+        hub.shared.notifier.wake();
     }
     Ok(())
 }

@@ -16,6 +16,7 @@ pub mod db;
 pub mod demo;
 pub mod hub;
 pub mod metrics;
+pub mod notify;
 pub mod openapi;
 pub mod serve;
 pub mod timers;
@@ -121,6 +122,8 @@ pub struct AppState {
     pub clock: Arc<WorkflowClock>,
     /// Fires due timers.
     pub scheduler: timers::Scheduler,
+    /// Delivers notifications.
+    pub notifier: notify::Notifier,
 }
 
 impl AppState {
@@ -173,6 +176,7 @@ pub fn router(app: AppState) -> Router {
             put(api::grant_membership).delete(api::revoke_membership),
         )
         .route("/api/v1/audit/security", get(api::security_audit))
+        .route("/api/v1/notifications/dead", get(api::dead_letters))
         .route("/api/v1/openapi.json", get(api::openapi))
         .with_state(app)
 }
@@ -206,6 +210,7 @@ impl Server {
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         let clock = Arc::new(WorkflowClock::new(config.time_scale));
+        let notifier = notify::Notifier::new(db.clone(), config.notify.clone());
         let hub = Hub::new(
             db.clone(),
             auditor.clone(),
@@ -214,6 +219,7 @@ impl Server {
             clock.clone(),
             tracker.clone(),
             cancel.clone(),
+            notifier.clone(),
         );
         let scheduler = timers::Scheduler::new(db.clone(), hub.clone(), clock.clone());
         tracker.spawn(checkpoints(db.clone(), cancel.clone()));
@@ -227,6 +233,7 @@ impl Server {
             auditor,
             clock,
             scheduler,
+            notifier,
             cancel: cancel.clone(),
             peer_id: format!("baton-server-{}", uuid::Uuid::new_v4()),
         };
@@ -239,6 +246,8 @@ impl Server {
         app.hub.start_index_writer();
         // Overdue timers fire first thing, oldest first; then each as it falls due.
         app.scheduler.start(&tracker, cancel.clone());
+        // Deliveries owed from before (a crash, a receiver that was down) go out at once.
+        app.notifier.start(&tracker, cancel.clone());
         if config.demo {
             demo::seed(&app)
                 .await

@@ -3,6 +3,7 @@
 use baton_core::time::Span;
 use baton_server::auth::{Keys, TokenRequest};
 use baton_server::config::{Config, ConnectionLimits, Storage, TokenConfig};
+use baton_server::notify::{NotifyConfig, WebhookConfig, WebhookSecret};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -82,6 +83,23 @@ struct Serve {
     /// Documents one user may have open at once, across all of their sync connections.
     #[arg(long, env = "BATON_MAX_DOCUMENTS_PER_USER", default_value_t = ConnectionLimits::default().max_documents_per_user)]
     max_documents_per_user: usize,
+    /// Deliver every notification as a Standard Webhooks POST to this URL.
+    #[arg(long, env = "BATON_WEBHOOK_URL", requires = "webhook_secret", value_parser = web_url)]
+    webhook_url: Option<String>,
+    /// The webhook signing secret, `whsec_` and base64 key bytes (24 to 64).
+    #[arg(
+        long,
+        env = "BATON_WEBHOOK_SECRET",
+        requires = "webhook_url",
+        hide_env_values = true
+    )]
+    webhook_secret: Option<WebhookSecret>,
+    /// Tries before a notification is a dead letter.
+    #[arg(long, env = "BATON_NOTIFY_MAX_ATTEMPTS", default_value_t = NotifyConfig::default().max_attempts, value_parser = clap::value_parser!(u32).range(1..=50))]
+    notify_max_attempts: u32,
+    /// The first retry's delay (`2s`); each later one doubles, at most an hour, with jitter.
+    #[arg(long, env = "BATON_NOTIFY_RETRY_BASE", default_value = "2s")]
+    notify_retry_base: Span,
     #[command(flatten)]
     common: Common,
 }
@@ -112,6 +130,18 @@ struct Issue {
     ttl: Span,
     #[command(flatten)]
     common: Common,
+}
+
+/// An `http://` or `https://` URL.
+fn web_url(s: &str) -> Result<String, String> {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .ok_or("the webhook URL must start with https:// or http://")?;
+    if rest.is_empty() || s.len() > 2048 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("the webhook URL is not a URL".into());
+    }
+    Ok(s.to_owned())
 }
 
 fn main() -> ExitCode {
@@ -178,6 +208,14 @@ fn run(serve: Serve) -> Result<(), Box<dyn std::error::Error>> {
     config.limits.max_connections_per_user = serve.max_connections_per_user;
     config.limits.max_connections_per_address = serve.max_connections_per_address;
     config.limits.max_documents_per_user = serve.max_documents_per_user;
+    config.notify = NotifyConfig {
+        webhook: serve
+            .webhook_url
+            .zip(serve.webhook_secret)
+            .map(|(url, secret)| WebhookConfig { url, secret }),
+        max_attempts: serve.notify_max_attempts,
+        retry_base: serve.notify_retry_base,
+    };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let server = baton_server::Server::start(config).await?;

@@ -32,6 +32,7 @@ use crate::fold::fold;
 use crate::hlc::HlcClock;
 use crate::ids::UnitId;
 use crate::index::IndexedTask;
+use crate::notice::{Notice, notices};
 use crate::policy::coverage::Schedule;
 use crate::policy::escalation::{self, Due, next_due};
 use crate::template::{TemplateRef, TemplateRegistry};
@@ -202,6 +203,8 @@ pub struct Commit {
     pub index: Option<IndexChange>,
     /// The task's timer, if it changed.
     pub timer: Option<TimerChange>,
+    /// Whom the events ask to act; the server writes their deliveries with the commit.
+    pub notices: Vec<Notice>,
 }
 
 /// Stored changes folded into one snapshot.
@@ -387,7 +390,7 @@ impl<P: Peer> DocActor<P> {
             pending: None,
             stash: Vec::new(),
         };
-        if let Some(derived) = actor.derived() {
+        if let Some(derived) = actor.derived(&[]) {
             actor.listed = derived.listing;
             actor.timer = derived.timer;
         }
@@ -741,9 +744,13 @@ impl<P: Peer> DocActor<P> {
             .filter(|r| r.kind == DocKind::Task)
             .map(|r| r.unit.clone());
         let derived = match task_unit {
-            Some(_) => self.derived(),
+            Some(_) => self.derived(&batch.events),
             None => None,
         };
+        let notices = derived
+            .as_ref()
+            .map(|d| d.notices.clone())
+            .unwrap_or_default();
         let (index, listing, timer, next_timer) = match (task_unit, derived) {
             (Some(unit), Some(now)) => {
                 let index = (now.listing != self.listed).then(|| IndexChange {
@@ -773,6 +780,7 @@ impl<P: Peer> DocActor<P> {
             events: batch.events,
             index,
             timer,
+            notices,
         }
     }
 
@@ -868,22 +876,23 @@ impl<P: Peer> DocActor<P> {
 
     /// What the task's state implies, as it stands: its index entry (while it is open) and its
     /// timer. `None` for a document that is not a readable task.
-    fn derived(&mut self) -> Option<Derived> {
+    fn derived(&mut self, new: &[Event]) -> Option<Derived> {
         let settings = Arc::clone(&self.settings);
         let id = self.id;
         let (meta, events) = self.task()?;
         let template = settings.templates.get(&meta.template)?;
-        Some(derive(&id, template, meta, events))
+        Some(derive(&id, template, meta, events, new))
     }
 }
 
-/// What a task's state implies beyond its document: its index entry while it is open, and its
-/// timer at its next due action.
+/// What a task's state implies beyond its document: its index entry while it is open, its
+/// timer at its next due action, and whom its `new` events ask to act.
 fn derive(
     id: &DocumentId,
     template: &crate::Template,
     meta: &TaskMeta,
     events: &[Event],
+    new: &[Event],
 ) -> Derived {
     let state = fold(template, meta, events);
     let timer = next_due(template, &state);
@@ -891,7 +900,11 @@ fn derive(
         acuity: state.acuity.clone(),
         ..IndexedTask::of(id, meta)
     });
-    Derived { listing, timer }
+    Derived {
+        listing,
+        timer,
+        notices: notices(&state, new),
+    }
 }
 
 /// The commit that stores a task the server opened itself (demo data, inbound triggers) as
@@ -906,10 +919,10 @@ pub fn new_task_commit(
     let events = task.events()?.events;
     let derived = templates
         .get(&meta.template)
-        .map(|template| derive(id, template, meta, &events));
-    let (listing, timer) = match derived {
-        Some(d) => (d.listing, d.timer),
-        None => (Some(IndexedTask::of(id, meta)), None),
+        .map(|template| derive(id, template, meta, &events, &events));
+    let (listing, timer, notices) = match derived {
+        Some(d) => (d.listing, d.timer, d.notices),
+        None => (Some(IndexedTask::of(id, meta)), None, Vec::new()),
     };
     Ok(Commit {
         created: Some(Record {
@@ -924,6 +937,7 @@ pub fn new_task_commit(
             listing,
         }),
         timer: timer.map(TimerChange::Set),
+        notices,
     })
 }
 
@@ -931,6 +945,7 @@ pub fn new_task_commit(
 struct Derived {
     listing: Option<IndexedTask>,
     timer: Option<Due>,
+    notices: Vec<Notice>,
 }
 
 fn audit(kind: &'static str, detail: String) -> Audit {

@@ -1,0 +1,258 @@
+//! Notifications: a transactional outbox and the worker that delivers it.
+//!
+//! A commit whose events ask someone to act (the core's [`Notice`]s) writes one row per
+//! delivery in the same transaction as the events: one for the webhook, if one is configured,
+//! and one per registered device of the person named ([`store`]). The worker claims due rows
+//! with a lease, delivers each at least once with the row id as its idempotency key
+//! (`webhook-id`), retries failures with exponential backoff and jitter, and after
+//! `max_attempts` marks the row dead, where admins list it.
+//!
+//! Payloads carry no patient information: a task id, the kind of notice, the unit, the role and
+//! the person asked. A phone syncs the task to learn more.
+
+pub mod store;
+mod webhook;
+
+use crate::db::{Db, DbError};
+use crate::now_ms;
+use baton_core::Span;
+use baton_core::notice::Notice;
+use baton_core::sync::DocumentId;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use store::{Delivery, Outbound, Recipient};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use webhook::{SecretError, WebhookSecret, signature};
+
+/// Where and how notifications go.
+#[derive(Clone, Debug)]
+pub struct NotifyConfig {
+    pub webhook: Option<WebhookConfig>,
+    /// Deliveries tried this many times are dead letters.
+    pub max_attempts: u32,
+    /// The first retry's delay; each later one doubles it (at most an hour), with jitter.
+    pub retry_base: Span,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            webhook: None,
+            max_attempts: 8,
+            retry_base: Span::from_millis(2_000),
+        }
+    }
+}
+
+/// A Standard Webhooks receiver.
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    pub url: String,
+    pub secret: WebhookSecret,
+}
+
+/// The rows a commit's notices owe, to be written with it.
+pub fn outbound(doc: &DocumentId, notices: &[Notice], config: &NotifyConfig) -> Vec<Outbound> {
+    let mut rows = Vec::new();
+    for notice in notices {
+        let body = serde_json::json!({
+            "type": notice.kind.as_str(),
+            "task_id": doc.to_string(),
+            "url": doc.url(),
+            "unit": notice.unit,
+            "event_id": notice.event,
+            "role": notice.role,
+            "user": notice.user,
+            "level": notice.level,
+        });
+        let base = Outbound {
+            id: String::new(),
+            doc: doc.to_string(),
+            event: notice.event.to_string(),
+            kind: notice.kind.as_str(),
+            body: body.to_string(),
+            to: Recipient::Webhook(String::new()),
+        };
+        if let Some(webhook) = &config.webhook {
+            rows.push(Outbound {
+                id: store::row_id(&base.doc, &base.event, "webhook"),
+                to: Recipient::Webhook(webhook.url.clone()),
+                ..base.clone()
+            });
+        }
+        if let Some(user) = &notice.user {
+            rows.push(Outbound {
+                id: store::row_id(&base.doc, &base.event, "push"),
+                to: Recipient::DevicesOf(user.to_string()),
+                ..base
+            });
+        }
+    }
+    rows
+}
+
+/// Deliveries claimed per look.
+const CLAIM_BATCH: i64 = 32;
+/// How long a claim holds before another node may take the delivery.
+const LEASE: Duration = Duration::from_secs(60);
+/// The longest the worker sleeps between looks.
+const LOOK_EVERY: Duration = Duration::from_secs(1);
+/// The longest delay between two tries.
+const MAX_DELAY: Duration = Duration::from_secs(3_600);
+
+/// Delivers the outbox.
+#[derive(Clone, Debug)]
+pub struct Notifier {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    db: Db,
+    config: NotifyConfig,
+    node: String,
+    wake: tokio::sync::Notify,
+    agent: ureq::Agent,
+    delivered: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Notifier {
+    pub fn new(db: Db, config: NotifyConfig) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(10)))
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        Notifier {
+            inner: Arc::new(Inner {
+                db,
+                config,
+                node: format!("node-{}", uuid::Uuid::new_v4()),
+                wake: tokio::sync::Notify::new(),
+                agent,
+                delivered: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &NotifyConfig {
+        &self.inner.config
+    }
+
+    /// Look for work now: a commit just wrote deliveries.
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Deliver until `cancel` fires.
+    pub fn start(&self, tracker: &TaskTracker, cancel: CancellationToken) {
+        let notifier = self.clone();
+        tracker.spawn(async move {
+            loop {
+                if let Err(e) = notifier.deliver_due().await {
+                    tracing::error!(error = %e, "notifications could not be read; retrying");
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(LOOK_EVERY) => {}
+                    () = notifier.inner.wake.notified() => {}
+                    () = cancel.cancelled() => return,
+                }
+            }
+        });
+    }
+
+    /// Try every delivery due now once. Returns how many were delivered.
+    pub async fn deliver_due(&self) -> Result<usize, DbError> {
+        let inner = &self.inner;
+        let mut delivered = 0;
+        loop {
+            let now = now_ms();
+            let lease = now.saturating_add(i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX));
+            let due = store::claim_due(&inner.db, &inner.node, now, lease, CLAIM_BATCH).await?;
+            if due.is_empty() {
+                return Ok(delivered);
+            }
+            for delivery in due {
+                if self.deliver(delivery).await? {
+                    delivered += 1;
+                }
+            }
+        }
+    }
+
+    async fn deliver(&self, delivery: Delivery) -> Result<bool, DbError> {
+        let inner = &self.inner;
+        let attempt = delivery.attempts + 1;
+        let outcome = match (&delivery.channel[..], &inner.config.webhook) {
+            ("webhook", Some(webhook)) => {
+                let agent = inner.agent.clone();
+                let secret = webhook.secret.clone();
+                let d = delivery.clone();
+                tokio::task::spawn_blocking(move || webhook::post(&agent, &secret, &d))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("the delivery stopped: {e}")))
+            }
+            ("webhook", None) => Err("no webhook is configured any more".to_owned()),
+            _ => Err("push delivery is not configured on this server".to_owned()),
+        };
+        let now = now_ms();
+        match outcome {
+            Ok(()) => {
+                store::delivered(&inner.db, &delivery.id, attempt, now).await?;
+                inner.delivered.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(id = %delivery.id, kind = %delivery.kind, doc = %delivery.doc, attempt, "notification delivered");
+                Ok(true)
+            }
+            Err(error) => {
+                inner.failed.fetch_add(1, Ordering::Relaxed);
+                if attempt >= i64::from(inner.config.max_attempts) {
+                    store::dead(&inner.db, &delivery.id, attempt, now, &error).await?;
+                    tracing::error!(id = %delivery.id, kind = %delivery.kind, doc = %delivery.doc, attempt, %error, "notification is a dead letter");
+                } else {
+                    let next = now.saturating_add(self.delay(attempt));
+                    store::retry(&inner.db, &delivery.id, attempt, next, &error).await?;
+                    tracing::warn!(id = %delivery.id, kind = %delivery.kind, attempt, %error, retry_in_ms = next - now, "notification failed; retrying");
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// The delay before try `attempt + 1`: the base doubled per try, at most an hour, with
+    /// "equal jitter" (between half and all of it) so receivers coming back are not stampeded.
+    fn delay(&self, attempt: i64) -> i64 {
+        let base = u128::from(self.inner.config.retry_base.as_millis().max(1));
+        let doubled = base << u32::try_from(attempt.clamp(1, 40) - 1).unwrap_or(0);
+        let full = doubled.min(MAX_DELAY.as_millis());
+        let half = full / 2;
+        let jitter = u128::from(getrandom::u64().unwrap_or(0)) % (half + 1);
+        i64::try_from(half + jitter).unwrap_or(i64::MAX)
+    }
+
+    /// The worker's figures and the outbox's, in Prometheus text.
+    pub async fn metrics(&self) -> String {
+        let inner = &self.inner;
+        let (pending, dead) = store::counts(&inner.db).await.unwrap_or((0, 0));
+        format!(
+            "# HELP baton_notifications_pending Deliveries not yet made (the outbox backlog).\n\
+             # TYPE baton_notifications_pending gauge\n\
+             baton_notifications_pending {pending}\n\
+             # HELP baton_notifications_dead Deliveries given up after every try (dead letters).\n\
+             # TYPE baton_notifications_dead gauge\n\
+             baton_notifications_dead {dead}\n\
+             # HELP baton_notifications_delivered_total Deliveries made by this node.\n\
+             # TYPE baton_notifications_delivered_total counter\n\
+             baton_notifications_delivered_total {}\n\
+             # HELP baton_notification_failures_total Failed delivery tries on this node.\n\
+             # TYPE baton_notification_failures_total counter\n\
+             baton_notification_failures_total {}\n",
+            inner.delivered.load(Ordering::Relaxed),
+            inner.failed.load(Ordering::Relaxed),
+        )
+    }
+}

@@ -1,0 +1,298 @@
+//! The outbox's rows: written with a commit, claimed, and settled.
+
+use crate::db::{Backend, Db, DbError};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+/// Where a notice goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Recipient {
+    /// The configured webhook, at this URL.
+    Webhook(String),
+    /// Every device this user signed in on that registered for push and is not revoked, as the
+    /// transaction finds them.
+    DevicesOf(String),
+}
+
+/// A delivery owed, as a commit writes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outbound {
+    /// The delivery's id (for push, the prefix of one id per device).
+    pub id: String,
+    pub doc: String,
+    pub event: String,
+    pub kind: &'static str,
+    pub body: String,
+    pub to: Recipient,
+}
+
+/// A delivery claimed for sending.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub id: String,
+    pub doc: String,
+    pub kind: String,
+    pub channel: String,
+    pub recipient: String,
+    pub body: String,
+    pub attempts: i64,
+}
+
+/// A delivery that was given up.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DeadLetter {
+    pub id: String,
+    pub task_id: String,
+    pub event_id: String,
+    pub kind: String,
+    pub channel: String,
+    pub recipient: String,
+    pub attempts: i64,
+    pub created_at: i64,
+    pub dead_at: i64,
+    pub last_error: Option<String>,
+}
+
+/// A delivery's stable id: the same for the same event and channel however often the event is
+/// written, so a double write is one delivery.
+pub fn row_id(doc: &str, event: &str, channel: &str) -> String {
+    let digest = Sha256::digest(format!("{doc}\n{event}\n{channel}").as_bytes());
+    let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    format!("msg_{hex}")
+}
+
+/// Write `rows` in the commit's transaction.
+pub(crate) async fn insert(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rows: &[&Outbound],
+    now: i64,
+) -> Result<(), DbError> {
+    for row in rows {
+        match &row.to {
+            Recipient::Webhook(url) => {
+                sqlx::query(
+                    "INSERT INTO notifications (id, doc_id, event_id, kind, channel, recipient, body,
+                         created_at, next_attempt_at)
+                     VALUES ($1, $2, $3, $4, 'webhook', $5, $6, $7, $7)
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(&row.id)
+                .bind(&row.doc)
+                .bind(&row.event)
+                .bind(row.kind)
+                .bind(url)
+                .bind(&row.body)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+            }
+            Recipient::DevicesOf(user) => {
+                sqlx::query(
+                    "INSERT INTO notifications (id, doc_id, event_id, kind, channel, recipient, body,
+                         created_at, next_attempt_at)
+                     SELECT $1 || '_' || d.id, $2, $3, $4, 'push', d.id, $5, $6, $6
+                     FROM devices d
+                     WHERE d.last_user_id = $7 AND d.push_token IS NOT NULL AND d.revoked_at IS NULL
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(&row.id)
+                .bind(&row.doc)
+                .bind(&row.event)
+                .bind(row.kind)
+                .bind(&row.body)
+                .bind(now)
+                .bind(user)
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Claim up to `limit` deliveries due at `now`, oldest first, until `lease_until`.
+pub(crate) async fn claim_due(
+    db: &Db,
+    node: &str,
+    now: i64,
+    lease_until: i64,
+    limit: i64,
+) -> Result<Vec<Delivery>, DbError> {
+    let lock = match db.backend() {
+        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        Backend::Sqlite => "",
+    };
+    let sql = format!(
+        "UPDATE notifications SET claimed_by = $1, claimed_until = $2
+         WHERE id IN (
+             SELECT id FROM notifications
+             WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_at <= $3
+               AND (claimed_until IS NULL OR claimed_until < $3)
+             ORDER BY next_attempt_at, id LIMIT $4{lock})
+         RETURNING id, doc_id, kind, channel, recipient, body, attempts, next_attempt_at"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(node)
+        .bind(lease_until)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(db.pool())
+        .await?;
+    let mut due = rows
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<i64, _>(7)?,
+                Delivery {
+                    id: r.try_get(0)?,
+                    doc: r.try_get(1)?,
+                    kind: r.try_get(2)?,
+                    channel: r.try_get(3)?,
+                    recipient: r.try_get(4)?,
+                    body: r.try_get(5)?,
+                    attempts: r.try_get(6)?,
+                },
+            ))
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    due.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
+    Ok(due.into_iter().map(|(_, d)| d).collect())
+}
+
+pub(crate) async fn delivered(db: &Db, id: &str, attempts: i64, now: i64) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE notifications SET delivered_at = $2, attempts = $3, claimed_by = NULL,
+             claimed_until = NULL, last_error = NULL
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(now)
+    .bind(attempts)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn retry(
+    db: &Db,
+    id: &str,
+    attempts: i64,
+    next: i64,
+    error: &str,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE notifications SET attempts = $2, next_attempt_at = $3, last_error = $4,
+             claimed_by = NULL, claimed_until = NULL
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(attempts)
+    .bind(next)
+    .bind(truncated(error))
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn dead(
+    db: &Db,
+    id: &str,
+    attempts: i64,
+    now: i64,
+    error: &str,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE notifications SET attempts = $2, dead_at = $3, last_error = $4,
+             claimed_by = NULL, claimed_until = NULL
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(attempts)
+    .bind(now)
+    .bind(truncated(error))
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// `(pending, dead)` deliveries.
+pub(crate) async fn counts(db: &Db) -> Result<(i64, i64), DbError> {
+    let row = sqlx::query(
+        "SELECT
+             COALESCE(SUM(CASE WHEN delivered_at IS NULL AND dead_at IS NULL THEN 1 ELSE 0 END), 0),
+             COALESCE(SUM(CASE WHEN dead_at IS NOT NULL THEN 1 ELSE 0 END), 0)
+         FROM notifications",
+    )
+    .fetch_one(db.pool())
+    .await?;
+    Ok((row.try_get(0)?, row.try_get(1)?))
+}
+
+/// Dead letters, newest first, after the cursor `(dead_at, id)` of the last one seen.
+pub async fn dead_letters(
+    db: &Db,
+    after: Option<(i64, String)>,
+    limit: i64,
+) -> Result<Vec<DeadLetter>, DbError> {
+    let (at, id) = after.unwrap_or((i64::MAX, String::new()));
+    let rows = sqlx::query(
+        "SELECT id, doc_id, event_id, kind, channel, recipient, attempts, created_at, dead_at,
+             last_error
+         FROM notifications
+         WHERE dead_at IS NOT NULL AND (dead_at < $1 OR (dead_at = $1 AND id > $2))
+         ORDER BY dead_at DESC, id LIMIT $3",
+    )
+    .bind(at)
+    .bind(id)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(DeadLetter {
+                id: r.try_get(0)?,
+                task_id: r.try_get(1)?,
+                event_id: r.try_get(2)?,
+                kind: r.try_get(3)?,
+                channel: r.try_get(4)?,
+                recipient: r.try_get(5)?,
+                attempts: r.try_get(6)?,
+                created_at: r.try_get(7)?,
+                dead_at: r.try_get(8)?,
+                last_error: r.try_get(9)?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(DbError::from)
+}
+
+/// Every delivery of a task's notices: `(kind, channel, recipient, attempts, delivered)`.
+pub async fn of_task(
+    db: &Db,
+    doc: &str,
+) -> Result<Vec<(String, String, String, i64, bool)>, DbError> {
+    let rows = sqlx::query(
+        "SELECT kind, channel, recipient, attempts, delivered_at FROM notifications
+         WHERE doc_id = $1 ORDER BY created_at, id",
+    )
+    .bind(doc)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get(0)?,
+                r.try_get(1)?,
+                r.try_get(2)?,
+                r.try_get(3)?,
+                r.try_get::<Option<i64>, _>(4)?.is_some(),
+            ))
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(DbError::from)
+}
+
+/// Errors are kept short: a receiver's answer may be long.
+fn truncated(error: &str) -> String {
+    error.chars().take(500).collect()
+}
