@@ -5,8 +5,9 @@
 //! index lists for it). It does no I/O. Inputs go in — a run of a peer's sync messages, a peer
 //! leaving, an ephemeral message, a change the server makes, the outcome of a commit or a
 //! compaction — and [`Effects`] come out: one [`Commit`] of new changes **and everything
-//! derived from them** (their events, the unit index entry and the task's timer), messages per peer, audit records, replies to server changes, a
-//! compaction, or word that the actor must stop. Its owner (the server's hub) is the loop that
+//! derived from them** (their events, the unit index entry, the task's timer and its summary),
+//! messages per peer, audit records, replies to server changes, a compaction, or word that the
+//! actor must stop. Its owner (the server's hub) is the loop that
 //! executes them.
 //!
 //! The order that keeps the server's promise is built in:
@@ -34,6 +35,7 @@ use crate::ids::UnitId;
 use crate::index::IndexedTask;
 use crate::policy::coverage::Schedule;
 use crate::policy::escalation::{self, Due, next_due};
+use crate::summary::TaskSummary;
 use crate::template::{TemplateRef, TemplateRegistry};
 use crate::time::Millis;
 use crate::validate::{AuthContext, Known, Limits, ValidationError, validate_applied};
@@ -202,6 +204,9 @@ pub struct Commit {
     pub index: Option<IndexChange>,
     /// The task's timer, if it changed.
     pub timer: Option<TimerChange>,
+    /// The task's summary as these changes leave it (every commit of a readable task carries
+    /// it, so the summary row is always the one its latest changes imply).
+    pub summary: Option<TaskSummary>,
 }
 
 /// Stored changes folded into one snapshot.
@@ -744,6 +749,7 @@ impl<P: Peer> DocActor<P> {
             Some(_) => self.derived(),
             None => None,
         };
+        let summary = derived.as_ref().map(|d| d.summary.clone());
         let (index, listing, timer, next_timer) = match (task_unit, derived) {
             (Some(unit), Some(now)) => {
                 let index = (now.listing != self.listed).then(|| IndexChange {
@@ -773,6 +779,7 @@ impl<P: Peer> DocActor<P> {
             events: batch.events,
             index,
             timer,
+            summary,
         }
     }
 
@@ -877,8 +884,8 @@ impl<P: Peer> DocActor<P> {
     }
 }
 
-/// What a task's state implies beyond its document: its index entry while it is open, and its
-/// timer at its next due action.
+/// What a task's state implies beyond its document: its index entry while it is open, its
+/// timer at its next due action, and its summary.
 fn derive(
     id: &DocumentId,
     template: &crate::Template,
@@ -891,12 +898,17 @@ fn derive(
         acuity: state.acuity.clone(),
         ..IndexedTask::of(id, meta)
     });
-    Derived { listing, timer }
+    let summary = TaskSummary::of(meta, &state);
+    Derived {
+        listing,
+        timer,
+        summary,
+    }
 }
 
 /// The commit that stores a task the server opened itself (demo data, inbound triggers) as
-/// document `id`: its record, every change, every event, its index entry and its timer, derived
-/// as for any other commit.
+/// document `id`: its record, every change, every event, its index entry, its timer and its
+/// summary, derived as for any other commit.
 pub fn new_task_commit(
     id: &DocumentId,
     templates: &TemplateRegistry,
@@ -907,9 +919,9 @@ pub fn new_task_commit(
     let derived = templates
         .get(&meta.template)
         .map(|template| derive(id, template, meta, &events));
-    let (listing, timer) = match derived {
-        Some(d) => (d.listing, d.timer),
-        None => (Some(IndexedTask::of(id, meta)), None),
+    let (listing, timer, summary) = match derived {
+        Some(d) => (d.listing, d.timer, Some(d.summary)),
+        None => (Some(IndexedTask::of(id, meta)), None, None),
     };
     Ok(Commit {
         created: Some(Record {
@@ -924,6 +936,7 @@ pub fn new_task_commit(
             listing,
         }),
         timer: timer.map(TimerChange::Set),
+        summary,
     })
 }
 
@@ -931,6 +944,7 @@ pub fn new_task_commit(
 struct Derived {
     listing: Option<IndexedTask>,
     timer: Option<Due>,
+    summary: TaskSummary,
 }
 
 fn audit(kind: &'static str, detail: String) -> Audit {
