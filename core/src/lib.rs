@@ -9,6 +9,7 @@
 //! - [`fold`]: a task's state, derived deterministically from its events, with conflicts kept.
 //! - [`rules`]: what may happen to a task, in one place.
 //! - [`index`]: unit index documents, the server-written list of a unit's open tasks.
+//! - [`summary`]: a task's summary, the fields lists of tasks show and filter by.
 //! - [`validate`]: the check every incoming change passes before it is stored or relayed.
 //! - [`policy`]: coverage (who is on) and escalation (what is due next).
 //! - [`hlc`]: the hybrid logical clock that orders events.
@@ -56,6 +57,7 @@ pub mod notice;
 pub mod policy;
 pub mod rules;
 pub mod shipped;
+pub mod summary;
 pub mod sync;
 pub mod template;
 pub mod time;

@@ -5,16 +5,19 @@
 
 use crate::AppState;
 use crate::auth::{AuthError, Session};
-use crate::db::AuditFilter;
+use crate::db::{AuditFilter, StoredSummary, TaskFilter};
 use crate::hub::HubError;
 use crate::now_ms;
 use crate::ws::{LimitError, bearer, follow_memberships};
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use baton_core::TaskDoc;
+use baton_core::fold::Status;
+use baton_core::ids::UnitId;
 use baton_core::policy::escalation::next_due;
 use baton_core::sync::DocumentId;
 use serde::{Deserialize, Serialize};
@@ -27,19 +30,64 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     wipe: bool,
+    /// The body field or query parameter the error is about.
+    field: Option<String>,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
             message: message.into(),
             wipe: false,
+            field: None,
         }
     }
 
-    fn internal(detail: impl std::fmt::Display) -> Self {
+    /// `422 invalid_field`: a field of the request's body is missing or not acceptable.
+    pub(crate) fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError {
+            field: Some(field.into()),
+            ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message)
+        }
+    }
+
+    /// `422 invalid_parameter`: a query parameter is unknown, repeated or not acceptable.
+    pub(crate) fn invalid_parameter(param: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError {
+            field: Some(param.into()),
+            ..ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_parameter",
+                message,
+            )
+        }
+    }
+
+    /// `403 unit_not_allowed`: the caller may not act on that unit.
+    pub(crate) fn unit_not_allowed(unit: &str) -> Self {
+        ApiError {
+            field: Some("unit".to_owned()),
+            ..ApiError::new(
+                StatusCode::FORBIDDEN,
+                "unit_not_allowed",
+                format!("unit `{unit}` is not one this token covers"),
+            )
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn code(&self) -> &'static str {
+        self.code
+    }
+
+    #[cfg(test)]
+    pub(crate) fn field(&self) -> Option<&str> {
+        self.field.as_deref()
+    }
+
+    pub(crate) fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "request failed");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -59,6 +107,9 @@ impl IntoResponse for ApiError {
         if self.wipe {
             body["wipe"] = json!(true);
         }
+        if let Some(field) = self.field {
+            body["field"] = json!(field);
+        }
         (self.status, Json(body)).into_response()
     }
 }
@@ -75,7 +126,9 @@ impl From<AuthError> for ApiError {
             | AuthError::UserDisabled(_)
             | AuthError::DeviceRevoked(_)
             | AuthError::NoAccess
-            | AuthError::NotAdmin => StatusCode::FORBIDDEN,
+            | AuthError::NotAdmin
+            | AuthError::IntegrationToken
+            | AuthError::NotIntegration => StatusCode::FORBIDDEN,
             AuthError::Keys(detail) => {
                 tracing::error!(%detail, "identity provider keys unavailable");
                 return ApiError::new(
@@ -319,6 +372,201 @@ pub(crate) async fn task(
     })))
 }
 
+/// Tasks per page of `GET /api/v1/tasks` unless `limit` says otherwise, and at most.
+pub const TASKS_PER_PAGE: i64 = 50;
+pub const MAX_TASKS_PER_PAGE: i64 = 200;
+
+/// The query parameters of `GET /api/v1/tasks`.
+const TASK_LIST_PARAMS: [&str; 8] = [
+    "unit",
+    "status",
+    "owner",
+    "overdue",
+    "escalated",
+    "template",
+    "cursor",
+    "limit",
+];
+
+/// The longest value of a task list parameter (a cursor is hex of a time and an id).
+const MAX_PARAM_LEN: usize = 256;
+
+/// What `GET /api/v1/tasks` was asked, checked.
+#[derive(Debug, Default)]
+struct TaskQuery {
+    unit: Option<String>,
+    status: Option<String>,
+    owner: Option<String>,
+    template: Option<String>,
+    overdue: Option<bool>,
+    escalated: Option<bool>,
+    after: Option<(i64, String)>,
+    limit: i64,
+}
+
+impl TaskQuery {
+    /// Read the parameters: each known, given at most once, and acceptable. An empty value is
+    /// taken as not given.
+    fn parse(pairs: Vec<(String, String)>) -> Result<TaskQuery, ApiError> {
+        let mut seen: Vec<&'static str> = Vec::new();
+        let mut query = TaskQuery {
+            limit: TASKS_PER_PAGE,
+            ..TaskQuery::default()
+        };
+        for (name, value) in pairs {
+            let Some(&param) = TASK_LIST_PARAMS.iter().find(|p| **p == name) else {
+                let shown: String = name.chars().take(64).collect();
+                return Err(ApiError::invalid_parameter(
+                    shown.clone(),
+                    format!("`{shown}` is not a parameter of this endpoint"),
+                ));
+            };
+            if seen.contains(&param) {
+                return Err(ApiError::invalid_parameter(
+                    param,
+                    format!("`{param}` is given more than once"),
+                ));
+            }
+            seen.push(param);
+            if value.is_empty() {
+                continue;
+            }
+            if value.len() > MAX_PARAM_LEN {
+                return Err(ApiError::invalid_parameter(
+                    param,
+                    format!("`{param}` is longer than {MAX_PARAM_LEN} bytes"),
+                ));
+            }
+            let flag = |value: &str| match value {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(ApiError::invalid_parameter(
+                    param,
+                    format!("`{param}` is `true` or `false`"),
+                )),
+            };
+            match param {
+                "unit" => query.unit = Some(value),
+                "owner" => query.owner = Some(value),
+                "template" => query.template = Some(value),
+                "status" => {
+                    if serde_json::from_value::<Status>(json!(value)).is_err() {
+                        return Err(ApiError::invalid_parameter(
+                            param,
+                            "`status` is one of pending, open, waiting, completed, cancelled",
+                        ));
+                    }
+                    query.status = Some(value);
+                }
+                "overdue" => query.overdue = Some(flag(&value)?),
+                "escalated" => query.escalated = Some(flag(&value)?),
+                "cursor" => {
+                    query.after = Some(decode_cursor(&value).ok_or_else(|| {
+                        ApiError::invalid_parameter(
+                            param,
+                            "`cursor` is not one this server gave out",
+                        )
+                    })?);
+                }
+                _ => {
+                    query.limit = value
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|n| (1..=MAX_TASKS_PER_PAGE).contains(n))
+                        .ok_or_else(|| {
+                            ApiError::invalid_parameter(
+                                param,
+                                format!("`limit` is a whole number from 1 to {MAX_TASKS_PER_PAGE}"),
+                            )
+                        })?;
+                }
+            }
+        }
+        Ok(query)
+    }
+}
+
+/// `GET /api/v1/tasks`: the tasks of the caller's units, filtered, oldest first, paged.
+pub(crate) async fn tasks(
+    State(app): State<AppState>,
+    Caller(session): Caller,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(pairs) = query.map_err(|e| {
+        ApiError::invalid_parameter("query", format!("the query cannot be read: {e}"))
+    })?;
+    let query = TaskQuery::parse(pairs)?;
+    let units = match &query.unit {
+        Some(unit) => {
+            if !(session.admin || session.may_see(&UnitId::new(unit.clone()))) {
+                let detail = format!("listed the tasks of unit {unit} over REST");
+                app.auditor
+                    .session_record(&session, "document_outside_units", None, detail)
+                    .await;
+                return Err(ApiError::unit_not_allowed(unit));
+            }
+            Some(vec![unit.clone()])
+        }
+        // Admins see every unit's tasks.
+        None if session.admin => None,
+        None => Some(session.units().iter().map(ToString::to_string).collect()),
+    };
+    let now = app.clock.now();
+    let filter = TaskFilter {
+        units,
+        status: query.status,
+        owner: query.owner,
+        template: query.template,
+        overdue: query.overdue,
+        escalated: query.escalated,
+        now,
+        after: query.after,
+    };
+    let mut rows = app.db.task_summaries(&filter, query.limit + 1).await?;
+    let more = rows.len() as i64 > query.limit;
+    rows.truncate(usize::try_from(query.limit).unwrap_or(0));
+    let next_cursor = if more {
+        rows.last().map(|r| encode_cursor(r.created_at, &r.row.doc))
+    } else {
+        None
+    };
+    // Access checked again on the way out: only tasks of units the session may see leave.
+    let tasks = rows
+        .iter()
+        .filter(|r| session.admin || session.may_see(&UnitId::new(r.row.unit.clone())))
+        .map(|r| summary_json(r, now))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(json!({ "tasks": tasks, "next_cursor": next_cursor })))
+}
+
+/// One task of `GET /api/v1/tasks`.
+fn summary_json(stored: &StoredSummary, now: i64) -> Result<serde_json::Value, ApiError> {
+    let row = &stored.row;
+    let id: DocumentId = row.doc.parse().map_err(|e| {
+        ApiError::internal(format!(
+            "a stored summary names document `{}`: {e}",
+            row.doc
+        ))
+    })?;
+    Ok(json!({
+        "id": row.doc,
+        "url": id.url(),
+        "template": row.template_id,
+        "template_version": row.template_version,
+        "unit": row.unit,
+        "status": row.status,
+        "owner": row.owner,
+        "owner_role": row.owner_role,
+        "acuity": row.acuity,
+        "escalation_level": row.escalation_level,
+        "next_due_at": row.next_due_at,
+        "overdue": row.next_due_at.is_some_and(|at| at < now),
+        "label": row.label,
+        "created_at": stored.created_at,
+        "updated_at": stored.updated_at,
+    }))
+}
+
 /// `POST /api/v1/devices/{id}/revoke` (admin): refuse the device from now on and tell its open
 /// connections to wipe.
 pub(crate) async fn revoke_device(
@@ -443,16 +691,16 @@ pub(crate) struct AuditQuery {
     cursor: Option<String>,
 }
 
-/// Where a page of audit records ends, as the client holds it: opaque, but it is the last
-/// record's time and id, hex-encoded.
-fn encode_cursor(at: i64, id: &str) -> String {
+/// Where a page ends (of audit records, of tasks), as the client holds it: opaque, but it is the
+/// last item's time and id, hex-encoded.
+pub(crate) fn encode_cursor(at: i64, id: &str) -> String {
     format!("{at}.{id}")
         .bytes()
         .map(|b| format!("{b:02x}"))
         .collect()
 }
 
-fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
+pub(crate) fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
     if cursor.len() > 512 || !cursor.len().is_multiple_of(2) {
         return None;
     }

@@ -9,6 +9,11 @@
 //!
 //! A session's grants are live: a sync connection keeps its [`Session`] while it lasts, and
 //! [`Session::update_grants`] brings it in line with the records when a membership changes.
+//!
+//! An **integration** (the EHR, say) has tokens of its own kind: they carry an `integration`
+//! claim naming it and the units it may open tasks on, and no device, roles or admin claim.
+//! Such a token is good for `POST /api/v1/triggers` ([`Integration`]) and nothing else: every
+//! user's door ([`Session::establish`]) refuses it, and the trigger endpoint refuses a user's.
 
 use crate::config::TokenConfig;
 use crate::db::{Db, DbError};
@@ -31,10 +36,15 @@ pub const KEY_FILE: &str = "signing-key.pem";
 /// What a Baton token claims.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
-    /// The user.
+    /// The user; for an integration, `integration:<name>`.
     pub sub: String,
-    /// The device the token was issued to.
+    /// The device the token was issued to; every user's token names one, an integration's none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub device: String,
+    /// The integration the token was issued to: present on integration tokens only, which are
+    /// good for `POST /api/v1/triggers` alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integration: Option<String>,
     /// Roles the token may act in; absent: whatever the server's records grant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roles: Option<Vec<String>>,
@@ -82,6 +92,10 @@ pub enum AuthError {
     NoAccess,
     #[error("admin rights are required")]
     NotAdmin,
+    #[error("an integration token may only call POST /api/v1/triggers")]
+    IntegrationToken,
+    #[error("only an integration token may call this endpoint")]
+    NotIntegration,
     #[error("the identity provider's keys could not be fetched: {0}")]
     Keys(String),
     #[error(transparent)]
@@ -102,6 +116,8 @@ impl AuthError {
             AuthError::DeviceRevoked(_) => "device_revoked",
             AuthError::NoAccess => "no_access",
             AuthError::NotAdmin => "not_admin",
+            AuthError::IntegrationToken => "integration_token",
+            AuthError::NotIntegration => "not_integration",
             AuthError::Keys(_) => "keys_unavailable",
             AuthError::Db(_) => "internal",
         }
@@ -208,6 +224,7 @@ impl TokenRequest {
         Claims {
             sub: self.user.clone(),
             device: self.device.clone(),
+            integration: None,
             roles: Some(self.roles.clone()),
             units: Some(self.units.clone()),
             admin: self.admin,
@@ -219,6 +236,108 @@ impl TokenRequest {
             jti: uuid::Uuid::new_v4().to_string(),
         }
     }
+}
+
+/// What a token for an integration says: its name and the units it may open tasks on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IntegrationTokenRequest {
+    pub name: String,
+    pub units: Vec<String>,
+    /// Lifetime in seconds.
+    pub ttl_secs: i64,
+}
+
+/// The subject of an integration's tokens.
+fn integration_subject(name: &str) -> String {
+    format!("integration:{name}")
+}
+
+/// The longest integration name.
+pub const MAX_INTEGRATION_NAME: usize = 64;
+
+impl IntegrationTokenRequest {
+    /// The claims of this token, issued at `now` (Unix seconds).
+    pub fn claims(&self, tokens: &TokenConfig, now: i64) -> Claims {
+        Claims {
+            sub: integration_subject(&self.name),
+            device: String::new(),
+            integration: Some(self.name.clone()),
+            roles: None,
+            units: Some(self.units.clone()),
+            admin: false,
+            iss: tokens.issuer.clone(),
+            aud: serde_json::Value::String(tokens.audience.clone()),
+            exp: now.saturating_add(self.ttl_secs),
+            nbf: None,
+            iat: now,
+            jti: uuid::Uuid::new_v4().to_string(),
+        }
+    }
+}
+
+/// An integration, as its token names it: it may open tasks on its units by trigger, and do
+/// nothing else.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Integration {
+    pub name: String,
+    pub units: Vec<UnitId>,
+    /// When the token expires (Unix seconds).
+    pub expires_at: i64,
+}
+
+impl Integration {
+    /// Check an integration's token. A user's token is refused (`not_integration`), and so is a
+    /// token that claims to be both.
+    pub async fn establish(
+        verifier: &Verifier,
+        token: &str,
+        now_ms: i64,
+    ) -> Result<Integration, AuthError> {
+        let claims = verified(verifier, token, now_ms).await?;
+        let Some(name) = claims.integration else {
+            return Err(AuthError::NotIntegration);
+        };
+        let invalid = |why: &str| Err(AuthError::Invalid(why.to_owned()));
+        if name.is_empty() || name.len() > MAX_INTEGRATION_NAME {
+            return invalid("the integration's name is empty or too long");
+        }
+        if claims.sub != integration_subject(&name) {
+            return invalid("an integration token's subject is `integration:<its name>`");
+        }
+        if !claims.device.is_empty() || claims.roles.is_some() || claims.admin {
+            return invalid("an integration token claims no device, roles or admin rights");
+        }
+        let units: Vec<UnitId> = claims
+            .units
+            .unwrap_or_default()
+            .into_iter()
+            .map(UnitId::new)
+            .collect();
+        if units.is_empty() {
+            return invalid("an integration token names the units it covers");
+        }
+        Ok(Integration {
+            name,
+            units,
+            expires_at: claims.exp,
+        })
+    }
+
+    /// Whether the token lets the integration open tasks on `unit`.
+    pub fn covers(&self, unit: &UnitId) -> bool {
+        self.units.contains(unit)
+    }
+}
+
+/// A token's claims, once its signature, expiry, issuer and audience are checked, and its `iat`
+/// is not ahead of the server's clock.
+async fn verified(verifier: &Verifier, token: &str, now_ms: i64) -> Result<Claims, AuthError> {
+    let claims = verifier.verify(token).await?;
+    let leeway = i64::try_from(LEEWAY_SECS).unwrap_or(i64::MAX);
+    if claims.iat > (now_ms / 1000).saturating_add(leeway) {
+        return Err(AuthError::IssuedInFuture);
+    }
+    Ok(claims)
 }
 
 /// Checks tokens' signatures, expiry, issuer and audience: against the embedded issuer's key,
@@ -445,10 +564,13 @@ impl Session {
         token: &str,
         now_ms: i64,
     ) -> Result<Session, AuthError> {
-        let claims = verifier.verify(token).await?;
-        let leeway = i64::try_from(LEEWAY_SECS).unwrap_or(i64::MAX);
-        if claims.iat > (now_ms / 1000).saturating_add(leeway) {
-            return Err(AuthError::IssuedInFuture);
+        let claims = verified(verifier, token, now_ms).await?;
+        // An integration's token opens no session, whatever else it claims.
+        if claims.integration.is_some() {
+            return Err(AuthError::IntegrationToken);
+        }
+        if claims.device.is_empty() {
+            return Err(AuthError::Invalid("the token names no device".to_owned()));
         }
         let user = db
             .user(&claims.sub)

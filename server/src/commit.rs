@@ -2,9 +2,10 @@
 //! whatever has queued up meanwhile in a single transaction (one fsync for many documents), then
 //! answers each actor. An actor still acknowledges nothing before its changes are committed;
 //! under load, many actors share one commit instead of queueing for one each. What each write's
-//! changes imply ([`Derived`]: event rows, owed index entries) goes into the same transaction.
+//! changes imply ([`Derived`]: event rows, owed index entries, timers, summaries, trigger keys)
+//! goes into the same transaction.
 
-use crate::db::{Db, Derived, DocRecord, StoredChange};
+use crate::db::{Db, Derived, DocRecord, StoredChange, Write, Written};
 use crate::metrics::Histogram;
 use crate::now_ms;
 use std::sync::Arc;
@@ -17,17 +18,15 @@ use tokio_util::task::TaskTracker;
 /// Writes taken into one transaction at most.
 const MAX_GROUP: usize = 512;
 
-struct Write {
-    new_docs: Vec<DocRecord>,
-    changes: Vec<StoredChange>,
-    derived: Derived,
-    done: oneshot::Sender<Result<(), String>>,
+struct Queued {
+    write: Write,
+    done: oneshot::Sender<Result<Written, String>>,
 }
 
 /// The way to the writer.
 #[derive(Clone, Debug)]
 pub(crate) struct Committer {
-    tx: mpsc::Sender<Write>,
+    tx: mpsc::Sender<Queued>,
     stats: Arc<CommitStats>,
 }
 
@@ -87,22 +86,21 @@ impl Committer {
     }
 
     /// Commit `changes` with what they imply (and register `new_docs`); returns once they are
-    /// durable.
+    /// durable, or once it is known that their trigger's key was taken and nothing was stored.
     pub(crate) async fn commit(
         &self,
         new_docs: Vec<DocRecord>,
         changes: Vec<StoredChange>,
         derived: Derived,
-    ) -> Result<(), CommitError> {
+    ) -> Result<Written, CommitError> {
         let (done, wait) = oneshot::channel();
         let write = Write {
             new_docs,
             changes,
             derived,
-            done,
         };
         self.tx
-            .send(write)
+            .send(Queued { write, done })
             .await
             .map_err(|_| CommitError("the server is shutting down".into()))?;
         wait.await
@@ -113,7 +111,7 @@ impl Committer {
 
 async fn writer(
     db: Db,
-    mut rx: mpsc::Receiver<Write>,
+    mut rx: mpsc::Receiver<Queued>,
     cancel: CancellationToken,
     stats: Arc<CommitStats>,
 ) {
@@ -131,20 +129,31 @@ async fn writer(
         if taken == 0 {
             return;
         }
-        let new_docs: Vec<&DocRecord> = group.iter().flat_map(|w| &w.new_docs).collect();
-        let changes: Vec<&StoredChange> = group.iter().flat_map(|w| &w.changes).collect();
-        let derived: Vec<&Derived> = group.iter().map(|w| &w.derived).collect();
+        let writes: Vec<&Write> = group.iter().map(|q| &q.write).collect();
         let started = Instant::now();
-        let result = db
-            .store_changes(&new_docs, &changes, &derived, now_ms())
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, writes = group.len(), "a group commit failed");
-                e.to_string()
-            });
-        stats.record(started.elapsed(), changes.len(), result.is_ok());
-        for write in group {
-            let _ = write.done.send(result.clone());
+        let result = db.store_changes(&writes, now_ms()).await.map_err(|e| {
+            tracing::error!(error = %e, writes = group.len(), "a group commit failed");
+            e.to_string()
+        });
+        let changes: usize = match &result {
+            Ok(outcomes) => writes
+                .iter()
+                .zip(outcomes)
+                .filter(|(_, outcome)| **outcome == Written::Stored)
+                .map(|(write, _)| write.changes.len())
+                .sum(),
+            Err(_) => 0,
+        };
+        stats.record(started.elapsed(), changes, result.is_ok());
+        for (i, queued) in group.into_iter().enumerate() {
+            let outcome = match &result {
+                Ok(outcomes) => outcomes
+                    .get(i)
+                    .copied()
+                    .ok_or_else(|| "the commit reported nothing of this write".to_owned()),
+                Err(e) => Err(e.clone()),
+            };
+            let _ = queued.done.send(outcome);
         }
     }
 }

@@ -145,6 +145,82 @@ pub struct Derived {
     pub timer: Option<TimerRow>,
     /// Deliveries its events' notices owe.
     pub notifications: Vec<crate::notify::store::Outbound>,
+    /// The task's summary as the changes leave it.
+    pub summary: Option<SummaryRow>,
+    /// The trigger that opened the task: its idempotency key is taken in the same transaction,
+    /// or, if another task took it first, nothing of this write is stored.
+    pub trigger: Option<TriggerRow>,
+}
+
+/// One document's write: its record if new, its changes and what they imply.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Write {
+    pub new_docs: Vec<DocRecord>,
+    pub changes: Vec<StoredChange>,
+    pub derived: Derived,
+}
+
+/// What became of one write of a group commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Written {
+    Stored,
+    /// The write opened a task for a trigger whose idempotency key another task already holds:
+    /// nothing of it was stored.
+    KeyTaken,
+}
+
+/// A task's summary row: what `GET /api/v1/tasks` lists and filters by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SummaryRow {
+    pub doc: String,
+    pub unit: String,
+    pub template_id: String,
+    pub template_version: i64,
+    /// `fold::Status` as its JSON name (`open`, `completed`, ...).
+    pub status: String,
+    pub owner: Option<String>,
+    pub owner_role: String,
+    pub acuity: String,
+    pub escalation_level: i64,
+    /// The earliest open deadline, on the workflow clock.
+    pub next_due_at: Option<i64>,
+    pub label: String,
+}
+
+/// A stored summary, with when the server first stored the task and last stored a change of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredSummary {
+    pub row: SummaryRow,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Which task summaries to read: each field that is set must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TaskFilter {
+    /// Only tasks of these units (`None`: every unit).
+    pub units: Option<Vec<String>>,
+    pub status: Option<String>,
+    pub owner: Option<String>,
+    pub template: Option<String>,
+    /// Whether the earliest open deadline is before `now`.
+    pub overdue: Option<bool>,
+    /// Whether the escalation level is above 0.
+    pub escalated: Option<bool>,
+    /// The workflow time `overdue` is judged at.
+    pub now: i64,
+    /// Tasks that come after this one, in (created_at, id) order.
+    pub after: Option<(i64, String)>,
+}
+
+/// The idempotency key of the trigger that opened a task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TriggerRow {
+    pub integration: String,
+    pub key: String,
+    /// A fingerprint of the request: the same request again has the same one.
+    pub request: String,
+    pub doc: String,
 }
 
 /// A task's timer as it is to be stored: set to its next due action, or cleared.
@@ -733,19 +809,52 @@ impl Db {
         Ok(StoredDoc { snapshot, changes })
     }
 
-    /// Store new changes of one or more documents in one transaction with everything derived
-    /// from them (documents seen for the first time, event rows, owed index entries, timers).
-    /// Returns
-    /// once the transaction is committed.
+    /// Store the writes of one or more documents in one transaction, each with everything
+    /// derived from it (documents seen for the first time, event rows, owed index entries,
+    /// timers, summaries, trigger keys). A write whose trigger key is already taken, by an
+    /// earlier transaction or an earlier write of this group, is left out whole. Returns what
+    /// became of each write, once the transaction is committed.
     pub async fn store_changes(
         &self,
-        new_docs: &[&DocRecord],
-        changes: &[&StoredChange],
-        derived: &[&Derived],
+        writes: &[&Write],
         now: i64,
-    ) -> Result<(), DbError> {
+    ) -> Result<Vec<Written>, DbError> {
         let mut tx = self.pool.begin().await?;
-        for doc in new_docs {
+        let mut outcomes = Vec::with_capacity(writes.len());
+        for write in writes {
+            let outcome = match &write.derived.trigger {
+                Some(trigger) => {
+                    let taken = sqlx::query(
+                        "INSERT INTO trigger_requests (integration, idem_key, request, doc_id, created_at)
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (integration, idem_key) DO NOTHING",
+                    )
+                    .bind(trigger.integration.as_str())
+                    .bind(trigger.key.as_str())
+                    .bind(trigger.request.as_str())
+                    .bind(trigger.doc.as_str())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    if taken.rows_affected() == 0 {
+                        Written::KeyTaken
+                    } else {
+                        Written::Stored
+                    }
+                }
+                None => Written::Stored,
+            };
+            outcomes.push(outcome);
+        }
+        let stored: Vec<&Write> = writes
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, outcome)| **outcome == Written::Stored)
+            .map(|(write, _)| *write)
+            .collect();
+        let new_docs: Vec<&DocRecord> = stored.iter().flat_map(|w| &w.new_docs).collect();
+        let changes: Vec<&StoredChange> = stored.iter().flat_map(|w| &w.changes).collect();
+        let derived: Vec<&Derived> = stored.iter().map(|w| &w.derived).collect();
+        for doc in &new_docs {
             sqlx::query(
                 "INSERT INTO documents (id, kind, unit_id, template_id, template_version, created_at)
                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
@@ -759,7 +868,7 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         }
-        insert_changes(&mut tx, changes, now).await?;
+        insert_changes(&mut tx, &changes, now).await?;
         let events: Vec<&EventRow> = derived.iter().flat_map(|d| &d.events).collect();
         insert_events(&mut tx, &events, now).await?;
         for owed in derived.iter().filter_map(|d| d.index.as_ref()) {
@@ -803,7 +912,178 @@ impl Db {
                 }
             }
         }
+        let summaries: Vec<&SummaryRow> =
+            derived.iter().filter_map(|d| d.summary.as_ref()).collect();
+        upsert_summaries(&mut tx, &summaries, now).await?;
         tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    /// The task a trigger's idempotency key opened, and the fingerprint of its request.
+    pub async fn trigger(
+        &self,
+        integration: &str,
+        key: &str,
+    ) -> Result<Option<TriggerRow>, DbError> {
+        let row = sqlx::query(
+            "SELECT request, doc_id FROM trigger_requests WHERE integration = $1 AND idem_key = $2",
+        )
+        .bind(integration)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(TriggerRow {
+                integration: integration.to_owned(),
+                key: key.to_owned(),
+                request: r.try_get(0)?,
+                doc: r.try_get(1)?,
+            })
+        })
+        .transpose()
+        .map_err(|e: sqlx::Error| DbError::from(e))
+    }
+
+    /// Task summaries that match `filter`, oldest first (by the time the server first stored
+    /// the task, then id), at most `limit`, starting after `filter.after`.
+    pub async fn task_summaries(
+        &self,
+        filter: &TaskFilter,
+        limit: i64,
+    ) -> Result<Vec<StoredSummary>, DbError> {
+        enum Value<'v> {
+            Text(&'v str),
+            Number(i64),
+        }
+        fn bind<'v>(value: Value<'v>, values: &mut Vec<Value<'v>>) -> String {
+            values.push(value);
+            format!("${}", values.len())
+        }
+        let mut values: Vec<Value<'_>> = Vec::new();
+        let mut conditions: Vec<String> = Vec::new();
+        if let Some(units) = &filter.units {
+            if units.is_empty() {
+                return Ok(Vec::new());
+            }
+            let list: Vec<String> = units
+                .iter()
+                .map(|unit| bind(Value::Text(unit), &mut values))
+                .collect();
+            conditions.push(format!("unit_id IN ({})", list.join(", ")));
+        }
+        for (column, value) in [
+            ("status", &filter.status),
+            ("owner_id", &filter.owner),
+            ("template_id", &filter.template),
+        ] {
+            if let Some(value) = value {
+                let p = bind(Value::Text(value), &mut values);
+                conditions.push(format!("{column} = {p}"));
+            }
+        }
+        match filter.overdue {
+            Some(true) => {
+                let p = bind(Value::Number(filter.now), &mut values);
+                conditions.push(format!("(next_due_at IS NOT NULL AND next_due_at < {p})"));
+            }
+            Some(false) => {
+                let p = bind(Value::Number(filter.now), &mut values);
+                conditions.push(format!("(next_due_at IS NULL OR next_due_at >= {p})"));
+            }
+            None => {}
+        }
+        match filter.escalated {
+            Some(true) => conditions.push("escalation_level > 0".to_owned()),
+            Some(false) => conditions.push("escalation_level = 0".to_owned()),
+            None => {}
+        }
+        if let Some((at, id)) = &filter.after {
+            let after = bind(Value::Number(*at), &mut values);
+            let same = bind(Value::Number(*at), &mut values);
+            let id = bind(Value::Text(id), &mut values);
+            conditions.push(format!(
+                "(created_at > {after} OR (created_at = {same} AND doc_id > {id}))"
+            ));
+        }
+        let limit = bind(Value::Number(limit), &mut values);
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conditions.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT doc_id, unit_id, template_id, template_version, status, owner_id, owner_role,
+                    acuity, escalation_level, next_due_at, label, created_at, updated_at
+             FROM task_summaries{filter} ORDER BY created_at, doc_id LIMIT {limit}"
+        );
+        // Safe: the statement is made of fixed text and numbered placeholders only.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for value in values {
+            query = match value {
+                Value::Text(text) => query.bind(text),
+                Value::Number(number) => query.bind(number),
+            };
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredSummary {
+                    row: SummaryRow {
+                        doc: r.try_get(0)?,
+                        unit: r.try_get(1)?,
+                        template_id: r.try_get(2)?,
+                        template_version: r.try_get(3)?,
+                        status: r.try_get(4)?,
+                        owner: r.try_get(5)?,
+                        owner_role: r.try_get(6)?,
+                        acuity: r.try_get(7)?,
+                        escalation_level: r.try_get(8)?,
+                        next_due_at: r.try_get(9)?,
+                        label: r.try_get(10)?,
+                    },
+                    created_at: r.try_get(11)?,
+                    updated_at: r.try_get(12)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(DbError::from)
+    }
+
+    /// Task documents that have no summary yet (stored before summaries were kept), by id after
+    /// `after`, at most `limit`.
+    pub async fn tasks_without_summary(
+        &self,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<String>, DbError> {
+        let rows = sqlx::query(
+            "SELECT d.id FROM documents d
+             WHERE d.kind = $1 AND d.id > $2
+               AND NOT EXISTS (SELECT 1 FROM task_summaries s WHERE s.doc_id = d.id)
+             ORDER BY d.id LIMIT $3",
+        )
+        .bind(kind_str(DocKind::Task))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(DbError::from)
+    }
+
+    /// Store the summary of a task that has none, unless a commit wrote one meanwhile (which,
+    /// following the task's latest changes, wins).
+    pub async fn insert_missing_summary(&self, row: &SummaryRow, now: i64) -> Result<(), DbError> {
+        let sql = format!(
+            "INSERT INTO task_summaries ({SUMMARY_COLUMNS}) VALUES {}
+             ON CONFLICT (doc_id) DO NOTHING",
+            summary_values(1)
+        );
+        // Safe: the statement is made of fixed text and numbered placeholders only.
+        let query = bind_summary(sqlx::query(sqlx::AssertSqlSafe(sql)), row, now);
+        query.execute(&self.pool).await?;
         Ok(())
     }
 
@@ -1184,6 +1464,90 @@ fn queue_stamp(now_ms: i64) -> i64 {
         })
         .unwrap_or(wanted);
     wanted.max(previous.saturating_add(1))
+}
+
+/// The columns of `task_summaries`, in the order [`summary_values`] lists them.
+const SUMMARY_COLUMNS: &str = "doc_id, unit_id, template_id, template_version, status, owner_id,
+    owner_role, acuity, escalation_level, next_due_at, label, created_at, updated_at";
+
+/// Values bound per summary row by [`bind_summary`].
+const SUMMARY_BINDS: usize = 14;
+
+/// The `VALUES` of `rows` summary rows: a task's `created_at` is when the server first stored it
+/// (its `documents` row, written earlier in the same transaction for a new task).
+fn summary_values(rows: usize) -> String {
+    (0..rows)
+        .map(|row| {
+            let p = |n: usize| format!("${}", row * SUMMARY_BINDS + n);
+            let fields: Vec<String> = (1..=11).map(p).collect();
+            format!(
+                "({}, COALESCE((SELECT created_at FROM documents WHERE id = {}), {}), {})",
+                fields.join(", "),
+                p(12),
+                p(13),
+                p(14)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Bind one summary row for [`summary_values`]: its fields, then its document's id,
+/// `created_at` should the document have no record, and `updated_at`.
+fn bind_summary<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    row: &SummaryRow,
+    now: i64,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    query
+        .bind(row.doc.as_str())
+        .bind(row.unit.as_str())
+        .bind(row.template_id.as_str())
+        .bind(row.template_version)
+        .bind(row.status.as_str())
+        .bind(row.owner.as_deref())
+        .bind(row.owner_role.as_str())
+        .bind(row.acuity.as_str())
+        .bind(row.escalation_level)
+        .bind(row.next_due_at)
+        .bind(row.label.as_str())
+        .bind(row.doc.as_str())
+        .bind(now)
+        .bind(now)
+}
+
+/// Write tasks' summaries in `tx`: a new task's row is created, a known task's replaced (but for
+/// when it was first stored). A task summarized twice in one group keeps its last summary.
+async fn upsert_summaries(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    summaries: &[&SummaryRow],
+    now: i64,
+) -> Result<(), DbError> {
+    // One row per task in a statement: Postgres refuses to update one row twice in one.
+    let mut last: BTreeMap<&str, &SummaryRow> = BTreeMap::new();
+    for row in summaries {
+        last.insert(row.doc.as_str(), row);
+    }
+    let rows: Vec<&SummaryRow> = last.into_values().collect();
+    for chunk in in_chunks(&rows) {
+        let sql = format!(
+            "INSERT INTO task_summaries ({SUMMARY_COLUMNS}) VALUES {}
+             ON CONFLICT (doc_id) DO UPDATE SET unit_id = excluded.unit_id,
+                 template_id = excluded.template_id, template_version = excluded.template_version,
+                 status = excluded.status, owner_id = excluded.owner_id,
+                 owner_role = excluded.owner_role, acuity = excluded.acuity,
+                 escalation_level = excluded.escalation_level, next_due_at = excluded.next_due_at,
+                 label = excluded.label, updated_at = excluded.updated_at",
+            summary_values(chunk.len())
+        );
+        // Safe: the statement is made of fixed text and numbered placeholders only.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for row in chunk {
+            query = bind_summary(query, row, now);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 async fn insert_events(

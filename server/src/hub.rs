@@ -3,8 +3,9 @@
 //!
 //! The actor (sans-IO, in `baton_core::sync::actor`) decides; this loop does the I/O: it takes
 //! whatever commands have queued up for the document, hands them to the actor as one batch,
-//! stores the [`Commit`] it returns (changes, events and the owed index entry in one
-//! transaction, through the group committer), reports the outcome, and only then delivers the
+//! stores the [`Commit`] it returns (changes, events, the owed index entry, the timer and the
+//! task's summary in one transaction, through the group committer), reports the outcome, and
+//! only then delivers the
 //! messages, audit records and replies that follow. No peer is ever told about heads that are
 //! not durable.
 //!
@@ -16,7 +17,7 @@ use crate::auth::Session;
 use crate::commit::Committer;
 use crate::db::{
     Db, DbError, Derived, DocRecord, DueTimer, EventRow, IndexRow, OwedIndexEntry, StoredChange,
-    TimerRow,
+    SummaryRow, TimerRow, TriggerRow, Written,
 };
 use crate::metrics::Histogram;
 use crate::notify::Notifier;
@@ -24,6 +25,7 @@ use crate::{WorkflowClock, now_ms};
 use automerge::{ActorId, Automerge};
 use baton_core::index::{self, IndexedTask, RosterEntry};
 use baton_core::policy::coverage::Schedule;
+use baton_core::summary::TaskSummary;
 use baton_core::sync::DocumentId;
 use baton_core::sync::actor::{
     Commit, DocActor, Effects, Ephemeral, Input, LocalChange, Outgoing, Peer, Record, Settings,
@@ -167,6 +169,8 @@ impl std::fmt::Debug for Hub {
     }
 }
 
+/// Tasks without a summary read per query while backfilling.
+const SUMMARY_BACKFILL_BATCH: i64 = 256;
 /// Owed index entries read per query while draining.
 const INDEX_DRAIN_BATCH: i64 = 256;
 /// How often the index writer retries owed entries it could not apply.
@@ -453,14 +457,66 @@ impl Hub {
         Ok(roster)
     }
 
-    /// Store a task the server opened itself (demo data, inbound triggers) and list it on its
-    /// unit's index: the task, its events and the owed index entry in one transaction, the
-    /// entry applied before this returns.
+    /// Store a task the server opened itself (demo data) and list it on its unit's index: the
+    /// task, its events, the owed index entry, its timer and its summary in one transaction,
+    /// the entry applied before this returns.
     pub async fn import_task(&self, id: DocumentId, task: TaskDoc) -> Result<(), HubError> {
+        self.open_task(id, task, None).await.map(|_| ())
+    }
+
+    /// Store a task the server opened itself, as [`Hub::import_task`] does, with the key of the
+    /// trigger that asked for it taken in the same transaction. [`Written::KeyTaken`]: another
+    /// task holds the key, and nothing of this one was stored.
+    pub async fn open_task(
+        &self,
+        id: DocumentId,
+        task: TaskDoc,
+        trigger: Option<TriggerRow>,
+    ) -> Result<Written, HubError> {
         let commit = new_task_commit(&id, &self.shared.settings.templates, &task)
             .map_err(|e| HubError::Doc(id, e.to_string()))?;
-        store(self, id, commit).await?;
-        self.drain_index_entries().await.map(|_| ())
+        let written = store(self, id, commit, trigger).await?;
+        if written == Written::Stored {
+            self.drain_index_entries().await?;
+        }
+        Ok(written)
+    }
+
+    /// Write the summary of every task stored before summaries were kept (a database from an
+    /// earlier version), from the task as stored. A task whose commit writes its summary
+    /// meanwhile keeps that one. Returns how many were written.
+    pub async fn backfill_summaries(&self) -> Result<usize, HubError> {
+        let db = &self.shared.db;
+        let mut after = String::new();
+        let mut written = 0;
+        loop {
+            let missing = db
+                .tasks_without_summary(&after, SUMMARY_BACKFILL_BATCH)
+                .await?;
+            let Some(last) = missing.last() else {
+                return Ok(written);
+            };
+            after = last.clone();
+            for doc in missing {
+                let id = parse_id(&doc)?;
+                let summary = self.load(&id).await?.and_then(|doc| {
+                    let task = TaskDoc::from_automerge(doc).ok()?;
+                    let template = self.shared.settings.templates.get(&task.meta().template)?;
+                    let state = task.state(template).ok()?;
+                    Some(TaskSummary::of(task.meta(), &state))
+                });
+                match summary {
+                    Some(summary) => {
+                        let row = summary_row(&doc, &summary)?;
+                        db.insert_missing_summary(&row, now_ms()).await?;
+                        written += 1;
+                    }
+                    None => {
+                        tracing::warn!(%doc, "a stored task could not be read; it has no summary")
+                    }
+                }
+            }
+        }
     }
 
     /// A document's current bytes as stored (`None`: there is no such document).
@@ -531,6 +587,31 @@ fn index_row(doc: &str, unit: &str, listing: Option<&IndexedTask>) -> Result<Ind
         doc: doc.to_owned(),
         unit: unit.to_owned(),
         entry,
+    })
+}
+
+/// A task's summary as stored.
+fn summary_row(doc: &str, summary: &TaskSummary) -> Result<SummaryRow, HubError> {
+    let status = serde_json::to_value(summary.status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .ok_or_else(|| {
+            HubError::Db(DbError::Sqlx(sqlx::Error::Encode(
+                format!("status {:?} has no name", summary.status).into(),
+            )))
+        })?;
+    Ok(SummaryRow {
+        doc: doc.to_owned(),
+        unit: summary.unit.to_string(),
+        template_id: summary.template.id.to_string(),
+        template_version: i64::from(summary.template.version),
+        status,
+        owner: summary.owner.as_ref().map(ToString::to_string),
+        owner_role: summary.owner_role.to_string(),
+        acuity: summary.acuity.clone(),
+        escalation_level: i64::from(summary.escalation_level),
+        next_due_at: summary.next_due_at,
+        label: summary.label.clone(),
     })
 }
 
@@ -670,8 +751,9 @@ impl DocLoop {
             let Some(commit) = commit else {
                 return Ok(());
             };
-            let result = store(&self.hub, self.actor.id(), commit)
+            let result = store(&self.hub, self.actor.id(), commit, None)
                 .await
+                .map(|_| ())
                 .map_err(|e| e.to_string());
             if let Err(e) = &result {
                 tracing::error!(doc = %self.actor.id(), error = %e, "changes could not be stored");
@@ -740,9 +822,15 @@ impl DocLoop {
     }
 }
 
-/// Store a commit: the document's record if new, its changes, their events and the index
-/// entry they owe, in one transaction.
-async fn store(hub: &Hub, id: DocumentId, commit: Commit) -> Result<(), HubError> {
+/// Store a commit: the document's record if new, its changes, their events, the index entry
+/// they owe, the task's timer and summary, and the key of the trigger that opened it, in one
+/// transaction.
+async fn store(
+    hub: &Hub,
+    id: DocumentId,
+    commit: Commit,
+    trigger: Option<TriggerRow>,
+) -> Result<Written, HubError> {
     let doc_id = id.to_string();
     let new_docs: Vec<DocRecord> = commit
         .created
@@ -776,6 +864,11 @@ async fn store(hub: &Hub, id: DocumentId, commit: Commit) -> Result<(), HubError
         .transpose()?;
     let notifications = crate::notify::outbound(&id, &commit.notices, hub.shared.notifier.config());
     let notifies = !notifications.is_empty();
+    let summary = commit
+        .summary
+        .as_ref()
+        .map(|summary| summary_row(&doc_id, summary))
+        .transpose()?;
     let derived = Derived {
         events: commit
             .events
@@ -785,17 +878,20 @@ async fn store(hub: &Hub, id: DocumentId, commit: Commit) -> Result<(), HubError
         index,
         timer,
         notifications,
+        summary,
+        trigger,
     };
-    hub.shared
+    let written = hub
+        .shared
         .committer
         .commit(new_docs, rows, derived)
         .await
         .map_err(|e| HubError::Doc(id, e.to_string()))?;
-    if owes_index {
+    if owes_index && written == Written::Stored {
         hub.shared.index_owed.notify_one();
     }
-    if notifies {
+    if notifies && written == Written::Stored {
         hub.shared.notifier.wake();
     }
-    Ok(())
+    Ok(written)
 }

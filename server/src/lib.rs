@@ -20,11 +20,12 @@ pub mod notify;
 pub mod openapi;
 pub mod serve;
 pub mod timers;
+pub mod triggers;
 pub mod ws;
 
 pub use config::{Config, Storage};
 
-use auth::{AuthError, Keys, Session, Verifier};
+use auth::{AuthError, Integration, Keys, Session, Verifier};
 use axum::Router;
 use axum::routing::{get, post, put};
 use baton_core::{Template, TemplateRegistry};
@@ -141,22 +142,42 @@ impl AppState {
                 Ok(session)
             }
             Err(e) => {
-                if !matches!(
-                    e,
-                    AuthError::Missing | AuthError::Db(_) | AuthError::Keys(_)
-                ) {
-                    let at =
-                        from.map_or_else(|| "an unknown address".to_owned(), |a| a.to_string());
-                    let record = AuditRecord {
-                        kind: "refused_token",
-                        detail: format!("{}: {e}; from {at}", e.code()),
-                        ..AuditRecord::default()
-                    };
-                    self.auditor.record(record, from).await;
-                }
+                self.refused(&e, from).await;
                 Err(e)
             }
         }
+    }
+
+    /// Authenticate an integration's bearer token, presented from `from`.
+    pub async fn integration(
+        &self,
+        token: Option<String>,
+        from: Option<IpAddr>,
+    ) -> Result<Integration, AuthError> {
+        let token = token.ok_or(AuthError::Missing)?;
+        let result = Integration::establish(&self.verifier, &token, now_ms()).await;
+        if let Err(e) = &result {
+            self.refused(e, from).await;
+        }
+        result
+    }
+
+    /// Write a refused token to the security audit (a missing one, and failures of the server's
+    /// own, aside).
+    async fn refused(&self, e: &AuthError, from: Option<IpAddr>) {
+        if matches!(
+            e,
+            AuthError::Missing | AuthError::Db(_) | AuthError::Keys(_)
+        ) {
+            return;
+        }
+        let at = from.map_or_else(|| "an unknown address".to_owned(), |a| a.to_string());
+        let record = AuditRecord {
+            kind: "refused_token",
+            detail: format!("{}: {e}; from {at}", e.code()),
+            ..AuditRecord::default()
+        };
+        self.auditor.record(record, from).await;
     }
 }
 
@@ -168,6 +189,8 @@ pub fn router(app: AppState) -> Router {
         .route("/metrics", get(api::metrics))
         .route("/sync", get(ws::upgrade))
         .route("/api/v1/me", get(api::me))
+        .route("/api/v1/triggers", post(triggers::trigger))
+        .route("/api/v1/tasks", get(api::tasks))
         .route("/api/v1/tasks/{id}", get(api::task))
         .route("/api/v1/devices/{id}/revoke", post(api::revoke_device))
         .route("/api/v1/users/{id}/disable", post(api::disable_user))
@@ -244,6 +267,14 @@ impl Server {
             Err(e) => tracing::error!(error = %e, "owed index entries could not be applied yet"),
         }
         app.hub.start_index_writer();
+        // Tasks stored before summaries were kept get theirs, so every task is listed.
+        match app.hub.backfill_summaries().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(tasks = n, "wrote the summaries of tasks stored before"),
+            Err(e) => {
+                tracing::error!(error = %e, "the summaries of tasks stored before could not all be written; the next start tries again")
+            }
+        }
         // Overdue timers fire first thing, oldest first; then each as it falls due.
         app.scheduler.start(&tracker, cancel.clone());
         // Deliveries owed from before (a crash, a receiver that was down) go out at once.

@@ -1,7 +1,7 @@
 //! `baton-server`: flags and environment in, [`baton_server::Server`] out.
 
 use baton_core::time::Span;
-use baton_server::auth::{Keys, TokenRequest};
+use baton_server::auth::{IntegrationTokenRequest, Keys, MAX_INTEGRATION_NAME, TokenRequest};
 use baton_server::config::{Config, ConnectionLimits, Storage, TokenConfig};
 use baton_server::notify::{NotifyConfig, WebhookConfig, WebhookSecret};
 use clap::{Args, Parser, Subcommand};
@@ -106,20 +106,24 @@ struct Serve {
 
 #[derive(Subcommand)]
 enum Token {
-    /// Print a token for a user on a device.
+    /// Print a token for a user on a device, or (with --integration) for an integration.
     Issue(Issue),
 }
 
 #[derive(Args)]
 struct Issue {
-    #[arg(long)]
-    user: String,
-    #[arg(long)]
-    device: String,
+    #[arg(long, required_unless_present = "integration")]
+    user: Option<String>,
+    #[arg(long, required_unless_present = "integration")]
+    device: Option<String>,
+    /// A token for this integration (the EHR, say), good for `POST /api/v1/triggers` on its
+    /// units (--unit) and nothing else.
+    #[arg(long, conflicts_with_all = ["user", "device", "roles", "admin"])]
+    integration: Option<String>,
     /// A role the token may act in (repeat for several).
     #[arg(long = "role")]
     roles: Vec<String>,
-    /// A unit the token may act on (repeat for several).
+    /// A unit the token may act on (repeat for several); an integration's token needs one.
     #[arg(long = "unit")]
     units: Vec<String>,
     /// May use the admin API.
@@ -168,19 +172,40 @@ fn tokens(common: &Common) -> TokenConfig {
 
 fn issue_token(issue: Issue) -> Result<(), Box<dyn std::error::Error>> {
     let keys = Keys::load_or_create(&issue.common.data_dir)?;
-    let request = TokenRequest {
-        user: issue.user,
-        device: issue.device,
-        roles: issue.roles,
-        units: issue.units,
-        admin: issue.admin,
-        ttl_secs: i64::try_from(issue.ttl.as_millis() / 1000)?,
-    };
+    let ttl_secs = i64::try_from(issue.ttl.as_millis() / 1000)?;
     let now = baton_server::now_ms() / 1000;
-    println!(
-        "{}",
-        keys.issue(&request.claims(&tokens(&issue.common), now))?
-    );
+    let tokens = tokens(&issue.common);
+    let claims = match (issue.integration, issue.user, issue.device) {
+        (Some(name), _, _) => {
+            if name.is_empty() || name.len() > MAX_INTEGRATION_NAME {
+                return Err(
+                    format!("an integration's name is 1 to {MAX_INTEGRATION_NAME} bytes").into(),
+                );
+            }
+            if issue.units.is_empty() {
+                return Err("an integration's token needs at least one --unit".into());
+            }
+            let request = IntegrationTokenRequest {
+                name,
+                units: issue.units,
+                ttl_secs,
+            };
+            request.claims(&tokens, now)
+        }
+        (None, Some(user), Some(device)) => {
+            let request = TokenRequest {
+                user,
+                device,
+                roles: issue.roles,
+                units: issue.units,
+                admin: issue.admin,
+                ttl_secs,
+            };
+            request.claims(&tokens, now)
+        }
+        _ => return Err("--user and --device, or --integration, are required".into()),
+    };
+    println!("{}", keys.issue(&claims)?);
     Ok(())
 }
 

@@ -98,6 +98,64 @@ pub fn spec() -> Value {
             "The `next_cursor` of the previous page: the records after it."
         ),
     ]);
+    let mut tasks = operation(
+        "The tasks of the caller's units (every unit, for an admin), oldest first (by when the server first stored them, then id), filtered and paged. Not for integration tokens.",
+        Session,
+        None,
+        json!({ "description": "a page of tasks", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/TaskList" } } } }),
+    );
+    tasks["parameters"] = json!([
+        query(
+            "unit",
+            json!({ "type": "string" }),
+            "Only tasks of this unit (one the caller may see)."
+        ),
+        query(
+            "status",
+            json!({ "type": "string", "enum": ["pending", "open", "waiting", "completed", "cancelled"] }),
+            "Only tasks with this status."
+        ),
+        query(
+            "owner",
+            json!({ "type": "string" }),
+            "Only tasks this user owns."
+        ),
+        query(
+            "overdue",
+            json!({ "type": "boolean" }),
+            "Only tasks whose earliest open deadline has passed (true) or has not (false), on the server's workflow clock."
+        ),
+        query(
+            "escalated",
+            json!({ "type": "boolean" }),
+            "Only tasks escalated at least once since their last progress (true), or not (false)."
+        ),
+        query(
+            "template",
+            json!({ "type": "string" }),
+            "Only tasks of this template."
+        ),
+        query(
+            "cursor",
+            json!({ "type": "string" }),
+            "The `next_cursor` of the previous page: the tasks after it."
+        ),
+        query(
+            "limit",
+            json!({ "type": "integer", "minimum": 1, "maximum": 200, "default": 50 }),
+            "Tasks per page."
+        ),
+    ]);
+    let trigger = json!({
+        "summary": "Open a task from a template, as the system, for an integration (the EHR). The same idempotency key again answers with the same task.",
+        "description": "Needs an integration token (`baton-server token issue --integration NAME --unit U`) that covers the unit; user and admin tokens are refused with `403 not_integration`. Sent again with the same key and the same request, it answers the same `201` with the same task; with another request, `409 idempotency_key_reused`.",
+        "security": [{ "bearer": [] }],
+        "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Trigger" } } } },
+        "responses": {
+            "201": { "description": "the task the trigger opened (now or before, for this key)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/TriggerOpened" } } } },
+            "default": { "$ref": "#/components/responses/Error" },
+        },
+    });
     let membership = ["id", "unit", "role"];
     json!({
         "openapi": "3.1.0",
@@ -116,6 +174,8 @@ pub fn spec() -> Value {
                 Session, None, json!({ "description": "not used: the upgrade answers 101 Switching Protocols" }),
             ) },
             "/api/v1/me": { "get": operation("The caller, their units and each unit's index document URL.", Session, None, object("the caller")) },
+            "/api/v1/triggers": { "post": trigger },
+            "/api/v1/tasks": { "get": tasks },
             "/api/v1/tasks/{id}": { "get": operation("A task's fields and folded state.", Session, Some("id"), object("the task")) },
             "/api/v1/devices/{id}/revoke": { "post": operation("Refuse a device from now on and tell it to wipe.", Admin, Some("id"), object("the device, revoked")) },
             "/api/v1/users/{id}/disable": { "post": operation("Refuse a user from now on, on every device.", Admin, Some("id"), object("the user, disabled")) },
@@ -140,8 +200,68 @@ pub fn spec() -> Value {
                             "error": { "type": "string" },
                             "message": { "type": "string" },
                             "wipe": { "type": "boolean" },
+                            "field": { "type": "string", "description": "the body field or query parameter a 422 is about" },
                         },
                     } } },
+                },
+            },
+            "schemas": {
+                "Trigger": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["template", "unit", "subject", "idempotency_key"],
+                    "properties": {
+                        "template": { "type": "string", "maxLength": 64, "description": "a template id; its latest version is used" },
+                        "unit": { "type": "string", "maxLength": 64, "description": "a unit the token covers" },
+                        "subject": {
+                            "type": "object",
+                            "additionalProperties": false,
+                            "required": ["ref", "label"],
+                            "properties": {
+                                "ref": { "type": "string", "maxLength": 128, "description": "an opaque patient or encounter reference" },
+                                "label": { "type": "string", "maxLength": 128, "description": "a minimal display label" },
+                            },
+                        },
+                        "acuity": { "type": "string", "maxLength": 64, "description": "one of the template's acuity levels; its first by default" },
+                        "note": { "type": "string", "maxLength": 2000 },
+                        "idempotency_key": { "type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[!-~]+$" },
+                    },
+                },
+                "TriggerOpened": {
+                    "type": "object",
+                    "required": ["task_id", "url"],
+                    "properties": {
+                        "task_id": { "type": "string", "description": "the task document's bare id" },
+                        "url": { "type": "string", "description": "its `automerge:` URL" },
+                    },
+                },
+                "TaskSummary": {
+                    "type": "object",
+                    "properties": {
+                        "id": { "type": "string" },
+                        "url": { "type": "string" },
+                        "template": { "type": "string" },
+                        "template_version": { "type": "integer" },
+                        "unit": { "type": "string" },
+                        "status": { "type": "string", "enum": ["pending", "open", "waiting", "completed", "cancelled"] },
+                        "owner": { "type": ["string", "null"] },
+                        "owner_role": { "type": "string" },
+                        "acuity": { "type": "string" },
+                        "escalation_level": { "type": "integer" },
+                        "next_due_at": { "type": ["integer", "null"], "description": "the earliest open deadline (Unix ms, workflow clock)" },
+                        "overdue": { "type": "boolean" },
+                        "label": { "type": "string" },
+                        "created_at": { "type": "integer", "description": "when the server first stored the task (Unix ms)" },
+                        "updated_at": { "type": "integer", "description": "when the server last stored a change of it (Unix ms)" },
+                    },
+                },
+                "TaskList": {
+                    "type": "object",
+                    "required": ["tasks", "next_cursor"],
+                    "properties": {
+                        "tasks": { "type": "array", "items": { "$ref": "#/components/schemas/TaskSummary" } },
+                        "next_cursor": { "type": ["string", "null"] },
+                    },
                 },
             },
         },

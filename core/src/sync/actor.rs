@@ -5,8 +5,9 @@
 //! index lists for it). It does no I/O. Inputs go in — a run of a peer's sync messages, a peer
 //! leaving, an ephemeral message, a change the server makes, the outcome of a commit or a
 //! compaction — and [`Effects`] come out: one [`Commit`] of new changes **and everything
-//! derived from them** (their events, the unit index entry and the task's timer), messages per peer, audit records, replies to server changes, a
-//! compaction, or word that the actor must stop. Its owner (the server's hub) is the loop that
+//! derived from them** (their events, the unit index entry, the task's timer and its summary),
+//! messages per peer, audit records, replies to server changes, a compaction, or word that the
+//! actor must stop. Its owner (the server's hub) is the loop that
 //! executes them.
 //!
 //! The order that keeps the server's promise is built in:
@@ -35,6 +36,7 @@ use crate::index::IndexedTask;
 use crate::notice::{Notice, notices};
 use crate::policy::coverage::Schedule;
 use crate::policy::escalation::{self, Due, next_due};
+use crate::summary::TaskSummary;
 use crate::template::{TemplateRef, TemplateRegistry};
 use crate::time::Millis;
 use crate::validate::{AuthContext, Known, Limits, ValidationError, validate_applied};
@@ -205,6 +207,9 @@ pub struct Commit {
     pub timer: Option<TimerChange>,
     /// Whom the events ask to act; the server writes their deliveries with the commit.
     pub notices: Vec<Notice>,
+    /// The task's summary as these changes leave it (every commit of a readable task carries
+    /// it, so the summary row is always the one its latest changes imply).
+    pub summary: Option<TaskSummary>,
 }
 
 /// Stored changes folded into one snapshot.
@@ -751,6 +756,7 @@ impl<P: Peer> DocActor<P> {
             .as_ref()
             .map(|d| d.notices.clone())
             .unwrap_or_default();
+        let summary = derived.as_ref().map(|d| d.summary.clone());
         let (index, listing, timer, next_timer) = match (task_unit, derived) {
             (Some(unit), Some(now)) => {
                 let index = (now.listing != self.listed).then(|| IndexChange {
@@ -781,6 +787,7 @@ impl<P: Peer> DocActor<P> {
             index,
             timer,
             notices,
+            summary,
         }
     }
 
@@ -886,7 +893,7 @@ impl<P: Peer> DocActor<P> {
 }
 
 /// What a task's state implies beyond its document: its index entry while it is open, its
-/// timer at its next due action, and whom its `new` events ask to act.
+/// timer at its next due action, its summary, and whom its `new` events ask to act.
 fn derive(
     id: &DocumentId,
     template: &crate::Template,
@@ -904,12 +911,13 @@ fn derive(
         listing,
         timer,
         notices: notices(&state, new),
+        summary: TaskSummary::of(meta, &state),
     }
 }
 
 /// The commit that stores a task the server opened itself (demo data, inbound triggers) as
-/// document `id`: its record, every change, every event, its index entry and its timer, derived
-/// as for any other commit.
+/// document `id`: its record, every change, every event, its index entry, its timer and its
+/// summary, derived as for any other commit.
 pub fn new_task_commit(
     id: &DocumentId,
     templates: &TemplateRegistry,
@@ -920,9 +928,9 @@ pub fn new_task_commit(
     let derived = templates
         .get(&meta.template)
         .map(|template| derive(id, template, meta, &events, &events));
-    let (listing, timer, notices) = match derived {
-        Some(d) => (d.listing, d.timer, d.notices),
-        None => (Some(IndexedTask::of(id, meta)), None, Vec::new()),
+    let (listing, timer, notices, summary) = match derived {
+        Some(d) => (d.listing, d.timer, d.notices, Some(d.summary)),
+        None => (Some(IndexedTask::of(id, meta)), None, Vec::new(), None),
     };
     Ok(Commit {
         created: Some(Record {
@@ -938,6 +946,7 @@ pub fn new_task_commit(
         }),
         timer: timer.map(TimerChange::Set),
         notices,
+        summary,
     })
 }
 
@@ -946,6 +955,7 @@ struct Derived {
     listing: Option<IndexedTask>,
     timer: Option<Due>,
     notices: Vec<Notice>,
+    summary: TaskSummary,
 }
 
 fn audit(kind: &'static str, detail: String) -> Audit {
