@@ -815,6 +815,7 @@ impl ReceivePath for ActorPath {
             templates: base().templates.clone(),
             limits: Limits::default(),
             actor: ActorId::from([0x5e; 16]),
+            routing: crate::policy::escalation::Routing::On,
         });
         let stored = Stored {
             record: Record {

@@ -101,6 +101,7 @@ fn settings_with(limits: Limits) -> Arc<Settings> {
         templates: TemplateRegistry::shipped(),
         limits,
         actor: automerge::ActorId::from([0x5e; 16]),
+        routing: baton_core::policy::escalation::Routing::On,
     })
 }
 

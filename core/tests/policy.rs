@@ -1188,7 +1188,7 @@ fn the_secondary_owner_takes_a_task_its_primary_never_acknowledged() {
     );
     // The primary, too late, may no longer acknowledge; the backup may.
     let late = primary.try_act(&mut doc, &t, T0 + 31 * MINUTE, EventBody::Acknowledged {});
-    assert!(matches!(late, Err(_)), "{late:?}");
+    assert!(late.is_err(), "{late:?}");
     backup.act(&mut doc, &t, T0 + 32 * MINUTE, EventBody::Acknowledged {});
     let s = state(&doc, &t);
     assert_eq!(
@@ -1354,7 +1354,7 @@ fn a_lapsed_follow_up_prompts_the_owner_before_anything_escalates() {
             wait: wait.id.clone()
         }
     );
-    assert_eq!(d.at, follow_up - 0, "{d:?}");
+    assert_eq!(d.at, follow_up, "{d:?}");
     let prompt = node.tick(&mut doc, &t, follow_up).expect("prompt");
     assert_eq!(
         prompt.body,

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use baton_core::TaskDoc;
 use baton_core::fold::Status;
 use baton_core::ids::UnitId;
-use baton_core::policy::escalation::next_due;
+use baton_core::policy::escalation::next_due_with;
 use baton_core::sync::DocumentId;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -359,7 +359,7 @@ pub(crate) async fn task(
         .get(&task.meta().template)
         .ok_or_else(|| ApiError::internal(format!("template of {} unknown", record.id)))?;
     let state = task.state(template).map_err(ApiError::internal)?;
-    let next_due = next_due(template, &state);
+    let next_due = next_due_with(template, &state, app.config.routing);
     let now = app.clock.now();
     Ok(Json(json!({
         "id": id.to_string(),
@@ -748,6 +748,76 @@ pub(crate) async fn security_audit(
     Ok(Json(
         json!({ "records": records, "next_cursor": next_cursor }),
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PushRegistration {
+    platform: String,
+    token: String,
+}
+
+/// `PUT /api/v1/devices/me/push`: the calling device's push token (`apns` or `fcm`). Revoking
+/// the device removes it.
+pub(crate) async fn register_push(
+    State(app): State<AppState>,
+    Caller(session): Caller,
+    body: axum::body::Bytes,
+) -> Result<StatusCode, ApiError> {
+    let invalid = |field: &str, message: &str| {
+        let mut e = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message);
+        e.field = Some(field.to_owned());
+        e
+    };
+    if body.len() > 8 * 1024 {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "a push registration is at most 8 KiB",
+        ));
+    }
+    let push: PushRegistration = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the body is not a push registration: {e}"),
+        )
+    })?;
+    if !matches!(push.platform.as_str(), "apns" | "fcm") {
+        return Err(invalid("platform", "platform is `apns` or `fcm`"));
+    }
+    if push.token.is_empty()
+        || push.token.len() > 4096
+        || !push.token.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(invalid(
+            "token",
+            "token is 1 to 4096 visible ASCII characters",
+        ));
+    }
+    let registered = crate::notify::store::set_push(
+        &app.db,
+        session.device.as_str(),
+        Some((&push.platform, &push.token)),
+    )
+    .await?;
+    if !registered {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "device_revoked",
+            "this device is revoked",
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /api/v1/devices/me/push`: stop pushing to the calling device.
+pub(crate) async fn unregister_push(
+    State(app): State<AppState>,
+    Caller(session): Caller,
+) -> Result<StatusCode, ApiError> {
+    crate::notify::store::set_push(&app.db, session.device.as_str(), None).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize)]

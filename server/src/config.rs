@@ -107,6 +107,9 @@ pub struct Config {
     pub time_scale: u32,
     /// Where notifications go and how they are retried.
     pub notify: crate::notify::NotifyConfig,
+    /// Route new tasks to whoever covers their owner role (`serve` always does; tests of the
+    /// sync path that script every event themselves turn it off).
+    pub routing: baton_core::policy::escalation::Routing,
 }
 
 impl Config {
@@ -124,6 +127,7 @@ impl Config {
             idle_document: Span::from_millis(30_000),
             time_scale: 1,
             notify: crate::notify::NotifyConfig::default(),
+            routing: baton_core::policy::escalation::Routing::On,
         }
     }
 }

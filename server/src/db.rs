@@ -719,11 +719,15 @@ impl Db {
 
     /// Revoke a device. Returns whether it was known.
     pub async fn revoke_device(&self, id: &str, now: i64) -> Result<bool, DbError> {
-        let done = sqlx::query("UPDATE devices SET revoked_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        // A revoked device is told nothing more: its push registration goes with it.
+        let done = sqlx::query(
+            "UPDATE devices SET revoked_at = $1, push_platform = NULL, push_token = NULL
+             WHERE id = $2",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() > 0)
     }
 

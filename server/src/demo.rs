@@ -10,7 +10,7 @@ use crate::hub::HubError;
 use crate::now_ms;
 use baton_core::policy::coverage::Rotation;
 use baton_core::sync::DocumentId;
-use baton_core::{Author, HlcClock, NewTask, Subject, TaskDoc};
+use baton_core::{Author, HlcClock, NewTask, Span, Subject, TaskDoc, TemplateRegistry};
 
 /// The demo's units: (id, name).
 pub const UNITS: [(&str, &str); 2] = [
@@ -240,9 +240,10 @@ async fn open_task(
 }
 
 /// What `serve --demo` prints once it is listening.
-pub fn banner(addr: std::net::SocketAddr, data_dir: &std::path::Path) -> String {
-    format!(
-        "Baton demo is running on http://{addr}\n\
+pub fn banner(addr: std::net::SocketAddr, data_dir: &std::path::Path, time_scale: u32) -> String {
+    story(time_scale)
+        + &format!(
+            "Baton demo is running on http://{addr}\n\
          \n\
          Units: 4W (medical-surgical) and ICU. People: rn.evans, rn.okafor (4W nurses), rn.silva,\n\
          rn.moreau (ICU nurses), cn.patel (charge nurse), dr.fox (physician), ph.nguyen (pharmacist),\n\
@@ -255,6 +256,51 @@ pub fn banner(addr: std::net::SocketAddr, data_dir: &std::path::Path) -> String 
          \x20 curl -H \"Authorization: Bearer $TOKEN\" http://{addr}/api/v1/me\n\
          Then sync over ws://{addr}/sync with the same token (automerge-repo protocol): open the\n\
          unit's index_url, and from it every open task.\n",
-        dir = data_dir.display(),
-    )
+            dir = data_dir.display(),
+        )
+}
+
+/// What the server will do with the demo's tasks, and when, in real time at `time_scale`.
+fn story(time_scale: u32) -> String {
+    let templates = TemplateRegistry::shipped();
+    let real = |span: Span| {
+        let secs = span.as_millis() / 1000 / u64::from(time_scale.max(1));
+        if secs >= 120 {
+            format!("{} min", secs / 60)
+        } else {
+            format!("{secs} s")
+        }
+    };
+    let mut lines = vec![
+        format!("What happens next (the workflow clock runs {time_scale}x real time):"),
+        "  at once: every task is routed: the consults to dr.fox, the 4W medication to the nurse on"
+            .to_owned(),
+        "    shift; the discharges raise `nobody_covers` to the charge nurse (no case manager rotation)."
+            .to_owned(),
+    ];
+    for (unit, id, .., acuity) in TASKS {
+        let Some(t) = templates.latest(&id.into()) else {
+            continue;
+        };
+        let window = t.ack_window.scaled(t.window_percent(acuity));
+        let first = t.escalation.first().map_or_else(
+            || "its owner".to_owned(),
+            |level| match &level.target {
+                baton_core::template::EscalationTarget::Role(role) => role.to_string(),
+                baton_core::template::EscalationTarget::SecondaryOwner {} => {
+                    "the secondary owner".to_owned()
+                }
+            },
+        );
+        lines.push(format!(
+            "  in {}: unacknowledged, the {unit} {id} ({acuity}) escalates to {first}",
+            real(window)
+        ));
+    }
+    lines.push(
+        "  then each level of its chain, re-notifying; a log line per routing, escalation and
+             notification. Acknowledge from a phone to stop the climb.\n"
+            .to_owned(),
+    );
+    lines.join("\n") + "\n"
 }

@@ -153,6 +153,8 @@ struct Shared {
     index_drain: tokio::sync::Mutex<()>,
     /// Delivers the notifications commits write.
     notifier: Notifier,
+    /// Escalations stored, by reason: time, acuity, manual.
+    escalations: [AtomicU64; 3],
 }
 
 /// The documents in memory and the way to them.
@@ -181,17 +183,31 @@ const BATCH: usize = 64;
 /// Queued commands per document before senders wait.
 const DOC_QUEUE: usize = 1_024;
 
+/// How the hub's documents behave.
+#[derive(Debug)]
+pub struct HubOptions {
+    pub templates: TemplateRegistry,
+    /// How long a document nobody syncs stays in memory.
+    pub idle: Duration,
+    /// Whether new tasks are routed.
+    pub routing: baton_core::policy::escalation::Routing,
+}
+
 impl Hub {
     pub fn new(
         db: Db,
         auditor: Arc<Auditor>,
-        templates: TemplateRegistry,
-        idle: Duration,
+        options: HubOptions,
         clock: Arc<WorkflowClock>,
         tracker: TaskTracker,
         cancel: CancellationToken,
         notifier: Notifier,
     ) -> Self {
+        let HubOptions {
+            templates,
+            idle,
+            routing,
+        } = options;
         Hub {
             shared: Arc::new(Shared {
                 committer: Committer::start(db.clone(), &tracker, cancel.clone()),
@@ -201,6 +217,7 @@ impl Hub {
                     templates,
                     limits: Limits::default(),
                     actor: server_actor(),
+                    routing,
                 }),
                 clock,
                 idle,
@@ -212,6 +229,7 @@ impl Hub {
                 index_owed: tokio::sync::Notify::new(),
                 index_drain: tokio::sync::Mutex::new(()),
                 notifier,
+                escalations: Default::default(),
             }),
         }
     }
@@ -282,7 +300,21 @@ impl Hub {
             "baton_ack_seconds",
             "From a message with new changes arriving to the server's acknowledgment, committed, being sent.",
         );
-        ack + &self.shared.committer.stats().render()
+        let mut out = ack + &self.shared.committer.stats().render();
+        out.push_str(
+            "# HELP baton_escalations_total Escalations stored, by reason (time: a deadline passed; acuity: a rise in acuity; manual: by hand).\n\
+             # TYPE baton_escalations_total counter\n",
+        );
+        for (reason, count) in ["time", "acuity", "manual"]
+            .iter()
+            .zip(&self.shared.escalations)
+        {
+            out.push_str(&format!(
+                "baton_escalations_total{{reason=\"{reason}\"}} {}\n",
+                count.load(Ordering::Relaxed)
+            ));
+        }
+        out
     }
 
     /// Documents currently in memory.
@@ -473,8 +505,13 @@ impl Hub {
         task: TaskDoc,
         trigger: Option<TriggerRow>,
     ) -> Result<Written, HubError> {
-        let commit = new_task_commit(&id, &self.shared.settings.templates, &task)
-            .map_err(|e| HubError::Doc(id, e.to_string()))?;
+        let commit = new_task_commit(
+            &id,
+            &self.shared.settings.templates,
+            &task,
+            self.shared.settings.routing,
+        )
+        .map_err(|e| HubError::Doc(id, e.to_string()))?;
         let written = store(self, id, commit, trigger).await?;
         if written == Written::Stored {
             self.drain_index_entries().await?;
@@ -892,6 +929,18 @@ async fn store(
     }
     if notifies && written == Written::Stored {
         hub.shared.notifier.wake();
+    }
+    if written == Written::Stored {
+        for event in &commit.events {
+            if let baton_core::EventBody::Escalated { reason, .. } = &event.body {
+                let slot = match reason {
+                    baton_core::event::EscalationReason::Time => 0,
+                    baton_core::event::EscalationReason::Acuity => 1,
+                    baton_core::event::EscalationReason::Manual => 2,
+                };
+                hub.shared.escalations[slot].fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
     Ok(written)
 }

@@ -200,6 +200,10 @@ pub fn router(app: AppState) -> Router {
         )
         .route("/api/v1/audit/security", get(api::security_audit))
         .route("/api/v1/notifications/dead", get(api::dead_letters))
+        .route(
+            "/api/v1/devices/me/push",
+            put(api::register_push).delete(api::unregister_push),
+        )
         .route("/api/v1/openapi.json", get(api::openapi))
         .with_state(app)
 }
@@ -237,8 +241,11 @@ impl Server {
         let hub = Hub::new(
             db.clone(),
             auditor.clone(),
-            (*templates).clone(),
-            Duration::from_millis(config.idle_document.as_millis()),
+            hub::HubOptions {
+                templates: (*templates).clone(),
+                idle: Duration::from_millis(config.idle_document.as_millis()),
+                routing: config.routing,
+            },
             clock.clone(),
             tracker.clone(),
             cancel.clone(),

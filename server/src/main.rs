@@ -3,7 +3,7 @@
 use baton_core::time::Span;
 use baton_server::auth::{IntegrationTokenRequest, Keys, MAX_INTEGRATION_NAME, TokenRequest};
 use baton_server::config::{Config, ConnectionLimits, Storage, TokenConfig};
-use baton_server::notify::{NotifyConfig, WebhookConfig, WebhookSecret};
+use baton_server::notify::{ApnsConfig, FcmConfig, NotifyConfig, WebhookConfig, WebhookSecret};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.
-    Serve(Serve),
+    Serve(Box<Serve>),
     /// Tokens of the embedded issuer.
     #[command(subcommand)]
     Token(Token),
@@ -94,6 +94,25 @@ struct Serve {
         hide_env_values = true
     )]
     webhook_secret: Option<WebhookSecret>,
+    /// APNs: the team's signing key (`.p8`); with --apns-key-id, --apns-team-id, --apns-topic.
+    #[arg(long, env = "BATON_APNS_KEY_FILE", requires_all = ["apns_key_id", "apns_team_id", "apns_topic"])]
+    apns_key_file: Option<PathBuf>,
+    #[arg(long, env = "BATON_APNS_KEY_ID")]
+    apns_key_id: Option<String>,
+    #[arg(long, env = "BATON_APNS_TEAM_ID")]
+    apns_team_id: Option<String>,
+    /// The iOS app's bundle id.
+    #[arg(long, env = "BATON_APNS_TOPIC")]
+    apns_topic: Option<String>,
+    /// Where APNs requests go (Apple's servers need HTTP/2: name a gateway that speaks it).
+    #[arg(long, env = "BATON_APNS_URL", default_value = "https://api.push.apple.com", value_parser = web_url)]
+    apns_url: String,
+    /// FCM: the service account's key file (JSON, as Google issues it).
+    #[arg(long, env = "BATON_FCM_SERVICE_ACCOUNT")]
+    fcm_service_account: Option<PathBuf>,
+    /// Where FCM requests go.
+    #[arg(long, env = "BATON_FCM_URL", default_value = "https://fcm.googleapis.com", value_parser = web_url)]
+    fcm_url: String,
     /// Tries before a notification is a dead letter.
     #[arg(long, env = "BATON_NOTIFY_MAX_ATTEMPTS", default_value_t = NotifyConfig::default().max_attempts, value_parser = clap::value_parser!(u32).range(1..=50))]
     notify_max_attempts: u32,
@@ -141,9 +160,9 @@ fn web_url(s: &str) -> Result<String, String> {
     let rest = s
         .strip_prefix("https://")
         .or_else(|| s.strip_prefix("http://"))
-        .ok_or("the webhook URL must start with https:// or http://")?;
+        .ok_or("a URL must start with https:// or http://")?;
     if rest.is_empty() || s.len() > 2048 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("the webhook URL is not a URL".into());
+        return Err("not a URL".into());
     }
     Ok(s.to_owned())
 }
@@ -151,7 +170,7 @@ fn web_url(s: &str) -> Result<String, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(serve) => run(serve),
+        Command::Serve(serve) => run(*serve),
         Command::Token(Token::Issue(issue)) => issue_token(issue),
     };
     match result {
@@ -238,6 +257,23 @@ fn run(serve: Serve) -> Result<(), Box<dyn std::error::Error>> {
             .webhook_url
             .zip(serve.webhook_secret)
             .map(|(url, secret)| WebhookConfig { url, secret }),
+        apns: match &serve.apns_key_file {
+            Some(file) => Some(ApnsConfig::new(
+                serve.apns_url.clone(),
+                serve.apns_topic.clone().unwrap_or_default(),
+                serve.apns_team_id.clone().unwrap_or_default(),
+                serve.apns_key_id.clone().unwrap_or_default(),
+                &std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?,
+            )?),
+            None => None,
+        },
+        fcm: match &serve.fcm_service_account {
+            Some(file) => Some(FcmConfig::from_service_account(
+                &std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?,
+                serve.fcm_url.clone(),
+            )?),
+            None => None,
+        },
         max_attempts: serve.notify_max_attempts,
         retry_base: serve.notify_retry_base,
     };
@@ -247,7 +283,7 @@ fn run(serve: Serve) -> Result<(), Box<dyn std::error::Error>> {
         if serve.demo {
             println!(
                 "{}",
-                baton_server::demo::banner(server.addr(), &serve.common.data_dir)
+                baton_server::demo::banner(server.addr(), &serve.common.data_dir, serve.time_scale)
             );
         }
         server.run_until(shutdown_signal()).await;

@@ -98,6 +98,26 @@ pub fn spec() -> Value {
             "The `next_cursor` of the previous page: the records after it."
         ),
     ]);
+    let mut dead = operation(
+        "Notifications given up after every try (dead letters), newest first, paged.",
+        Admin,
+        None,
+        object(
+            "{ notifications: [{ id, task_id, event_id, kind, channel, recipient, attempts, created_at, dead_at, last_error }], next_cursor: string | null }",
+        ),
+    );
+    dead["parameters"] = json!([
+        query(
+            "limit",
+            json!({ "type": "integer", "minimum": 1, "maximum": 1000, "default": 100 }),
+            "Dead letters per page."
+        ),
+        query(
+            "cursor",
+            json!({ "type": "string" }),
+            "The previous page's `next_cursor`."
+        ),
+    ]);
     let mut tasks = operation(
         "The tasks of the caller's units (every unit, for an admin), oldest first (by when the server first stored them, then id), filtered and paged. Not for integration tokens.",
         Session,
@@ -184,6 +204,7 @@ pub fn spec() -> Value {
                 "delete": operation_with("Take a role on a unit from a user; their open connections follow at once.", Admin, &membership, object("the membership, taken away")),
             },
             "/api/v1/audit/security": { "get": audit },
+            "/api/v1/notifications/dead": { "get": dead },
             "/api/v1/openapi.json": { "get": operation("This document.", Open, None, object("OpenAPI 3.1")) },
         },
         "components": {

@@ -145,7 +145,7 @@ impl Scheduler {
                     .lateness
                     .record(Duration::from_millis(u64::try_from(late).unwrap_or(0)));
                 inner.fired.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(doc = %timer.doc, event = %timer.event_id, late_ms = late, "timer fired");
+                tracing::info!(doc = %timer.doc, event = %timer.event_id, late_ms = late, "{}", what_fired(&timer.event_id));
                 true
             }
             Err(e) => {
@@ -210,5 +210,17 @@ impl Scheduler {
             inner.failed.load(Ordering::Relaxed),
         ));
         out
+    }
+}
+
+/// A log line's words for what a timer did, from its event id's shape.
+fn what_fired(event: &str) -> &'static str {
+    match event.split(':').next() {
+        Some("route") => "task routed",
+        Some("esc") => "task escalated",
+        Some("renotify") => "escalation target re-notified",
+        Some("followup") => "owner prompted: a follow-up is due",
+        Some("offtrack") => "exception raised",
+        _ => "timer fired",
     }
 }

@@ -73,6 +73,12 @@ pub async fn fresh_postgres() -> String {
     format!("{base}/{name}")
 }
 
+/// Fire whatever is due at start (the demo's tasks are routed the moment they open), so every
+/// test begins from the same state instead of racing the scheduler.
+async fn settle(server: &Server) {
+    server.state().scheduler.fire_due().await.unwrap();
+}
+
 #[derive(Debug)]
 pub struct TestServer {
     pub server: Option<Server>,
@@ -104,8 +110,12 @@ impl TestServer {
         let mut config = Config::new("127.0.0.1:0".parse().unwrap(), dir.path());
         config.storage = storage;
         config.demo = true;
+        // These tests script every event on the demo's tasks; the ones about routing turn it
+        // back on.
+        config.routing = baton_core::policy::escalation::Routing::Off;
         configure(&mut config);
         let server = Server::start(config.clone()).await.unwrap();
+        settle(&server).await;
         TestServer {
             server: Some(server),
             config,
@@ -125,7 +135,9 @@ impl TestServer {
     /// Stop gracefully and start again on the same storage (a new port).
     pub async fn restart(&mut self) {
         self.server.take().unwrap().shutdown().await;
-        self.server = Some(Server::start(self.config.clone()).await.unwrap());
+        let server = Server::start(self.config.clone()).await.unwrap();
+        settle(&server).await;
+        self.server = Some(server);
     }
 
     pub fn token(&self, user: &str, device: &str, roles: &[&str], units: &[&str]) -> String {

@@ -913,6 +913,7 @@ async fn the_openapi_document_lists_every_route(backend: Backend) {
             "/api/v1/audit/security",
             "/api/v1/devices/{id}/revoke",
             "/api/v1/me",
+            "/api/v1/notifications/dead",
             "/api/v1/openapi.json",
             "/api/v1/tasks",
             "/api/v1/tasks/{id}",

@@ -73,6 +73,20 @@ pub enum Action {
 /// The task's next action, which may already be due (`at` in the past). `None` when nothing is
 /// pending: the task is closed, or every chain has run out.
 pub fn next_due(template: &Template, state: &TaskState) -> Option<Due> {
+    next_due_with(template, state, Routing::On)
+}
+
+/// Whether the server routes new tasks. Always on in service; a deployment (or a test of the
+/// sync path that scripts every event itself) may turn it off.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Routing {
+    #[default]
+    On,
+    Off,
+}
+
+/// [`next_due`], with routing on or off.
+pub fn next_due_with(template: &Template, state: &TaskState, routing: Routing) -> Option<Due> {
     if state.status.is_closed() {
         return None;
     }
@@ -87,7 +101,7 @@ pub fn next_due(template: &Template, state: &TaskState) -> Option<Due> {
             .map(|l| l.target.clone())
     };
 
-    if state.owner.is_none() && !state.routed {
+    if routing == Routing::On && state.owner.is_none() && !state.routed {
         candidates.push(Due {
             at: created,
             event_id: EventId::new(ROUTE_EVENT),
@@ -283,7 +297,18 @@ pub fn fire(
     schedule: &Schedule,
     now: Millis,
 ) -> Option<(EventId, EventBody)> {
-    let due = next_due(template, state).filter(|d| d.at <= now)?;
+    fire_with(template, state, schedule, now, Routing::On)
+}
+
+/// [`fire`], with routing on or off.
+pub fn fire_with(
+    template: &Template,
+    state: &TaskState,
+    schedule: &Schedule,
+    now: Millis,
+    routing: Routing,
+) -> Option<(EventId, EventBody)> {
+    let due = next_due_with(template, state, routing).filter(|d| d.at <= now)?;
     let covering = |role: &Role| schedule.covering(&state.unit, role, now);
     let body = match due.action {
         Action::Route => match covering(&template.owner_role).primary {

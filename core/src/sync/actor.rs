@@ -35,7 +35,7 @@ use crate::ids::UnitId;
 use crate::index::IndexedTask;
 use crate::notice::{Notice, notices};
 use crate::policy::coverage::Schedule;
-use crate::policy::escalation::{self, Due, next_due};
+use crate::policy::escalation::{self, Due, Routing, next_due_with};
 use crate::summary::TaskSummary;
 use crate::template::{TemplateRef, TemplateRegistry};
 use crate::time::Millis;
@@ -90,6 +90,8 @@ pub struct Settings {
     pub limits: Limits,
     /// The Automerge actor the server writes its own changes as.
     pub actor: ActorId,
+    /// Whether new tasks are routed to whoever covers their owner role.
+    pub routing: Routing,
 }
 
 /// A change the server makes to a document; an error leaves what it changed in place.
@@ -700,7 +702,9 @@ impl<P: Peer> DocActor<P> {
             .get(&meta.template)
             .ok_or_else(|| format!("unknown template {}", meta.template))?;
         let state = fold(template, meta, events);
-        let Some((id, body)) = escalation::fire(template, &state, schedule, now) else {
+        let Some((id, body)) =
+            escalation::fire_with(template, &state, schedule, now, settings.routing)
+        else {
             return Ok(());
         };
         if state.history.iter().any(|h| h.event == id) {
@@ -888,7 +892,7 @@ impl<P: Peer> DocActor<P> {
         let id = self.id;
         let (meta, events) = self.task()?;
         let template = settings.templates.get(&meta.template)?;
-        Some(derive(&id, template, meta, events, new))
+        Some(derive(&id, template, meta, events, new, settings.routing))
     }
 }
 
@@ -900,9 +904,10 @@ fn derive(
     meta: &TaskMeta,
     events: &[Event],
     new: &[Event],
+    routing: Routing,
 ) -> Derived {
     let state = fold(template, meta, events);
-    let timer = next_due(template, &state);
+    let timer = next_due_with(template, &state, routing);
     let listing = (!state.status.is_closed()).then(|| IndexedTask {
         acuity: state.acuity.clone(),
         ..IndexedTask::of(id, meta)
@@ -922,12 +927,13 @@ pub fn new_task_commit(
     id: &DocumentId,
     templates: &TemplateRegistry,
     task: &TaskDoc,
+    routing: Routing,
 ) -> Result<Commit, crate::doc::DocError> {
     let meta = task.meta();
     let events = task.events()?.events;
     let derived = templates
         .get(&meta.template)
-        .map(|template| derive(id, template, meta, &events, &events));
+        .map(|template| derive(id, template, meta, &events, &events, routing));
     let (listing, timer, notices, summary) = match derived {
         Some(d) => (d.listing, d.timer, d.notices, Some(d.summary)),
         None => (Some(IndexedTask::of(id, meta)), None, Vec::new(), None),

@@ -10,6 +10,7 @@
 //! Payloads carry no patient information: a task id, the kind of notice, the unit, the role and
 //! the person asked. A phone syncs the task to learn more.
 
+mod push;
 pub mod store;
 mod webhook;
 
@@ -25,12 +26,17 @@ use store::{Delivery, Outbound, Recipient};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use push::{ApnsConfig, FcmConfig};
 pub use webhook::{SecretError, WebhookSecret, signature};
 
 /// Where and how notifications go.
 #[derive(Clone, Debug)]
 pub struct NotifyConfig {
     pub webhook: Option<WebhookConfig>,
+    /// Push to iOS devices registered with an APNs token.
+    pub apns: Option<ApnsConfig>,
+    /// Push to Android devices registered with an FCM token.
+    pub fcm: Option<FcmConfig>,
     /// Deliveries tried this many times are dead letters.
     pub max_attempts: u32,
     /// The first retry's delay; each later one doubles it (at most an hour), with jitter.
@@ -41,6 +47,8 @@ impl Default for NotifyConfig {
     fn default() -> Self {
         NotifyConfig {
             webhook: None,
+            apns: None,
+            fcm: None,
             max_attempts: 8,
             retry_base: Span::from_millis(2_000),
         }
@@ -116,6 +124,7 @@ struct Inner {
     node: String,
     wake: tokio::sync::Notify,
     agent: ureq::Agent,
+    pusher: push::Pusher,
     delivered: AtomicU64,
     failed: AtomicU64,
 }
@@ -127,6 +136,7 @@ impl Notifier {
             .http_status_as_error(false)
             .build()
             .new_agent();
+        let pusher = push::Pusher::new(config.apns.clone(), config.fcm.clone());
         Notifier {
             inner: Arc::new(Inner {
                 db,
@@ -134,6 +144,7 @@ impl Notifier {
                 node: format!("node-{}", uuid::Uuid::new_v4()),
                 wake: tokio::sync::Notify::new(),
                 agent,
+                pusher,
                 delivered: AtomicU64::new(0),
                 failed: AtomicU64::new(0),
             }),
@@ -198,7 +209,25 @@ impl Notifier {
                     .unwrap_or_else(|e| Err(format!("the delivery stopped: {e}")))
             }
             ("webhook", None) => Err("no webhook is configured any more".to_owned()),
-            _ => Err("push delivery is not configured on this server".to_owned()),
+            ("push", _) => match store::push_registration(&inner.db, &delivery.recipient).await? {
+                Some((platform, token)) => {
+                    let worker = Arc::clone(inner);
+                    let d = delivery.clone();
+                    tokio::task::spawn_blocking(move || {
+                        worker.pusher.send(&worker.agent, &d, &platform, &token)
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(format!("the delivery stopped: {e}")))
+                }
+                None => {
+                    // Revoked, wiped or unregistered since: nobody to tell on that device.
+                    let now = now_ms();
+                    let why = "the device no longer has a push registration";
+                    store::dead(&inner.db, &delivery.id, attempt, now, why).await?;
+                    return Ok(false);
+                }
+            },
+            (other, _) => Err(format!("unknown channel `{other}`")),
         };
         let now = now_ms();
         match outcome {

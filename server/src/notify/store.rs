@@ -292,6 +292,41 @@ pub async fn of_task(
         .map_err(DbError::from)
 }
 
+/// A device's push registration: `(platform, token)`, unless it is revoked or has none.
+pub(crate) async fn push_registration(
+    db: &Db,
+    device: &str,
+) -> Result<Option<(String, String)>, DbError> {
+    let row = sqlx::query(
+        "SELECT push_platform, push_token FROM devices
+         WHERE id = $1 AND revoked_at IS NULL AND push_token IS NOT NULL",
+    )
+    .bind(device)
+    .fetch_optional(db.pool())
+    .await?;
+    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .transpose()
+        .map_err(|e: sqlx::Error| DbError::from(e))
+}
+
+/// Register (or, with `None`, remove) a device's push token.
+pub async fn set_push(
+    db: &Db,
+    device: &str,
+    registration: Option<(&str, &str)>,
+) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "UPDATE devices SET push_platform = $2, push_token = $3
+         WHERE id = $1 AND revoked_at IS NULL",
+    )
+    .bind(device)
+    .bind(registration.map(|r| r.0))
+    .bind(registration.map(|r| r.1))
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
 /// Errors are kept short: a receiver's answer may be long.
 fn truncated(error: &str) -> String {
     error.chars().take(500).collect()
