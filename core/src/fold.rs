@@ -233,6 +233,15 @@ pub struct HistoryEntry {
     pub outcome: Outcome,
 }
 
+/// A note on the task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NoteEntry {
+    pub by: Actor,
+    pub at: Millis,
+    pub text: String,
+    pub event: EventId,
+}
+
 /// A concurrent action that could not hold, kept visible.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Conflict {
@@ -283,6 +292,8 @@ pub struct TaskState {
     pub escalations: Vec<EscalationRecord>,
     pub handoffs: Vec<Handoff>,
     pub exceptions: Vec<Exception>,
+    /// Notes, in fold order.
+    pub notes: Vec<NoteEntry>,
     /// Open deadlines, earliest first.
     pub deadlines: Vec<Deadline>,
     pub closed_at: Option<Millis>,
@@ -339,6 +350,7 @@ impl TaskState {
             escalations: Vec::new(),
             handoffs: Vec::new(),
             exceptions: Vec::new(),
+            notes: Vec::new(),
             deadlines: Vec::new(),
             closed_at: None,
             history: Vec::new(),
@@ -371,6 +383,15 @@ impl TaskState {
 
     pub fn wait(&self, event: &EventId) -> Option<&Waiting> {
         self.waits.iter().find(|w| &w.event == event)
+    }
+
+    /// The latest note `user` wrote at or after `since`.
+    pub fn last_note_by(&self, user: &UserId, since: Millis) -> Option<String> {
+        self.notes
+            .iter()
+            .rev()
+            .find(|n| &n.by.user == user && n.at >= since)
+            .map(|n| n.text.clone())
     }
 
     /// Required steps that are not completed yet, in template order.
@@ -506,10 +527,19 @@ impl TaskState {
                     w.prompted_at = Some(at);
                 }
             }
-            EventBody::Note { .. } => {}
+            EventBody::Note { text } => self.notes.push(NoteEntry {
+                by: event.actor.clone(),
+                at,
+                text: text.clone(),
+                event: event.id.clone(),
+            }),
             EventBody::HandoffOffered { to, item, note } => self.handoffs.push(Handoff {
                 offer: event.id.clone(),
-                from: event.actor.clone(),
+                // The server offers at a shift change on the owner's behalf.
+                from: match (&self.owner, event.actor.is_system()) {
+                    (Some(owner), true) => Actor::new(owner.user.clone(), owner.role.clone()),
+                    _ => event.actor.clone(),
+                },
                 to: to.clone(),
                 item: item.clone(),
                 note: note.clone(),

@@ -297,12 +297,15 @@ pub fn is_permitted(template: &Template, kind: EventKind, role: &Role) -> bool {
 }
 
 /// What the server (the system actor) may write: tasks opened by triggers, their routing,
-/// escalations and re-notifications, follow-up prompts, off-track exceptions, and notes.
+/// re-routing and shift-change offers, escalations and re-notifications, follow-up prompts,
+/// off-track exceptions, and notes.
 fn system_may(kind: EventKind) -> bool {
     matches!(
         kind,
         EventKind::Created
             | EventKind::Assigned
+            | EventKind::Reassigned
+            | EventKind::HandoffOffered
             | EventKind::Escalated
             | EventKind::Renotified
             | EventKind::FollowUpDue
@@ -505,8 +508,14 @@ pub fn check(template: &Template, state: &TaskState, event: &Event) -> Result<()
         }
         EventBody::Note { text } => check_text("the note", text),
         EventBody::HandoffOffered { to, item, note } => {
-            is_owner(state, actor)?;
-            if to.role != template.owner_role || to.user == actor.user {
+            // The server offers on the owner's behalf (a shift change).
+            let from = if actor.is_system() {
+                &state.owner.as_ref().ok_or(Refusal::NotOwned)?.user
+            } else {
+                is_owner(state, actor)?;
+                &actor.user
+            };
+            if to.role != template.owner_role || &to.user == from {
                 return Err(Refusal::BadHandoffTarget {
                     expected: template.owner_role.clone(),
                 });

@@ -1578,3 +1578,119 @@ fn the_current_target_is_told_again_until_someone_acts() {
     let d = due(&doc, &t);
     assert!(!matches!(d.action, Action::Renotify { .. }), "{d:?}");
 }
+
+// ---- shift change and disabled accounts ----
+
+use baton_core::policy::handover::handover;
+
+#[test]
+fn at_shift_change_the_outgoing_owner_s_tasks_are_offered_to_whoever_comes_on() {
+    let t = quiet(template("nonformulary_med"));
+    let mut doc = opened("ph.chen", "pharmacist", &t, T0, None);
+    let mut night = Person::new("rn.night", "nurse");
+    night.act(&mut doc, &t, T0 + MINUTE, EventBody::Acknowledged {});
+    night.act(
+        &mut doc,
+        &t,
+        T0 + 2 * MINUTE,
+        EventBody::Note {
+            text: "family bringing the inhaler at 8".into(),
+        },
+    );
+    let day_starts = at("2026-01-05T07:00-05:00");
+    let s = state(&doc, &t);
+    assert_eq!(
+        handover(&t, &s, &ward(), day_starts - 1),
+        None,
+        "not before 07:00"
+    );
+    let (id, body) = handover(&t, &s, &ward(), day_starts).expect("offered at 07:00");
+    assert_eq!(id, EventId(format!("shift:{day_starts}:rn.night")));
+    assert_eq!(
+        body,
+        EventBody::HandoffOffered {
+            to: baton_core::Actor::new("rn.day", "nurse"),
+            item: None,
+            note: Some("family bringing the inhaler at 8".into()),
+        }
+    );
+    let system = Author::system("node-1");
+    doc.append_with_id(&t, &system, &mut HlcClock::new(), day_starts, id, body)
+        .expect("the rules take the server's offer");
+    let s = state(&doc, &t);
+    // The outgoing owner stays accountable until the incoming one accepts.
+    assert_eq!(s.owner.as_ref().map(|o| o.user.as_str()), Some("rn.night"));
+    let offer = s.pending_handoffs().next().expect("pending").clone();
+    assert_eq!(offer.from, baton_core::Actor::new("rn.night", "nurse"));
+    assert!(
+        handover(&t, &s, &ward(), day_starts + MINUTE).is_none(),
+        "once"
+    );
+    // Unaccepted, the offer is a deadline the chain escalates.
+    assert!(
+        s.deadlines
+            .iter()
+            .any(|d| d.cause == baton_core::fold::Cause::Handoff(offer.offer.clone()))
+    );
+    Person::new("rn.day", "nurse").act(
+        &mut doc,
+        &t,
+        day_starts + 5 * MINUTE,
+        EventBody::HandoffAccepted {
+            offer: offer.offer.clone(),
+        },
+    );
+    let s = state(&doc, &t);
+    assert_eq!(s.owner.as_ref().map(|o| o.user.as_str()), Some("rn.day"));
+    assert_eq!(handover(&t, &s, &ward(), day_starts + 6 * MINUTE), None);
+}
+
+#[test]
+fn shift_change_on_the_spring_forward_day_comes_at_seven_local() {
+    let t = quiet(template("nonformulary_med"));
+    // 01:00 EST on 2026-03-08: the night shift, which lasts 11 hours this once.
+    let opened_at = at("2026-03-08T01:00-05:00");
+    let mut doc = opened("ph.chen", "pharmacist", &t, opened_at, None);
+    let s = state(&doc, &t);
+    assert_eq!(s.owner.as_ref().map(|o| o.user.as_str()), Some("rn.night"));
+    let seven = at("2026-03-08T07:00-04:00");
+    assert_eq!(seven - at("2026-03-07T19:00-05:00"), 11 * HOUR);
+    assert_eq!(handover(&t, &s, &ward(), seven - 1), None);
+    let (_, body) = handover(&t, &s, &ward(), seven).expect("offered at 07:00 EDT");
+    assert!(matches!(body, EventBody::HandoffOffered { ref to, .. } if to.user == "rn.day"));
+    let _ = &mut doc;
+}
+
+#[test]
+fn a_disabled_owner_s_task_goes_to_whoever_covers_or_raises_that_nobody_does() {
+    let t = quiet(template("nonformulary_med"));
+    let doc = opened("ph.chen", "pharmacist", &t, T0, None);
+    let s = state(&doc, &t);
+    // A float nurse is in for the night: the task is reassigned to her.
+    let float = schedule(
+        vec![rotation("nurse", &["rn.day", "rn.night"], &[])],
+        vec![override_for(
+            "nurse",
+            "rn.float",
+            T0 - HOUR,
+            T0 + HOUR,
+            false,
+        )],
+    );
+    // rn.night owns it (routed at T0 before the override was known); she is disabled.
+    let (id, body) = handover(&t, &s, &float.without(["rn.night".into()]), T0 + MINUTE)
+        .expect("re-routed at once");
+    assert!(id.as_str().starts_with("reroute:rn.night:"), "{id}");
+    assert!(
+        matches!(body, EventBody::Reassigned { ref user, .. } if user == "rn.float"),
+        "{body:?}"
+    );
+    // Nobody else on: the exception goes to the charge nurse.
+    let (_, body) = handover(&t, &s, &ward().without(["rn.night".into()]), T0 + MINUTE)
+        .expect("raised at once");
+    assert!(
+        matches!(body, EventBody::ExceptionRaised { ref rule, ref alert_role, .. }
+            if rule.as_deref() == Some("nobody_covers") && alert_role == "charge_nurse"),
+        "{body:?}"
+    );
+}

@@ -601,6 +601,8 @@ pub(crate) async fn disable_user(
         return Err(ApiError::not_found());
     }
     let closed = app.connections.kick_user(&user);
+    // Their open tasks go to whoever covers, or raise that nobody does, at once.
+    let rerouted = app.scheduler.reroute(&user).await?;
     // Off the rosters phones show.
     let mut units: Vec<_> = app
         .db
@@ -617,11 +619,13 @@ pub(crate) async fn disable_user(
         .admin_action(
             &admin,
             "user_disabled",
-            format!("user {user}; {closed} connection(s) closed"),
+            format!(
+                "user {user}; {closed} connection(s) closed; {rerouted} open task(s) re-routed"
+            ),
         )
         .await;
     Ok(Json(
-        json!({ "user": user, "disabled": true, "connections_closed": closed }),
+        json!({ "user": user, "disabled": true, "connections_closed": closed, "tasks_rerouted": rerouted }),
     ))
 }
 

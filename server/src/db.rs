@@ -1176,6 +1176,43 @@ impl Db {
     }
 
     /// How many tasks have a timer.
+    /// Open tasks of `unit` owned in `role` (`None`: in any role), or owned by `owner`: those a
+    /// shift change or a disabled account may move.
+    pub async fn owned_open_tasks(
+        &self,
+        unit: Option<&str>,
+        role: Option<&str>,
+        owner: Option<&str>,
+    ) -> Result<Vec<String>, DbError> {
+        let rows = sqlx::query(
+            "SELECT doc_id FROM task_summaries
+             WHERE owner_id IS NOT NULL AND status IN ('open', 'waiting')
+               AND ($1 IS NULL OR unit_id = $1) AND ($2 IS NULL OR owner_role = $2)
+               AND ($3 IS NULL OR owner_id = $3)
+             ORDER BY created_at, doc_id",
+        )
+        .bind(unit)
+        .bind(role)
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(DbError::from)
+    }
+
+    /// Users whose accounts are disabled.
+    pub async fn disabled_users(&self) -> Result<Vec<UserId>, DbError> {
+        let rows = sqlx::query("SELECT id FROM users WHERE disabled_at IS NOT NULL")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0).map(UserId::new))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(DbError::from)
+    }
+
     pub async fn pending_timers(&self) -> Result<i64, DbError> {
         let row = sqlx::query("SELECT COUNT(*) FROM task_timers")
             .fetch_one(&self.pool)

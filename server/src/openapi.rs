@@ -4,6 +4,30 @@
 use serde_json::{Value, json};
 
 /// An operation: what it does, whether it needs a token (and an admin's), its path parameters.
+/// `PUT /api/v1/devices/me/push`.
+fn push_registration() -> Value {
+    json!({
+        "summary": "Register the calling device's push token; notices naming its user are pushed to it.",
+        "security": [{ "bearer": [] }],
+        "requestBody": {
+            "required": true,
+            "content": { "application/json": { "schema": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["platform", "token"],
+                "properties": {
+                    "platform": { "type": "string", "enum": ["apns", "fcm"] },
+                    "token": { "type": "string", "minLength": 1, "maxLength": 4096, "pattern": "^[!-~]+$" },
+                },
+            } } },
+        },
+        "responses": {
+            "204": { "description": "registered" },
+            "default": { "$ref": "#/components/responses/Error" },
+        },
+    })
+}
+
 fn operation(summary: &str, auth: Auth, param: Option<&str>, ok: Value) -> Value {
     operation_with(summary, auth, param.as_slice(), ok)
 }
@@ -197,6 +221,17 @@ pub fn spec() -> Value {
             "/api/v1/triggers": { "post": trigger },
             "/api/v1/tasks": { "get": tasks },
             "/api/v1/tasks/{id}": { "get": operation("A task's fields and folded state.", Session, Some("id"), object("the task")) },
+            "/api/v1/devices/me/push": {
+                "put": push_registration(),
+                "delete": {
+                    "summary": "Stop pushing to the calling device.",
+                    "security": [{ "bearer": [] }],
+                    "responses": {
+                        "204": { "description": "no longer registered" },
+                        "default": { "$ref": "#/components/responses/Error" },
+                    },
+                },
+            },
             "/api/v1/devices/{id}/revoke": { "post": operation("Refuse a device from now on and tell it to wipe.", Admin, Some("id"), object("the device, revoked")) },
             "/api/v1/users/{id}/disable": { "post": operation("Refuse a user from now on, on every device.", Admin, Some("id"), object("the user, disabled")) },
             "/api/v1/users/{id}/memberships/{unit}/{role}": {

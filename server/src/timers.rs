@@ -47,6 +47,8 @@ struct Inner {
     failed: AtomicU64,
     /// One pass at a time.
     pass: tokio::sync::Mutex<()>,
+    /// The shift each (unit, role) rotation was in at the last look: a change is a handover.
+    shifts: std::sync::Mutex<HashMap<(String, String), i64>>,
 }
 
 impl Scheduler {
@@ -61,6 +63,7 @@ impl Scheduler {
                 fired: AtomicU64::new(0),
                 failed: AtomicU64::new(0),
                 pass: tokio::sync::Mutex::new(()),
+                shifts: std::sync::Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -71,6 +74,9 @@ impl Scheduler {
         let scheduler = self.clone();
         tracker.spawn(async move {
             loop {
+                if let Err(e) = scheduler.shift_changes().await {
+                    tracing::error!(error = %e, "shift changes could not be looked at; retrying");
+                }
                 let wait = match scheduler.fire_due().await {
                     Ok(_) => scheduler.until_next().await,
                     Err(e) => {
@@ -173,9 +179,86 @@ impl Scheduler {
             return Ok(schedule.clone());
         }
         let plan = db.coverage(&unit).await.map_err(|e| e.to_string())?;
-        let schedule = Arc::new(plan.schedule().map_err(|e| e.to_string())?);
+        let disabled = db.disabled_users().await.map_err(|e| e.to_string())?;
+        let schedule = Arc::new(
+            plan.schedule()
+                .map_err(|e| e.to_string())?
+                .without(disabled),
+        );
         schedules.insert(unit, schedule.clone());
         Ok(schedule)
+    }
+
+    /// Hand work over where a rotation has moved to its next shift since the last look (at
+    /// start: everywhere, which catches up on shift changes missed while down): every open
+    /// task owned in that role on that unit is given to its actor, which offers it to whoever
+    /// came on if its owner just went off. Returns how many tasks were looked at.
+    pub async fn shift_changes(&self) -> Result<usize, DbError> {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let mut looked = 0;
+        for (unit, _) in inner.db.units().await? {
+            let plan = inner.db.coverage(unit.as_str()).await?;
+            if plan.rotations.is_empty() {
+                continue;
+            }
+            let Ok(schedule) = plan.schedule() else {
+                continue;
+            };
+            let schedule = Arc::new(schedule.without(inner.db.disabled_users().await?));
+            for role in plan.rotations.keys() {
+                let Some(shift) = schedule.covering(&unit, role, now).shift else {
+                    continue;
+                };
+                let key = (unit.to_string(), role.to_string());
+                let moved = {
+                    let mut seen = inner.shifts.lock().unwrap_or_else(|e| e.into_inner());
+                    seen.insert(key, shift.index) != Some(shift.index)
+                };
+                if !moved {
+                    continue;
+                }
+                let tasks = inner
+                    .db
+                    .owned_open_tasks(Some(unit.as_str()), Some(role.as_str()), None)
+                    .await?;
+                for doc in tasks {
+                    looked += 1;
+                    self.hand_over(&doc, now, schedule.clone()).await;
+                }
+            }
+        }
+        Ok(looked)
+    }
+
+    /// Move at once every open task `user` owns: their account was disabled. Returns how many
+    /// tasks were looked at.
+    pub async fn reroute(&self, user: &str) -> Result<usize, DbError> {
+        let now = self.inner.clock.now();
+        let tasks = self
+            .inner
+            .db
+            .owned_open_tasks(None, None, Some(user))
+            .await?;
+        let mut schedules = HashMap::new();
+        for doc in &tasks {
+            match self.schedule(doc, &mut schedules).await {
+                Ok(schedule) => self.hand_over(doc, now, schedule).await,
+                Err(e) => {
+                    tracing::error!(%doc, error = %e, "a disabled owner's task could not be re-routed")
+                }
+            }
+        }
+        Ok(tasks.len())
+    }
+
+    async fn hand_over(&self, doc: &str, now: i64, schedule: Arc<Schedule>) {
+        let Ok(id) = doc.parse::<DocumentId>() else {
+            return;
+        };
+        if let Err(e) = self.inner.hub.fire(id, now, schedule).await {
+            tracing::error!(%doc, error = %e, "a task could not be handed over");
+        }
     }
 
     /// How long to sleep before the next look: until the earliest timer falls due (in real

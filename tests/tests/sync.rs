@@ -911,6 +911,7 @@ async fn the_openapi_document_lists_every_route(backend: Backend) {
         listed,
         [
             "/api/v1/audit/security",
+            "/api/v1/devices/me/push",
             "/api/v1/devices/{id}/revoke",
             "/api/v1/me",
             "/api/v1/notifications/dead",

@@ -259,3 +259,149 @@ async fn two_servers_on_one_postgres_fire_each_of_200_due_timers_once() {
     );
     b.shutdown().await;
 }
+
+baton_e2e::on_both_backends!(
+    at_shift_change_the_server_offers_the_outgoing_nurse_s_task_to_the_incoming_one,
+    a_disabled_owner_s_tasks_are_re_routed_at_once
+);
+
+async fn routing_server(backend: Backend) -> TestServer {
+    TestServer::start_with(backend, |c| {
+        c.routing = baton_core::policy::escalation::Routing::On;
+    })
+    .await
+}
+
+/// The EHR opens a task on 4W; the server routes it. Returns its id.
+async fn ehr_opens(server: &TestServer, template: &str, key: &str) -> String {
+    let ehr = server.integration_token("ehr", &["4W"]);
+    let (status, body) = server
+        .post_json(
+            "/api/v1/triggers",
+            Some(&ehr),
+            &serde_json::json!({
+                "template": template,
+                "unit": "4W",
+                "subject": { "ref": "enc-5", "label": "Bed 5" },
+                "idempotency_key": key,
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let task = body["task_id"].as_str().unwrap().to_owned();
+    server.server().state().scheduler.fire_due().await.unwrap();
+    task
+}
+
+async fn history(server: &TestServer, task: &str) -> Vec<serde_json::Value> {
+    let admin = server.admin_token();
+    let (status, view) = server
+        .get(&format!("/api/v1/tasks/{task}"), Some(&admin))
+        .await;
+    assert_eq!(status, 200, "{view}");
+    view["state"]["history"].as_array().unwrap().clone()
+}
+
+async fn at_shift_change_the_server_offers_the_outgoing_nurse_s_task_to_the_incoming_one(
+    backend: Backend,
+) {
+    let server = routing_server(backend).await;
+    let state = server.server().state();
+    let task = ehr_opens(&server, "nonformulary_med", "med-1").await;
+    let (status, view) = server
+        .get(
+            &format!("/api/v1/tasks/{task}"),
+            Some(&server.admin_token()),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let outgoing = view["state"]["owner"]["user"].as_str().unwrap().to_owned();
+
+    // Move the workflow clock a second past the end of this nurse's shift (07:00 or 19:00 in
+    // New York, whatever the day).
+    let plan = state.db.coverage("4W").await.unwrap();
+    let schedule = plan.schedule().unwrap();
+    let now = state.clock.now();
+    let shift = schedule
+        .covering(&"4W".into(), &"nurse".into(), now)
+        .shift
+        .unwrap();
+    let incoming = schedule
+        .covering(&"4W".into(), &"nurse".into(), shift.end)
+        .primary
+        .unwrap();
+    assert_ne!(incoming.as_str(), outgoing);
+    state.clock.advance(shift.end - now + 1_000);
+    state.scheduler.shift_changes().await.unwrap();
+
+    let offers: Vec<serde_json::Value> = history(&server, &task)
+        .await
+        .into_iter()
+        .filter(|h| h["kind"] == "handoff_offered")
+        .collect();
+    assert_eq!(offers.len(), 1, "{offers:?}");
+    assert_eq!(
+        offers[0]["event"],
+        format!("shift:{}:{outgoing}", shift.end)
+    );
+    assert_eq!(offers[0]["actor"]["user"], "baton");
+    let (_, view) = server
+        .get(
+            &format!("/api/v1/tasks/{task}"),
+            Some(&server.admin_token()),
+        )
+        .await;
+    assert_eq!(
+        view["state"]["owner"]["user"], outgoing,
+        "accountable until the incoming nurse accepts"
+    );
+    assert_eq!(
+        view["state"]["handoffs"][0]["to"]["user"],
+        incoming.as_str()
+    );
+    // Looking again changes nothing.
+    state.scheduler.shift_changes().await.unwrap();
+    state.scheduler.fire_due().await.unwrap();
+    let again = history(&server, &task).await;
+    assert_eq!(
+        again
+            .iter()
+            .filter(|h| h["kind"] == "handoff_offered")
+            .count(),
+        1
+    );
+}
+
+async fn a_disabled_owner_s_tasks_are_re_routed_at_once(backend: Backend) {
+    let server = routing_server(backend).await;
+    // dr.fox is the only physician on 4W's rotation: the consult is his.
+    let task = ehr_opens(&server, "consult", "consult-1").await;
+    let (_, view) = server
+        .get(
+            &format!("/api/v1/tasks/{task}"),
+            Some(&server.admin_token()),
+        )
+        .await;
+    assert_eq!(view["state"]["owner"]["user"], "dr.fox");
+
+    let (status, body) = server
+        .post("/api/v1/users/dr.fox/disable", Some(&server.admin_token()))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["tasks_rerouted"].as_u64().unwrap() >= 1, "{body}");
+    // Nobody else covers the physician role: the charge nurse is alerted, with the way out.
+    let (_, view) = server
+        .get(
+            &format!("/api/v1/tasks/{task}"),
+            Some(&server.admin_token()),
+        )
+        .await;
+    let exceptions = view["state"]["exceptions"].as_array().unwrap();
+    let raised = exceptions
+        .iter()
+        .find(|e| e["event"].as_str().unwrap().starts_with("reroute:dr.fox:"))
+        .unwrap_or_else(|| panic!("{exceptions:?}"));
+    assert_eq!(raised["alert_role"], "charge_nurse");
+    assert_eq!(raised["rule"], "nobody_covers");
+    assert!(raised["resolution"].as_str().is_some());
+}

@@ -11,6 +11,7 @@ use jiff::Timestamp;
 use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 
 /// A rotation: `primary[k]` (and `secondary[k]`) cover shift `k`, counting from `anchor`, cycling.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +46,8 @@ pub struct Schedule {
     zone: TimeZone,
     rotations: Vec<Rotation>,
     overrides: Vec<Override>,
+    /// People who may not be given work (disabled accounts): they cover nothing.
+    unavailable: BTreeSet<UserId>,
 }
 
 /// Who covers a role at a moment, and the shift they are in.
@@ -111,7 +114,19 @@ impl Schedule {
             zone,
             rotations,
             overrides,
+            unavailable: BTreeSet::new(),
         })
+    }
+
+    /// The same schedule with `users` covering nothing: their shifts are uncovered.
+    pub fn without(mut self, users: impl IntoIterator<Item = UserId>) -> Schedule {
+        self.unavailable.extend(users);
+        self
+    }
+
+    /// Whether `user` may be given work.
+    pub fn is_available(&self, user: &UserId) -> bool {
+        !self.unavailable.contains(user)
     }
 
     pub fn zone(&self) -> &TimeZone {
@@ -149,6 +164,8 @@ impl Schedule {
                 coverage.primary = Some(o.user.clone());
             }
         }
+        coverage.primary = coverage.primary.filter(|u| self.is_available(u));
+        coverage.secondary = coverage.secondary.filter(|u| self.is_available(u));
         coverage
     }
 

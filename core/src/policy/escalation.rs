@@ -35,7 +35,15 @@ use serde::{Deserialize, Serialize};
 pub const ROUTE_EVENT: &str = "route:open";
 
 /// How the ids the server derives for its own events begin. Nobody else may use them.
-pub const SERVER_ID_PREFIXES: [&str; 5] = ["esc:", "offtrack:", "route:", "followup:", "renotify:"];
+pub const SERVER_ID_PREFIXES: [&str; 7] = [
+    "esc:",
+    "offtrack:",
+    "route:",
+    "followup:",
+    "renotify:",
+    "shift:",
+    "reroute:",
+];
 
 /// Something the server must do at a time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,8 +84,9 @@ pub fn next_due(template: &Template, state: &TaskState) -> Option<Due> {
     next_due_with(template, state, Routing::On)
 }
 
-/// Whether the server routes new tasks. Always on in service; a deployment (or a test of the
-/// sync path that scripts every event itself) may turn it off.
+/// Whether the server moves work between people by itself: routes new tasks, re-routes a
+/// disabled owner's, offers tasks at shift change. Always on in service; a test of the sync
+/// path that scripts every event itself turns it off.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Routing {
     #[default]

@@ -2,6 +2,8 @@
 //!
 //! - [`coverage`]: who covers a role on a unit at a given time.
 //! - [`escalation`]: a task's next deadline and what happens when it passes.
+//! - [`handover`]: work that moves at a shift change or when an account is disabled.
 
 pub mod coverage;
 pub mod escalation;
+pub mod handover;

@@ -36,6 +36,7 @@ use crate::index::IndexedTask;
 use crate::notice::{Notice, notices};
 use crate::policy::coverage::Schedule;
 use crate::policy::escalation::{self, Due, Routing, next_due_with};
+use crate::policy::handover;
 use crate::summary::TaskSummary;
 use crate::template::{TemplateRef, TemplateRegistry};
 use crate::time::Millis;
@@ -693,6 +694,23 @@ impl<P: Peer> DocActor<P> {
     /// own event, with the action's deterministic id (so a second firing anywhere writes
     /// nothing new), passing the same rules as everyone's. Nothing due is no error.
     fn fire(&mut self, batch: &mut Batch, now: Millis, schedule: &Schedule) -> Result<(), String> {
+        // What is due may be several things at once (an escalation and a shift change); each
+        // appended event can make the next one due, so a few rounds, bounded.
+        for _ in 0..4 {
+            if !self.fire_one(batch, now, schedule)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Append the one event due now, if any. Returns whether it appended one.
+    fn fire_one(
+        &mut self,
+        batch: &mut Batch,
+        now: Millis,
+        schedule: &Schedule,
+    ) -> Result<bool, String> {
         let settings = Arc::clone(&self.settings);
         let Some((meta, events)) = self.task() else {
             return Err("not a task".to_owned());
@@ -703,12 +721,17 @@ impl<P: Peer> DocActor<P> {
             .ok_or_else(|| format!("unknown template {}", meta.template))?;
         let state = fold(template, meta, events);
         let Some((id, body)) =
-            escalation::fire_with(template, &state, schedule, now, settings.routing)
+            escalation::fire_with(template, &state, schedule, now, settings.routing).or_else(
+                || match settings.routing {
+                    Routing::On => handover::handover(template, &state, schedule, now),
+                    Routing::Off => None,
+                },
+            )
         else {
-            return Ok(());
+            return Ok(false);
         };
         if state.history.iter().any(|h| h.event == id) {
-            return Ok(());
+            return Ok(false);
         }
         let author = Author::system(settings.actor.to_hex_string());
         let meta = meta.clone();
@@ -726,7 +749,7 @@ impl<P: Peer> DocActor<P> {
         }
         batch.events.push(event);
         batch.changes.extend(changes);
-        Ok(())
+        Ok(true)
     }
 
     /// Pass an ephemeral message on to everyone else who may still see the document. Only a
