@@ -241,9 +241,8 @@ async fn open_task(
 
 /// What `serve --demo` prints once it is listening.
 pub fn banner(addr: std::net::SocketAddr, data_dir: &std::path::Path, time_scale: u32) -> String {
-    story(time_scale)
-        + &format!(
-            "Baton demo is running on http://{addr}\n\
+    let banner = format!(
+        "Baton demo is running on http://{addr}\n\
          \n\
          Units: 4W (medical-surgical) and ICU. People: rn.evans, rn.okafor (4W nurses), rn.silva,\n\
          rn.moreau (ICU nurses), cn.patel (charge nurse), dr.fox (physician), ph.nguyen (pharmacist),\n\
@@ -256,8 +255,9 @@ pub fn banner(addr: std::net::SocketAddr, data_dir: &std::path::Path, time_scale
          \x20 curl -H \"Authorization: Bearer $TOKEN\" http://{addr}/api/v1/me\n\
          Then sync over ws://{addr}/sync with the same token (automerge-repo protocol): open the\n\
          unit's index_url, and from it every open task.\n",
-            dir = data_dir.display(),
-        )
+        dir = data_dir.display(),
+    );
+    banner + "\n" + &story(time_scale)
 }
 
 /// What the server will do with the demo's tasks, and when, in real time at `time_scale`.
@@ -298,9 +298,15 @@ fn story(time_scale: u32) -> String {
         ));
     }
     lines.push(
-        "  then each level of its chain, re-notifying; a log line per routing, escalation and
-             notification. Acknowledge from a phone to stop the climb.\n"
-            .to_owned(),
+        "  then each level of its chain, re-notifying, and at 07:00 and 19:00 (New York) the"
+            .into(),
+    );
+    lines.push(
+        "    outgoing nurse's tasks are offered to the incoming one. The log has a line per".into(),
+    );
+    lines.push(
+        "    routing, escalation and notification; acknowledge from a phone to stop the climb."
+            .into(),
     );
     lines.join("\n") + "\n"
 }
