@@ -862,6 +862,29 @@ impl DocLoop {
 /// Store a commit: the document's record if new, its changes, their events, the index entry
 /// they owe, the task's timer and summary, and the key of the trigger that opened it, in one
 /// transaction.
+/// Notices that name only a role (an exception, an escalation whose chain names a role) go to
+/// whoever covers that role now, so a person is told and not only the webhook.
+async fn named(
+    hub: &Hub,
+    notices: &[baton_core::notice::Notice],
+) -> Vec<baton_core::notice::Notice> {
+    let mut named = notices.to_vec();
+    let now = hub.shared.clock.now();
+    for notice in named.iter_mut().filter(|n| n.user.is_none()) {
+        let plan = match hub.shared.db.coverage(notice.unit.as_str()).await {
+            Ok(plan) => plan,
+            Err(e) => {
+                tracing::warn!(unit = %notice.unit, error = %e, "coverage unreadable; the notice names only its role");
+                continue;
+            }
+        };
+        if let Ok(schedule) = plan.schedule() {
+            notice.user = schedule.covering(&notice.unit, &notice.role, now).primary;
+        }
+    }
+    named
+}
+
 async fn store(
     hub: &Hub,
     id: DocumentId,
@@ -899,7 +922,8 @@ async fn store(
         .as_ref()
         .map(|timer| timer_row(&doc_id, timer))
         .transpose()?;
-    let notifications = crate::notify::outbound(&id, &commit.notices, hub.shared.notifier.config());
+    let notices = named(hub, &commit.notices).await;
+    let notifications = crate::notify::outbound(&id, &notices, hub.shared.notifier.config());
     let notifies = !notifications.is_empty();
     let summary = commit
         .summary

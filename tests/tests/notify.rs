@@ -117,6 +117,7 @@ async fn a_failing_receiver_gets_each_notice_once_when_it_recovers(backend: Back
 
     // Three refusals, then a verified delivery of the routing notice, with the same id each time.
     let mut ours = Vec::new();
+    let mut verified = Vec::new();
     let mut failures = 0;
     while ours
         .iter()
@@ -128,11 +129,17 @@ async fn a_failing_receiver_gets_each_notice_once_when_it_recovers(backend: Back
             continue;
         }
         assert_eq!(request["verified"], true, "{request}");
+        verified.push(request.clone());
         if request["body"]["task_id"] == task.as_str() {
             ours.push(request);
         }
     }
     assert!(failures >= 3, "{failures}");
+    // The demo's discharges have no case manager on the rotation: the exception goes to the
+    // charge nurse role, and names the charge nurse on shift.
+    let exception = receiver_saw_exception(&receiver, &verified);
+    assert_eq!(exception["role"], "charge_nurse", "{exception}");
+    assert_eq!(exception["user"], "cn.patel", "{exception}");
     let delivered = &ours[0];
     let body = &delivered["body"];
     assert_eq!(body["unit"], "4W", "{body}");
@@ -180,6 +187,20 @@ async fn a_failing_receiver_gets_each_notice_once_when_it_recovers(backend: Back
         "delivered twice: {again:?}"
     );
     assert_eq!(server.metric("baton_notifications_dead").await, Some(0.0));
+}
+
+/// A verified `task.exception` delivery, among `seen` or the requests still to come.
+fn receiver_saw_exception(receiver: &Receiver, seen: &[Value]) -> Value {
+    let is_exception = |r: &Value| r["verified"] == true && r["body"]["type"] == "task.exception";
+    if let Some(r) = seen.iter().find(|r| is_exception(r)) {
+        return r["body"].clone();
+    }
+    loop {
+        let r = receiver.next();
+        if is_exception(&r) {
+            return r["body"].clone();
+        }
+    }
 }
 
 async fn a_receiver_that_never_answers_leaves_a_dead_letter(backend: Backend) {
