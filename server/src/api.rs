@@ -717,6 +717,21 @@ pub(crate) fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
     Some((at.parse().ok()?, id.to_owned()))
 }
 
+/// Where the page a `cursor` asks for starts.
+fn page_after(cursor: Option<&str>) -> Result<Option<(i64, String)>, ApiError> {
+    cursor
+        .map(|cursor| {
+            decode_cursor(cursor).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_cursor",
+                    "the cursor is not one this server gave out",
+                )
+            })
+        })
+        .transpose()
+}
+
 /// `GET /api/v1/audit/security` (admin): security audit records, newest first, filtered and
 /// paged.
 pub(crate) async fn security_audit(
@@ -724,16 +739,7 @@ pub(crate) async fn security_audit(
     Admin(_): Admin,
     Query(query): Query<AuditQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let after = match query.cursor.as_deref() {
-        Some(cursor) => Some(decode_cursor(cursor).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_cursor",
-                "the cursor is not one this server gave out",
-            )
-        })?),
-        None => None,
-    };
+    let after = page_after(query.cursor.as_deref())?;
     let filter = AuditFilter {
         kind: query.kind,
         user: query.user,
@@ -838,16 +844,7 @@ pub(crate) async fn dead_letters(
     Admin(_): Admin,
     Query(query): Query<DeadLetterQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let after = match query.cursor.as_deref() {
-        Some(cursor) => Some(decode_cursor(cursor).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_cursor",
-                "the cursor is not one this server gave out",
-            )
-        })?),
-        None => None,
-    };
+    let after = page_after(query.cursor.as_deref())?;
     let limit = query.limit.unwrap_or(100).clamp(1, 1_000);
     let dead = crate::notify::store::dead_letters(&app.db, after, limit).await?;
     let next_cursor = if dead.len() as i64 == limit {

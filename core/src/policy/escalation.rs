@@ -325,7 +325,13 @@ pub fn fire_with(
                 user,
                 role: template.owner_role.clone(),
             },
-            None => nobody_covers(template, state),
+            None => nobody_covers(
+                template,
+                format!(
+                    "nobody covers {} on {}; the task has no owner",
+                    template.owner_role, state.unit
+                ),
+            ),
         },
         Action::PromptFollowUp { wait } => EventBody::FollowUpDue { wait },
         Action::Escalate {
@@ -386,7 +392,7 @@ pub fn fire_with(
 
 /// The exception a task nobody covers raises: the template's `nobody_covers` rule, or else an
 /// alert to its first supervisor role (the owner role when it names none).
-fn nobody_covers(template: &Template, state: &TaskState) -> EventBody {
+pub(crate) fn nobody_covers(template: &Template, reason: String) -> EventBody {
     let rule = template
         .off_track
         .iter()
@@ -403,10 +409,7 @@ fn nobody_covers(template: &Template, state: &TaskState) -> EventBody {
             },
             |r| r.alert_role.clone(),
         ),
-        reason: format!(
-            "nobody covers {} on {}; the task has no owner",
-            template.owner_role, state.unit
-        ),
+        reason,
         resolution: rule.and_then(|r| r.resolution.clone()),
     }
 }

@@ -13,10 +13,11 @@
 //! so two nodes acting at once write one event.
 
 use super::coverage::Schedule;
+use super::escalation::nobody_covers;
 use crate::event::{Actor, EventBody};
 use crate::fold::TaskState;
 use crate::ids::EventId;
-use crate::template::{OffTrackWhen, Template};
+use crate::template::Template;
 use crate::time::Millis;
 
 /// The server's event for a task whose owner is no longer available (disabled) or whose owner's
@@ -45,30 +46,13 @@ pub fn handover(
                 role: owner.role.clone(),
                 reason: Some(format!("{} can no longer take work", owner.user)),
             },
-            None => {
-                let rule = template
-                    .off_track
-                    .iter()
-                    .find(|r| matches!(r.when, OffTrackWhen::NobodyCovers {}));
-                EventBody::ExceptionRaised {
-                    rule: rule.map(|r| r.id.clone()),
-                    alert_role: rule.map_or_else(
-                        || {
-                            template
-                                .supervisor_roles
-                                .first()
-                                .unwrap_or(&template.owner_role)
-                                .clone()
-                        },
-                        |r| r.alert_role.clone(),
-                    ),
-                    reason: format!(
-                        "{} can no longer take work and nobody covers {} on {}",
-                        owner.user, owner.role, state.unit
-                    ),
-                    resolution: rule.and_then(|r| r.resolution.clone()),
-                }
-            }
+            None => nobody_covers(
+                template,
+                format!(
+                    "{} can no longer take work and nobody covers {} on {}",
+                    owner.user, owner.role, state.unit
+                ),
+            ),
         };
         return Some((id, body));
     }

@@ -22,7 +22,7 @@ use baton_core::sync::DocumentId;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use store::{Delivery, Outbound, Recipient};
+use store::{Delivery, Outbound, Recipient, Then};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -223,7 +223,7 @@ impl Notifier {
                     // Revoked, wiped or unregistered since: nobody to tell on that device.
                     let now = now_ms();
                     let why = "the device no longer has a push registration";
-                    store::dead(&inner.db, &delivery.id, attempt, now, why).await?;
+                    store::failed(&inner.db, &delivery.id, attempt, Then::Dead(now), why).await?;
                     return Ok(false);
                 }
             },
@@ -240,11 +240,19 @@ impl Notifier {
             Err(error) => {
                 inner.failed.fetch_add(1, Ordering::Relaxed);
                 if attempt >= i64::from(inner.config.max_attempts) {
-                    store::dead(&inner.db, &delivery.id, attempt, now, &error).await?;
+                    store::failed(&inner.db, &delivery.id, attempt, Then::Dead(now), &error)
+                        .await?;
                     tracing::error!(id = %delivery.id, kind = %delivery.kind, doc = %delivery.doc, attempt, %error, "notification is a dead letter");
                 } else {
                     let next = now.saturating_add(self.delay(attempt));
-                    store::retry(&inner.db, &delivery.id, attempt, next, &error).await?;
+                    store::failed(
+                        &inner.db,
+                        &delivery.id,
+                        attempt,
+                        Then::RetryAt(next),
+                        &error,
+                    )
+                    .await?;
                     tracing::warn!(id = %delivery.id, kind = %delivery.kind, attempt, %error, retry_in_ms = next - now, "notification failed; retrying");
                 }
                 Ok(false)

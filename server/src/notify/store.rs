@@ -173,42 +173,36 @@ pub(crate) async fn delivered(db: &Db, id: &str, attempts: i64, now: i64) -> Res
     Ok(())
 }
 
-pub(crate) async fn retry(
-    db: &Db,
-    id: &str,
-    attempts: i64,
-    next: i64,
-    error: &str,
-) -> Result<(), DbError> {
-    sqlx::query(
-        "UPDATE notifications SET attempts = $2, next_attempt_at = $3, last_error = $4,
-             claimed_by = NULL, claimed_until = NULL
-         WHERE id = $1",
-    )
-    .bind(id)
-    .bind(attempts)
-    .bind(next)
-    .bind(truncated(error))
-    .execute(db.pool())
-    .await?;
-    Ok(())
+/// What becomes of a delivery whose try failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Then {
+    RetryAt(i64),
+    /// A dead letter, from this moment.
+    Dead(i64),
 }
 
-pub(crate) async fn dead(
+/// Record a failed try.
+pub(crate) async fn failed(
     db: &Db,
     id: &str,
     attempts: i64,
-    now: i64,
+    then: Then,
     error: &str,
 ) -> Result<(), DbError> {
+    let (next_attempt, dead_at) = match then {
+        Then::RetryAt(next) => (Some(next), None),
+        Then::Dead(now) => (None, Some(now)),
+    };
     sqlx::query(
-        "UPDATE notifications SET attempts = $2, dead_at = $3, last_error = $4,
+        "UPDATE notifications SET attempts = $2,
+             next_attempt_at = COALESCE($3, next_attempt_at), dead_at = $4, last_error = $5,
              claimed_by = NULL, claimed_until = NULL
          WHERE id = $1",
     )
     .bind(id)
     .bind(attempts)
-    .bind(now)
+    .bind(next_attempt)
+    .bind(dead_at)
     .bind(truncated(error))
     .execute(db.pool())
     .await?;
