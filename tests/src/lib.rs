@@ -157,31 +157,12 @@ impl TestServer {
         admin: bool,
         ttl_secs: i64,
     ) -> String {
-        let keys = Keys::load_or_create(&self.data_dir).unwrap();
-        let request = TokenRequest {
-            user: user.into(),
-            device: device.into(),
-            roles: roles.iter().map(|s| s.to_string()).collect(),
-            units: units.iter().map(|s| s.to_string()).collect(),
-            admin,
-            ttl_secs,
-        };
-        let tokens = baton_server::config::TokenConfig::default();
-        keys.issue(&request.claims(&tokens, baton_server::now_ms() / 1000))
-            .unwrap()
+        token_with_in(&self.data_dir, user, device, roles, units, admin, ttl_secs)
     }
 
     /// A token for integration `name` on `units`, as `token issue --integration` prints it.
     pub fn integration_token(&self, name: &str, units: &[&str]) -> String {
-        let keys = Keys::load_or_create(&self.data_dir).unwrap();
-        let request = IntegrationTokenRequest {
-            name: name.into(),
-            units: units.iter().map(|s| s.to_string()).collect(),
-            ttl_secs: 3_600,
-        };
-        let tokens = baton_server::config::TokenConfig::default();
-        keys.issue(&request.claims(&tokens, baton_server::now_ms() / 1000))
-            .unwrap()
+        integration_token_in(&self.data_dir, name, units)
     }
 
     /// `POST path` with `body` as JSON.
@@ -758,13 +739,41 @@ pub fn token_in(
     roles: &[&str],
     units: &[&str],
 ) -> String {
+    token_with_in(data_dir, user, device, roles, units, false, 3_600)
+}
+
+/// A user's token from the embedded issuer whose key is in `data_dir`, an admin's if `admin`,
+/// lasting `ttl_secs`.
+pub fn token_with_in(
+    data_dir: &std::path::Path,
+    user: &str,
+    device: &str,
+    roles: &[&str],
+    units: &[&str],
+    admin: bool,
+    ttl_secs: i64,
+) -> String {
     let keys = Keys::load_or_create(data_dir).unwrap();
     let request = TokenRequest {
         user: user.into(),
         device: device.into(),
         roles: roles.iter().map(|s| s.to_string()).collect(),
         units: units.iter().map(|s| s.to_string()).collect(),
-        admin: false,
+        admin,
+        ttl_secs,
+    };
+    let tokens = baton_server::config::TokenConfig::default();
+    keys.issue(&request.claims(&tokens, baton_server::now_ms() / 1000))
+        .unwrap()
+}
+
+/// A token for integration `name` on `units`, as `token issue --integration` prints it, from the
+/// key in `data_dir`.
+pub fn integration_token_in(data_dir: &std::path::Path, name: &str, units: &[&str]) -> String {
+    let keys = Keys::load_or_create(data_dir).unwrap();
+    let request = IntegrationTokenRequest {
+        name: name.into(),
+        units: units.iter().map(|s| s.to_string()).collect(),
         ttl_secs: 3_600,
     };
     let tokens = baton_server::config::TokenConfig::default();
