@@ -259,3 +259,20 @@ async fn two_servers_on_one_postgres_fire_each_of_200_due_timers_once() {
     );
     b.shutdown().await;
 }
+
+/// The scheduler benchmark still runs: a small SQLite run of its spread phase, every timer fired.
+#[test]
+fn the_timer_benchmark_runs_small() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_baton-timer-bench"))
+        .args(["--backend", "sqlite", "--pending", "2000", "--due", "100"])
+        .args(["--window", "1", "--no-burst", "--phase-timeout", "60"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("spread: fired 100 of 100 in"), "{stdout}");
+}
