@@ -1120,19 +1120,7 @@ impl Db {
         lease_until: i64,
         limit: i64,
     ) -> Result<Vec<ClaimedTimer>, DbError> {
-        let lock = match self.backend {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
-        let sql = format!(
-            "UPDATE task_timers SET claimed_by = $1, claimed_until = $2
-             WHERE doc_id IN (
-                 SELECT doc_id FROM task_timers
-                 WHERE due_at <= $3 AND (claimed_until IS NULL OR claimed_until < $4)
-                 ORDER BY due_at, doc_id LIMIT $5{lock})
-             RETURNING doc_id, due_at, event_id"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows = sqlx::query(sqlx::AssertSqlSafe(self.claim_due_timers_sql()))
             .bind(node)
             .bind(lease_until)
             .bind(now)
@@ -1152,6 +1140,23 @@ impl Db {
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
         claimed.sort_by(|a, b| (a.due_at, &a.doc).cmp(&(b.due_at, &b.doc)));
         Ok(claimed)
+    }
+
+    /// The statement [`Db::claim_due_timers`] runs on this backend (`$1` the node, `$2` the
+    /// lease's end, `$3` the workflow time, `$4` the real time, `$5` the limit), for `EXPLAIN`.
+    pub fn claim_due_timers_sql(&self) -> String {
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        format!(
+            "UPDATE task_timers SET claimed_by = $1, claimed_until = $2
+             WHERE doc_id IN (
+                 SELECT doc_id FROM task_timers
+                 WHERE due_at <= $3 AND (claimed_until IS NULL OR claimed_until < $4)
+                 ORDER BY due_at, doc_id LIMIT $5{lock})
+             RETURNING doc_id, due_at, event_id"
+        )
     }
 
     /// Give up `node`'s claim on `doc`'s timer (it fired, or could not be fired).

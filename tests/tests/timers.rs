@@ -428,3 +428,20 @@ async fn a_disabled_owner_s_tasks_are_re_routed_at_once(backend: Backend) {
     assert_eq!(raised["rule"], "nobody_covers");
     assert!(raised["resolution"].as_str().is_some());
 }
+
+/// The scheduler benchmark still runs: a small SQLite run of its spread phase, every timer fired.
+#[test]
+fn the_timer_benchmark_runs_small() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_baton-timer-bench"))
+        .args(["--backend", "sqlite", "--pending", "2000", "--due", "100"])
+        .args(["--window", "1", "--no-burst", "--phase-timeout", "60"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("spread: fired 100 of 100 in"), "{stdout}");
+}
