@@ -515,6 +515,10 @@ async fn run(
     let cpu = cpu_ms() - cpu_before;
     println!("spread phase to {}", stamp(now_ms()));
     println!("{}", spread.row("spread"));
+    println!(
+        "{}",
+        by_tenth(&spread_log, &mine, &due_of, first_due, last_due)
+    );
     println!("{}", cpu_line(cpu, spread.fired, now_ms() - started_real));
     let commits = Commits::of(&state.hub.metrics()).since(&commits_before);
     println!("{}", commits.line(spread.fired));
@@ -593,9 +597,13 @@ async fn run(
     }
     let (rss_end, hwm) = memory_kb();
     let size_after = table_size(&mut conn, backend).await?;
+    let evicted = if args.no_burst {
+        "-".to_owned()
+    } else {
+        mib(rss_evicted)
+    };
     println!(
-        "memory: after eviction {}, at the end {}, peak {}",
-        mib(rss_evicted),
+        "memory: after eviction {evicted}, at the end {}, peak {}",
         mib(rss_end),
         mib(hwm)
     );
@@ -999,5 +1007,41 @@ fn cpu_line(cpu: i64, fired: usize, wall: i64) -> String {
         wall as f64 / 1_000.0,
         cpu as f64 * 100.0 / wall.max(1) as f64,
         cpu as f64 / fired.max(1) as f64
+    )
+}
+
+/// Median lateness of the timers due in each tenth of the window, to tell a scheduler that falls
+/// steadily behind from one that stalled once.
+fn by_tenth(
+    log: &[(String, i64)],
+    mine: &HashSet<String>,
+    due_of: &HashMap<String, (i64, String)>,
+    first_due: i64,
+    last_due: i64,
+) -> String {
+    let mut first: HashMap<&str, i64> = HashMap::new();
+    for (doc, at) in log.iter().filter(|f| mine.contains(&f.0)) {
+        first.entry(doc.as_str()).or_insert(*at);
+    }
+    let span = (last_due - first_due).max(1);
+    let mut tenths: Vec<Vec<i64>> = vec![Vec::new(); 10];
+    for (doc, at) in first {
+        if let Some((due, _)) = due_of.get(doc) {
+            let tenth = usize::try_from((due - first_due) * 10 / span)
+                .unwrap_or(0)
+                .min(9);
+            tenths[tenth].push(at - due);
+        }
+    }
+    let medians: Vec<String> = tenths
+        .iter_mut()
+        .map(|t| {
+            t.sort_unstable();
+            format!("{}", quantile(t, 0.5))
+        })
+        .collect();
+    format!(
+        "median lateness by tenth of the window (ms): {}",
+        medians.join(" ")
     )
 }
