@@ -473,6 +473,7 @@ async fn run(
     if let Some(unanalyzed) = unanalyzed {
         println!("claim query plan before ANALYZE:\n{unanalyzed}");
     }
+    println!("the spread phase's timers write events like `{sample_event}`: {sample_action}");
     println!("claim query plan:\n{plan}");
     println!(
         "claim of up to 256 ({claimed} due, rolled back) {claim_ms:.2} ms; MIN(due_at) {min_ms:.2} ms; COUNT(*) {count_ms:.2} ms"
@@ -560,6 +561,9 @@ async fn run(
         for r in &rows {
             next_of.insert(r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?));
         }
+        if let Some((_, event)) = next_of.values().next() {
+            println!("the burst's timers write events like `{event}`");
+        }
         let expected = next_of.keys().filter(|d| mine.contains(*d)).count();
         let latest = next_of.values().map(|d| d.0).max().unwrap_or(0);
         let step = (latest + 1 - clock.now()).max(0);
@@ -609,13 +613,23 @@ async fn run(
     );
     println!("task_timers before firing: {size_before}");
     println!("task_timers at the end:    {size_after}");
-    let fired_rows: i64 = sqlx::query(
-        "SELECT COUNT(*) FROM task_events WHERE user_id = 'baton' AND role_id = 'system' AND kind <> 'created'",
+    let kinds = sqlx::query(
+        "SELECT kind, COUNT(*) FROM task_events
+         WHERE user_id = 'baton' AND role_id = 'system' AND kind <> 'created'
+         GROUP BY kind ORDER BY kind",
     )
-    .fetch_one(&mut conn)
-    .await?
-    .try_get(0)?;
-    println!("system events stored by firings: {fired_rows}");
+    .fetch_all(&mut conn)
+    .await?;
+    let mut stored = Vec::new();
+    for r in &kinds {
+        stored.push(format!(
+            "{} {}",
+            r.try_get::<String, _>(0)?,
+            r.try_get::<i64, _>(1)?
+        ));
+    }
+    println!("system events stored by firings: {}", stored.join(", "));
+
     let burst = burst.unwrap_or_default();
     println!(
         "{}",
