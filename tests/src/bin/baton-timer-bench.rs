@@ -473,6 +473,7 @@ async fn run(
     if let Some(unanalyzed) = unanalyzed {
         println!("claim query plan before ANALYZE:\n{unanalyzed}");
     }
+    println!("the spread phase's timers write events like `{sample_event}`: {sample_action}");
     println!("claim query plan:\n{plan}");
     println!(
         "claim of up to 256 ({claimed} due, rolled back) {claim_ms:.2} ms; MIN(due_at) {min_ms:.2} ms; COUNT(*) {count_ms:.2} ms"
@@ -515,6 +516,10 @@ async fn run(
     let cpu = cpu_ms() - cpu_before;
     println!("spread phase to {}", stamp(now_ms()));
     println!("{}", spread.row("spread"));
+    println!(
+        "{}",
+        by_tenth(&spread_log, &mine, &due_of, first_due, last_due)
+    );
     println!("{}", cpu_line(cpu, spread.fired, now_ms() - started_real));
     let commits = Commits::of(&state.hub.metrics()).since(&commits_before);
     println!("{}", commits.line(spread.fired));
@@ -556,6 +561,9 @@ async fn run(
         for r in &rows {
             next_of.insert(r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?));
         }
+        if let Some((_, event)) = next_of.values().next() {
+            println!("the burst's timers write events like `{event}`");
+        }
         let expected = next_of.keys().filter(|d| mine.contains(*d)).count();
         let latest = next_of.values().map(|d| d.0).max().unwrap_or(0);
         let step = (latest + 1 - clock.now()).max(0);
@@ -593,21 +601,35 @@ async fn run(
     }
     let (rss_end, hwm) = memory_kb();
     let size_after = table_size(&mut conn, backend).await?;
+    let evicted = if args.no_burst {
+        "-".to_owned()
+    } else {
+        mib(rss_evicted)
+    };
     println!(
-        "memory: after eviction {}, at the end {}, peak {}",
-        mib(rss_evicted),
+        "memory: after eviction {evicted}, at the end {}, peak {}",
         mib(rss_end),
         mib(hwm)
     );
     println!("task_timers before firing: {size_before}");
     println!("task_timers at the end:    {size_after}");
-    let fired_rows: i64 = sqlx::query(
-        "SELECT COUNT(*) FROM task_events WHERE user_id = 'baton' AND role_id = 'system' AND kind <> 'created'",
+    let kinds = sqlx::query(
+        "SELECT kind, COUNT(*) FROM task_events
+         WHERE user_id = 'baton' AND role_id = 'system' AND kind <> 'created'
+         GROUP BY kind ORDER BY kind",
     )
-    .fetch_one(&mut conn)
-    .await?
-    .try_get(0)?;
-    println!("system events stored by firings: {fired_rows}");
+    .fetch_all(&mut conn)
+    .await?;
+    let mut stored = Vec::new();
+    for r in &kinds {
+        stored.push(format!(
+            "{} {}",
+            r.try_get::<String, _>(0)?,
+            r.try_get::<i64, _>(1)?
+        ));
+    }
+    println!("system events stored by firings: {}", stored.join(", "));
+
     let burst = burst.unwrap_or_default();
     println!(
         "{}",
@@ -999,5 +1021,41 @@ fn cpu_line(cpu: i64, fired: usize, wall: i64) -> String {
         wall as f64 / 1_000.0,
         cpu as f64 * 100.0 / wall.max(1) as f64,
         cpu as f64 / fired.max(1) as f64
+    )
+}
+
+/// Median lateness of the timers due in each tenth of the window, to tell a scheduler that falls
+/// steadily behind from one that stalled once.
+fn by_tenth(
+    log: &[(String, i64)],
+    mine: &HashSet<String>,
+    due_of: &HashMap<String, (i64, String)>,
+    first_due: i64,
+    last_due: i64,
+) -> String {
+    let mut first: HashMap<&str, i64> = HashMap::new();
+    for (doc, at) in log.iter().filter(|f| mine.contains(&f.0)) {
+        first.entry(doc.as_str()).or_insert(*at);
+    }
+    let span = (last_due - first_due).max(1);
+    let mut tenths: Vec<Vec<i64>> = vec![Vec::new(); 10];
+    for (doc, at) in first {
+        if let Some((due, _)) = due_of.get(doc) {
+            let tenth = usize::try_from((due - first_due) * 10 / span)
+                .unwrap_or(0)
+                .min(9);
+            tenths[tenth].push(at - due);
+        }
+    }
+    let medians: Vec<String> = tenths
+        .iter_mut()
+        .map(|t| {
+            t.sort_unstable();
+            format!("{}", quantile(t, 0.5))
+        })
+        .collect();
+    format!(
+        "median lateness by tenth of the window (ms): {}",
+        medians.join(" ")
     )
 }
