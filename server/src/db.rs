@@ -6,7 +6,7 @@
 use crate::config::Storage;
 use baton_core::ids::{Role, UnitId, UserId};
 use baton_core::index::CoveragePlan;
-use baton_core::policy::coverage::Rotation;
+use baton_core::policy::coverage::{Rotation, Schedule};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor, Row};
 use std::collections::BTreeMap;
@@ -491,6 +491,18 @@ impl Db {
             rotations.insert(role, rotation);
         }
         Ok(CoveragePlan { zone, rotations })
+    }
+
+    /// Who covers what on `unit` as the server hands out work: its coverage plan, and the
+    /// schedule it gives, in which disabled people cover nothing.
+    pub async fn unit_schedule(&self, unit: &str) -> Result<(CoveragePlan, Schedule), DbError> {
+        let plan = self.coverage(unit).await?;
+        let schedule = plan.schedule().map_err(|e| DbError::Unreadable {
+            what: format!("coverage of {unit}"),
+            problem: e.to_string(),
+        })?;
+        let schedule = schedule.without(self.disabled_users().await?);
+        Ok((plan, schedule))
     }
 
     pub async fn units(&self) -> Result<Vec<(UnitId, String)>, DbError> {

@@ -870,15 +870,20 @@ async fn named(
 ) -> Vec<baton_core::notice::Notice> {
     let mut named = notices.to_vec();
     let now = hub.shared.clock.now();
+    let mut schedules: HashMap<String, Option<Schedule>> = HashMap::new();
     for notice in named.iter_mut().filter(|n| n.user.is_none()) {
-        let plan = match hub.shared.db.coverage(notice.unit.as_str()).await {
-            Ok(plan) => plan,
-            Err(e) => {
-                tracing::warn!(unit = %notice.unit, error = %e, "coverage unreadable; the notice names only its role");
-                continue;
-            }
-        };
-        if let Ok(schedule) = plan.schedule() {
+        let unit = notice.unit.to_string();
+        if !schedules.contains_key(&unit) {
+            let schedule = match hub.shared.db.unit_schedule(&unit).await {
+                Ok((_, schedule)) => Some(schedule),
+                Err(e) => {
+                    tracing::warn!(%unit, error = %e, "coverage unreadable; the notice names only its role");
+                    None
+                }
+            };
+            schedules.insert(unit.clone(), schedule);
+        }
+        if let Some(Some(schedule)) = schedules.get(&unit) {
             notice.user = schedule.covering(&notice.unit, &notice.role, now).primary;
         }
     }

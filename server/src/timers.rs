@@ -178,13 +178,8 @@ impl Scheduler {
         if let Some(schedule) = schedules.get(&unit) {
             return Ok(schedule.clone());
         }
-        let plan = db.coverage(&unit).await.map_err(|e| e.to_string())?;
-        let disabled = db.disabled_users().await.map_err(|e| e.to_string())?;
-        let schedule = Arc::new(
-            plan.schedule()
-                .map_err(|e| e.to_string())?
-                .without(disabled),
-        );
+        let (_, schedule) = db.unit_schedule(&unit).await.map_err(|e| e.to_string())?;
+        let schedule = Arc::new(schedule);
         schedules.insert(unit, schedule.clone());
         Ok(schedule)
     }
@@ -198,14 +193,17 @@ impl Scheduler {
         let now = inner.clock.now();
         let mut looked = 0;
         for (unit, _) in inner.db.units().await? {
-            let plan = inner.db.coverage(unit.as_str()).await?;
+            let (plan, schedule) = match inner.db.unit_schedule(unit.as_str()).await {
+                Ok(found) => found,
+                // A plan that cannot be used hands nothing over; its rotation is refused when
+                // it is edited.
+                Err(DbError::Unreadable { .. }) => continue,
+                Err(e) => return Err(e),
+            };
             if plan.rotations.is_empty() {
                 continue;
             }
-            let Ok(schedule) = plan.schedule() else {
-                continue;
-            };
-            let schedule = Arc::new(schedule.without(inner.db.disabled_users().await?));
+            let schedule = Arc::new(schedule);
             for role in plan.rotations.keys() {
                 let Some(shift) = schedule.covering(&unit, role, now).shift else {
                     continue;

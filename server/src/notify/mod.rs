@@ -76,27 +76,19 @@ pub fn outbound(doc: &DocumentId, notices: &[Notice], config: &NotifyConfig) -> 
             "user": notice.user,
             "level": notice.level,
         });
-        let base = Outbound {
-            id: String::new(),
+        let row = |channel: &str, to: Recipient| Outbound {
+            id: store::row_id(&doc.to_string(), notice.event.as_str(), channel),
             doc: doc.to_string(),
             event: notice.event.to_string(),
             kind: notice.kind.as_str(),
             body: body.to_string(),
-            to: Recipient::Webhook(String::new()),
+            to,
         };
         if let Some(webhook) = &config.webhook {
-            rows.push(Outbound {
-                id: store::row_id(&base.doc, &base.event, "webhook"),
-                to: Recipient::Webhook(webhook.url.clone()),
-                ..base.clone()
-            });
+            rows.push(row("webhook", Recipient::Webhook(webhook.url.clone())));
         }
         if let Some(user) = &notice.user {
-            rows.push(Outbound {
-                id: store::row_id(&base.doc, &base.event, "push"),
-                to: Recipient::DevicesOf(user.to_string()),
-                ..base
-            });
+            rows.push(row("push", Recipient::DevicesOf(user.to_string())));
         }
     }
     rows
