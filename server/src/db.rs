@@ -1171,14 +1171,15 @@ impl Db {
         )
     }
 
-    /// Give up `node`'s claim on `doc`'s timer (it fired, or could not be fired).
-    pub async fn release_timer(&self, doc: &str, node: &str) -> Result<(), DbError> {
+    /// Keep `node`'s claim on `doc`'s timer only until `until` (real time): it could not be
+    /// fired, and is tried again then, by whichever node claims it.
+    pub async fn defer_timer(&self, doc: &str, node: &str, until: i64) -> Result<(), DbError> {
         sqlx::query(
-            "UPDATE task_timers SET claimed_by = NULL, claimed_until = NULL
-             WHERE doc_id = $1 AND claimed_by = $2",
+            "UPDATE task_timers SET claimed_until = $3 WHERE doc_id = $1 AND claimed_by = $2",
         )
         .bind(doc)
         .bind(node)
+        .bind(until)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -1192,7 +1193,6 @@ impl Db {
         Ok(row.try_get::<Option<i64>, _>(0)?)
     }
 
-    /// How many tasks have a timer.
     /// Open tasks of `unit` owned in `role` (`None`: in any role), or owned by `owner`: those a
     /// shift change or a disabled account may move.
     pub async fn owned_open_tasks(
@@ -1230,6 +1230,7 @@ impl Db {
             .map_err(DbError::from)
     }
 
+    /// How many tasks have a timer.
     pub async fn pending_timers(&self) -> Result<i64, DbError> {
         let row = sqlx::query("SELECT COUNT(*) FROM task_timers")
             .fetch_one(&self.pool)
@@ -1259,13 +1260,17 @@ impl Db {
             .map_err(DbError::from)
     }
 
-    /// Forget an owed index entry once applied, unless a newer one replaced it meanwhile.
-    pub async fn index_entry_applied(&self, owed: &OwedIndexEntry) -> Result<(), DbError> {
-        sqlx::query("DELETE FROM index_outbox WHERE doc_id = $1 AND queued_at = $2")
-            .bind(owed.doc.as_str())
-            .bind(owed.queued_at)
-            .execute(&self.pool)
-            .await?;
+    /// Forget owed index entries once applied, each unless a newer one replaced it meanwhile.
+    pub async fn index_entries_applied(&self, owed: &[&OwedIndexEntry]) -> Result<(), DbError> {
+        let mut tx = self.pool.begin().await?;
+        for entry in owed {
+            sqlx::query("DELETE FROM index_outbox WHERE doc_id = $1 AND queued_at = $2")
+                .bind(entry.doc.as_str())
+                .bind(entry.queued_at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -255,6 +255,7 @@ impl Hub {
 
     /// Apply every index entry owed (written with the changes they follow from, so none is lost
     /// to a crash): put each task on its unit's index or take it off, then forget the entry.
+    /// Entries for one unit that are owed together are applied in one change to its index.
     pub async fn drain_index_entries(&self) -> Result<usize, HubError> {
         let _one_at_a_time = self.shared.index_drain.lock().await;
         let mut applied = 0;
@@ -263,33 +264,52 @@ impl Hub {
             if owed.is_empty() {
                 return Ok(applied);
             }
+            let mut by_unit: BTreeMap<&str, Vec<&OwedIndexEntry>> = BTreeMap::new();
             for entry in &owed {
-                self.apply_index_entry(entry).await?;
-                self.shared.db.index_entry_applied(entry).await?;
-                applied += 1;
+                by_unit.entry(entry.unit.as_str()).or_default().push(entry);
+            }
+            for (unit, entries) in by_unit {
+                self.apply_index_entries(unit, &entries).await?;
+                self.shared.db.index_entries_applied(&entries).await?;
+                applied += entries.len();
             }
         }
     }
 
-    async fn apply_index_entry(&self, owed: &OwedIndexEntry) -> Result<(), HubError> {
-        let id = parse_id(&owed.doc)?;
-        let listing = match owed
-            .entry
-            .as_deref()
-            .map(serde_json::from_str::<IndexedTask>)
-        {
-            None => None,
-            Some(Ok(task)) => Some(task),
-            Some(Err(e)) => {
-                // Written by this server from an `IndexedTask`; unreadable only if damaged.
-                tracing::error!(doc = %owed.doc, error = %e, "an owed index entry is unreadable; dropped");
-                return Ok(());
+    /// Put each of `owed` (all of `unit`) on the unit's index or take it off, in one change.
+    async fn apply_index_entries(
+        &self,
+        unit: &str,
+        owed: &[&OwedIndexEntry],
+    ) -> Result<(), HubError> {
+        let mut listings = Vec::with_capacity(owed.len());
+        for entry in owed {
+            let id = parse_id(&entry.doc)?;
+            let listing = match entry
+                .entry
+                .as_deref()
+                .map(serde_json::from_str::<IndexedTask>)
+            {
+                None => None,
+                Some(Ok(task)) => Some(task),
+                Some(Err(e)) => {
+                    // Written by this server from an `IndexedTask`; unreadable only if damaged.
+                    tracing::error!(doc = %entry.doc, error = %e, "an owed index entry is unreadable; dropped");
+                    continue;
+                }
+            };
+            listings.push((id, listing));
+        }
+        let index = self.ensure_unit_index(unit).await?;
+        self.change(index, move |doc| {
+            for (id, listing) in &listings {
+                match listing {
+                    Some(task) => index::put_task(doc, id, task),
+                    None => index::remove_task(doc, id),
+                }
+                .map_err(|e| e.to_string())?;
             }
-        };
-        let index = self.ensure_unit_index(&owed.unit).await?;
-        self.change(index, move |doc| match &listing {
-            Some(task) => index::put_task(doc, &id, task).map_err(|e| e.to_string()),
-            None => index::remove_task(doc, &id).map_err(|e| e.to_string()),
+            Ok(())
         })
         .await
     }
@@ -701,6 +721,9 @@ async fn fail_all(mut rx: mpsc::Receiver<DocCmd>, message: &str) {
 
 /// How long a document that does not exist stays in memory once nobody is asking for it.
 const UNKNOWN_IDLE: Duration = Duration::from_secs(1);
+/// How long a document only the server has touched (a fired timer, a shift change, an index
+/// entry) stays in memory: a burst of firings does not keep thousands of tasks loaded.
+const SERVER_ONLY_IDLE: Duration = Duration::from_secs(10);
 
 /// The loop around one document's actor: it feeds the actor and executes its effects.
 struct DocLoop {
@@ -709,6 +732,8 @@ struct DocLoop {
     /// Server changes waiting for their outcome, by ticket.
     waiting: HashMap<u64, LocalDone>,
     next_ticket: u64,
+    /// Whether a peer has synced the document since it was loaded.
+    synced: bool,
 }
 
 impl DocLoop {
@@ -718,6 +743,7 @@ impl DocLoop {
             actor,
             waiting: HashMap::new(),
             next_ticket: 0,
+            synced: false,
         }
     }
 
@@ -726,7 +752,8 @@ impl DocLoop {
         loop {
             // A document that does not exist keeps no memory once nobody asks for it.
             let idle = match self.actor.record() {
-                Some(_) => self.hub.shared.idle,
+                Some(_) if self.synced => self.hub.shared.idle,
+                Some(_) => self.hub.shared.idle.min(SERVER_ONLY_IDLE),
                 None => UNKNOWN_IDLE,
             };
             // Whatever has queued up, once at least one command is there.
@@ -755,7 +782,10 @@ impl DocLoop {
 
     fn input(&mut self, cmd: DocCmd) -> Input<Conn> {
         match cmd {
-            DocCmd::Actor(input) => input,
+            DocCmd::Actor(input) => {
+                self.synced |= matches!(input, Input::Sync { .. });
+                input
+            }
             DocCmd::Local { change, done } => Input::Local {
                 ticket: self.ticket(done),
                 change,

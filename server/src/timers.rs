@@ -10,10 +10,11 @@
 
 use crate::db::{ClaimedTimer, Db, DbError};
 use crate::hub::Hub;
-use crate::metrics::Histogram;
+use crate::metrics::{Histogram, LATENESS};
 use crate::{WorkflowClock, now_ms};
 use baton_core::policy::coverage::Schedule;
 use baton_core::sync::DocumentId;
+use futures_util::StreamExt as _;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,8 +24,15 @@ use tokio_util::task::TaskTracker;
 
 /// Timers claimed per query.
 const CLAIM_BATCH: i64 = 256;
-/// How long a claim holds (real time) before another node may take the timer.
+/// Claimed timers fired at once: each waits for its own document's commit, and the group
+/// committer stores those that arrive together in one transaction.
+const FIRE_AT_ONCE: usize = 64;
+/// How long a claim holds (real time) before another node may take the timer. A fired timer's
+/// claim ends with the commit that writes the task's next timer; a timer that fired nothing
+/// keeps its claim until the lease runs out, so it is looked at again only then.
 const LEASE: Duration = Duration::from_secs(30);
+/// How long a timer that could not be fired waits before it is tried again (real time).
+const RETRY: Duration = Duration::from_secs(5);
 /// The longest the scheduler sleeps between looks (real time).
 const LOOK_EVERY: Duration = Duration::from_millis(500);
 
@@ -59,7 +67,7 @@ impl Scheduler {
                 hub,
                 clock,
                 node: format!("node-{}", uuid::Uuid::new_v4()),
-                lateness: Histogram::default(),
+                lateness: Histogram::new(LATENESS),
                 fired: AtomicU64::new(0),
                 failed: AtomicU64::new(0),
                 pass: tokio::sync::Mutex::new(()),
@@ -100,52 +108,53 @@ impl Scheduler {
         loop {
             let now = inner.clock.now();
             let real = now_ms();
-            let lease = real.saturating_add(i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX));
             let due = inner
                 .db
-                .claim_due_timers(&inner.node, now, real, lease, CLAIM_BATCH)
+                .claim_due_timers(
+                    &inner.node,
+                    now,
+                    real,
+                    real.saturating_add(millis(LEASE)),
+                    CLAIM_BATCH,
+                )
                 .await?;
             if due.is_empty() {
                 return Ok(fired);
             }
-            let mut schedules = HashMap::new();
-            for timer in &due {
-                if self.fire(timer, &mut schedules).await {
-                    fired += 1;
-                }
+            let docs: Vec<String> = due.iter().map(|t| t.doc.clone()).collect();
+            let schedules = self.schedules(&docs).await?;
+            let fires = due.into_iter().map(|timer| {
+                let scheduler = self.clone();
+                let schedule = schedules.get(&timer.doc).cloned();
+                async move { scheduler.fire(&timer, schedule).await }
+            });
+            let mut firing = futures_util::stream::iter(fires).buffer_unordered(FIRE_AT_ONCE);
+            while let Some(done) = firing.next().await {
+                fired += usize::from(done);
             }
         }
     }
 
-    /// Fire one claimed timer. Returns whether it fired; a timer that could not be is released
-    /// and taken up again on a later pass.
-    async fn fire(
-        &self,
-        timer: &ClaimedTimer,
-        schedules: &mut HashMap<String, Arc<Schedule>>,
-    ) -> bool {
+    /// Fire one claimed timer with its unit's `schedule` (`None`: the task is not stored).
+    /// Returns whether it fired; a timer that could not be is tried again after [`RETRY`].
+    async fn fire(&self, timer: &ClaimedTimer, schedule: Option<Arc<Schedule>>) -> bool {
         let inner = &self.inner;
+        let now = inner.clock.now();
         let outcome = async {
             let id: DocumentId = timer
                 .doc
                 .parse()
                 .map_err(|e: baton_core::sync::doc_id::DocumentIdError| e.to_string())?;
-            let schedule = self.schedule(&timer.doc, schedules).await?;
-            let now = inner.clock.now();
+            let schedule = schedule.ok_or_else(|| "the task is not stored".to_owned())?;
             inner
                 .hub
                 .fire(id, now, schedule)
                 .await
-                .map_err(|e| e.to_string())?;
-            Ok::<_, String>(now)
+                .map_err(|e| e.to_string())
         }
         .await;
-        let released = inner.db.release_timer(&timer.doc, &inner.node).await;
-        if let Err(e) = released {
-            tracing::warn!(doc = %timer.doc, error = %e, "a timer's claim could not be released; its lease will run out");
-        }
         match outcome {
-            Ok(now) => {
+            Ok(()) => {
                 let late = now.saturating_sub(timer.due_at).max(0);
                 inner
                     .lateness
@@ -156,32 +165,35 @@ impl Scheduler {
             }
             Err(e) => {
                 inner.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(doc = %timer.doc, error = %e, "a due timer could not be fired");
+                tracing::error!(doc = %timer.doc, error = %e, "a due timer could not be fired; it is tried again shortly");
+                let again = now_ms().saturating_add(millis(RETRY));
+                if let Err(e) = inner.db.defer_timer(&timer.doc, &inner.node, again).await {
+                    tracing::warn!(doc = %timer.doc, error = %e, "a timer's claim could not be shortened; its lease will run out");
+                }
                 false
             }
         }
     }
 
-    /// Who covers what on the task's unit, read once per pass and unit.
-    async fn schedule(
-        &self,
-        doc: &str,
-        schedules: &mut HashMap<String, Arc<Schedule>>,
-    ) -> Result<Arc<Schedule>, String> {
+    /// Who covers what on each task's unit, by task (stored tasks only): one read for the
+    /// tasks' units, one per unit.
+    async fn schedules(&self, docs: &[String]) -> Result<HashMap<String, Arc<Schedule>>, DbError> {
         let db = &self.inner.db;
-        let record = db
-            .document(doc)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| "the task is not stored".to_owned())?;
-        let unit = record.unit.to_string();
-        if let Some(schedule) = schedules.get(&unit) {
-            return Ok(schedule.clone());
+        let mut by_unit: HashMap<String, Arc<Schedule>> = HashMap::new();
+        let mut by_doc = HashMap::new();
+        for (doc, unit) in db.document_units(docs).await? {
+            let schedule = match by_unit.get(unit.as_str()) {
+                Some(schedule) => schedule.clone(),
+                None => {
+                    let (_, schedule) = db.unit_schedule(unit.as_str()).await?;
+                    let schedule = Arc::new(schedule);
+                    by_unit.insert(unit.to_string(), schedule.clone());
+                    schedule
+                }
+            };
+            by_doc.insert(doc, schedule);
         }
-        let (_, schedule) = db.unit_schedule(&unit).await.map_err(|e| e.to_string())?;
-        let schedule = Arc::new(schedule);
-        schedules.insert(unit, schedule.clone());
-        Ok(schedule)
+        Ok(by_doc)
     }
 
     /// Hand work over where a rotation has moved to its next shift since the last look (at
@@ -238,12 +250,12 @@ impl Scheduler {
             .db
             .owned_open_tasks(None, None, Some(user))
             .await?;
-        let mut schedules = HashMap::new();
+        let schedules = self.schedules(&tasks).await?;
         for doc in &tasks {
-            match self.schedule(doc, &mut schedules).await {
-                Ok(schedule) => self.hand_over(doc, now, schedule).await,
-                Err(e) => {
-                    tracing::error!(%doc, error = %e, "a disabled owner's task could not be re-routed")
+            match schedules.get(doc) {
+                Some(schedule) => self.hand_over(doc, now, schedule.clone()).await,
+                None => {
+                    tracing::error!(%doc, "a disabled owner's task is not stored; not re-routed")
                 }
             }
         }
@@ -292,6 +304,10 @@ impl Scheduler {
         ));
         out
     }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// A log line's words for what a timer did, from its event id's shape.
