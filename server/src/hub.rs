@@ -598,11 +598,13 @@ impl Hub {
                 fail_all(rx, "the document could not be loaded").await;
             }
         }
-        self.shared
-            .docs
-            .lock()
-            .expect("hub lock")
-            .retain(|doc, tx| *doc != id || !tx.is_closed());
+        {
+            // Unless a new actor for the document has taken its place meanwhile.
+            let mut docs = self.shared.docs.lock().expect("hub lock");
+            if docs.get(&id).is_some_and(mpsc::Sender::is_closed) {
+                docs.remove(&id);
+            }
+        }
         self.shared.loaded.fetch_sub(1, Ordering::Relaxed);
     }
 
