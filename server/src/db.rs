@@ -9,7 +9,7 @@ use baton_core::index::CoveragePlan;
 use baton_core::policy::coverage::{Rotation, Schedule};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor, Row};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -887,47 +887,15 @@ impl Db {
         insert_changes(&mut tx, &changes, now).await?;
         let events: Vec<&EventRow> = derived.iter().flat_map(|d| &d.events).collect();
         insert_events(&mut tx, &events, now).await?;
-        for owed in derived.iter().filter_map(|d| d.index.as_ref()) {
-            let queued_at = queue_stamp(now);
-            sqlx::query(
-                "INSERT INTO index_outbox (doc_id, unit_id, entry, queued_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (doc_id) DO UPDATE SET unit_id = excluded.unit_id,
-                     entry = excluded.entry, queued_at = excluded.queued_at",
-            )
-            .bind(owed.doc.as_str())
-            .bind(owed.unit.as_str())
-            .bind(owed.entry.as_deref())
-            .bind(queued_at)
-            .execute(&mut *tx)
-            .await?;
-        }
+        let owed: Vec<&IndexRow> =
+            last_per_doc(derived.iter().filter_map(|d| d.index.as_ref()), |r| &r.doc);
+        queue_index_entries(&mut tx, &owed, now).await?;
         let notifications: Vec<&crate::notify::store::Outbound> =
             derived.iter().flat_map(|d| &d.notifications).collect();
         crate::notify::store::insert(&mut tx, &notifications, now).await?;
-        for timer in derived.iter().filter_map(|d| d.timer.as_ref()) {
-            match &timer.due {
-                Some(due) => {
-                    sqlx::query(
-                        "INSERT INTO task_timers (doc_id, due_at, event_id, action) VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (doc_id) DO UPDATE SET due_at = excluded.due_at,
-                             event_id = excluded.event_id, action = excluded.action,
-                             claimed_by = NULL, claimed_until = NULL",
-                    )
-                    .bind(timer.doc.as_str())
-                    .bind(due.due_at)
-                    .bind(due.event_id.as_str())
-                    .bind(due.action.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                None => {
-                    sqlx::query("DELETE FROM task_timers WHERE doc_id = $1")
-                        .bind(timer.doc.as_str())
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
-        }
+        let timers: Vec<&TimerRow> =
+            last_per_doc(derived.iter().filter_map(|d| d.timer.as_ref()), |t| &t.doc);
+        write_timers(&mut tx, &timers).await?;
         let summaries: Vec<&SummaryRow> =
             derived.iter().filter_map(|d| d.summary.as_ref()).collect();
         upsert_summaries(&mut tx, &summaries, now).await?;
@@ -1657,6 +1625,102 @@ where
 const CHUNK_ROWS: [usize; 4] = [64, 16, 4, 1];
 
 /// `rows` cut into chunks of the sizes in [`CHUNK_ROWS`].
+/// Of rows keyed by document, the last for each document, in the order they came: a statement
+/// that upserts several rows may not touch one row twice.
+fn last_per_doc<'r, T>(
+    rows: impl Iterator<Item = &'r T>,
+    doc: impl Fn(&T) -> &String,
+) -> Vec<&'r T> {
+    let rows: Vec<&T> = rows.collect();
+    let mut last: HashMap<&str, usize> = HashMap::new();
+    for (i, row) in rows.iter().enumerate() {
+        last.insert(doc(row).as_str(), i);
+    }
+    rows.iter()
+        .enumerate()
+        .filter(|(i, row)| last.get(doc(row).as_str()) == Some(i))
+        .map(|(_, row)| *row)
+        .collect()
+}
+
+/// Owe each of `owed` to its unit's index (one entry per document: a newer one replaces it).
+async fn queue_index_entries(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    owed: &[&IndexRow],
+    now: i64,
+) -> Result<(), DbError> {
+    for rows in in_chunks(owed) {
+        let sql = format!(
+            "INSERT INTO index_outbox (doc_id, unit_id, entry, queued_at) VALUES {}
+             ON CONFLICT (doc_id) DO UPDATE SET unit_id = excluded.unit_id,
+                 entry = excluded.entry, queued_at = excluded.queued_at",
+            placeholders(rows.len(), 4)
+        );
+        // Safe: the statement is made of fixed text and numbered placeholders only.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for row in rows {
+            query = query
+                .bind(row.doc.as_str())
+                .bind(row.unit.as_str())
+                .bind(row.entry.as_deref())
+                .bind(queue_stamp(now));
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Set each task's timer to its next due action (ending any claim on it) or clear it.
+async fn write_timers(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    timers: &[&TimerRow],
+) -> Result<(), DbError> {
+    let set: Vec<(&str, &DueTimer)> = timers
+        .iter()
+        .filter_map(|t| t.due.as_ref().map(|due| (t.doc.as_str(), due)))
+        .collect();
+    for rows in in_chunks(&set) {
+        let sql = format!(
+            "INSERT INTO task_timers (doc_id, due_at, event_id, action) VALUES {}
+             ON CONFLICT (doc_id) DO UPDATE SET due_at = excluded.due_at,
+                 event_id = excluded.event_id, action = excluded.action,
+                 claimed_by = NULL, claimed_until = NULL",
+            placeholders(rows.len(), 4)
+        );
+        // Safe: the statement is made of fixed text and numbered placeholders only.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (doc, due) in rows {
+            query = query
+                .bind(*doc)
+                .bind(due.due_at)
+                .bind(due.event_id.as_str())
+                .bind(due.action.as_str());
+        }
+        query.execute(&mut **tx).await?;
+    }
+    let cleared: Vec<&str> = timers
+        .iter()
+        .filter(|t| t.due.is_none())
+        .map(|t| t.doc.as_str())
+        .collect();
+    for docs in in_chunks(&cleared) {
+        let sql = format!(
+            "DELETE FROM task_timers WHERE doc_id IN ({})",
+            (1..=docs.len())
+                .map(|n| format!("${n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        // Safe: the statement is made of fixed text and numbered placeholders only.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for doc in docs {
+            query = query.bind(*doc);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 fn in_chunks<T>(mut rows: &[T]) -> Vec<&[T]> {
     let mut chunks = Vec::new();
     for size in CHUNK_ROWS {
@@ -1709,6 +1773,21 @@ mod tests {
                 chunks.len()
             );
         }
+    }
+
+    #[test]
+    fn of_rows_for_one_document_only_the_last_is_kept_in_order() {
+        let rows = [
+            ("a".to_owned(), 1),
+            ("b".to_owned(), 2),
+            ("a".to_owned(), 3),
+            ("c".to_owned(), 4),
+        ];
+        let kept: Vec<i32> = last_per_doc(rows.iter(), |r| &r.0)
+            .iter()
+            .map(|r| r.1)
+            .collect();
+        assert_eq!(kept, [2, 3, 4]);
     }
 
     #[test]
