@@ -142,6 +142,57 @@ async fn a_timer_fires_while_every_phone_is_offline(backend: Backend) {
     assert!(fired_total >= 1.0, "{fired_total}");
 }
 
+baton_e2e::on_both_backends!(a_timer_that_cannot_fire_is_tried_again_later_not_at_once);
+
+/// A due timer whose firing fails (here: its task is not stored) does not keep the scheduler's
+/// pass busy trying it again and again: the pass ends, and the timer waits a few seconds before
+/// anyone claims it again.
+async fn a_timer_that_cannot_fire_is_tried_again_later_not_at_once(backend: Backend) {
+    use baton_server::db::{Derived, DueTimer, TimerRow, Write};
+    let server = TestServer::start(backend).await;
+    let state = server.server().state();
+    let orphan = baton_core::sync::DocumentId::random().to_string();
+    let write = Write {
+        new_docs: Vec::new(),
+        changes: Vec::new(),
+        derived: Derived {
+            events: Vec::new(),
+            index: None,
+            timer: Some(TimerRow {
+                doc: orphan.clone(),
+                due: Some(DueTimer {
+                    due_at: 0,
+                    event_id: "esc:0:1:ack@0".to_owned(),
+                    action: "{}".to_owned(),
+                }),
+            }),
+            notifications: Vec::new(),
+            summary: None,
+            trigger: None,
+        },
+    };
+    state.db.store_changes(&[&write], 0).await.unwrap();
+
+    let pass = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        state.scheduler.fire_due(),
+    )
+    .await
+    .expect("the pass ends although the timer cannot fire");
+    assert_eq!(pass.unwrap(), 0);
+    assert_eq!(
+        server.metric("baton_timer_failures_total").await,
+        Some(1.0)
+    );
+    // Tried once; a pass right after leaves it alone.
+    assert_eq!(state.scheduler.fire_due().await.unwrap(), 0);
+    assert_eq!(
+        server.metric("baton_timer_failures_total").await,
+        Some(1.0)
+    );
+    assert!(state.db.timer(&orphan).await.unwrap().is_some());
+}
+
 baton_e2e::on_both_backends!(timers_overdue_at_a_restart_fire_first_thing);
 
 /// The server was down while the acknowledgment windows lapsed: on start, before any phone
