@@ -1461,24 +1461,21 @@ async fn insert_changes(
     changes: &[&StoredChange],
     now: i64,
 ) -> Result<(), DbError> {
-    for rows in in_chunks(changes) {
-        let sql = format!(
+    let statement = |rows| {
+        format!(
             "INSERT INTO doc_changes (doc_id, hash, bytes, received_at) VALUES {}
              ON CONFLICT (doc_id, hash) DO NOTHING",
-            placeholders(rows.len(), 4)
-        );
-        // Safe: the statement is made of fixed text and numbered placeholders only.
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for change in rows {
-            query = query
-                .bind(change.doc.as_str())
-                .bind(change.hash.as_str())
-                .bind(change.bytes.as_slice())
-                .bind(now);
-        }
-        query.execute(&mut **tx).await?;
-    }
-    Ok(())
+            placeholders(rows, 4)
+        )
+    };
+    in_multi_row_statements(tx, changes, statement, |query, change| {
+        query
+            .bind(change.doc.as_str())
+            .bind(change.hash.as_str())
+            .bind(change.bytes.as_slice())
+            .bind(now)
+    })
+    .await
 }
 
 /// A stamp for an owed index entry: microseconds from `now_ms`, and strictly after every stamp
@@ -1554,14 +1551,9 @@ async fn upsert_summaries(
     summaries: &[&SummaryRow],
     now: i64,
 ) -> Result<(), DbError> {
-    // One row per task in a statement: Postgres refuses to update one row twice in one.
-    let mut last: BTreeMap<&str, &SummaryRow> = BTreeMap::new();
-    for row in summaries {
-        last.insert(row.doc.as_str(), row);
-    }
-    let rows: Vec<&SummaryRow> = last.into_values().collect();
-    for chunk in in_chunks(&rows) {
-        let sql = format!(
+    let rows = last_per_doc(summaries.iter().copied(), |r| &r.doc);
+    let statement = |rows| {
+        format!(
             "INSERT INTO task_summaries ({SUMMARY_COLUMNS}) VALUES {}
              ON CONFLICT (doc_id) DO UPDATE SET unit_id = excluded.unit_id,
                  template_id = excluded.template_id, template_version = excluded.template_version,
@@ -1569,16 +1561,13 @@ async fn upsert_summaries(
                  owner_role = excluded.owner_role, acuity = excluded.acuity,
                  escalation_level = excluded.escalation_level, next_due_at = excluded.next_due_at,
                  label = excluded.label, updated_at = excluded.updated_at",
-            summary_values(chunk.len())
-        );
-        // Safe: the statement is made of fixed text and numbered placeholders only.
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for row in chunk {
-            query = bind_summary(query, row, now);
-        }
-        query.execute(&mut **tx).await?;
-    }
-    Ok(())
+            summary_values(rows)
+        )
+    };
+    in_multi_row_statements(tx, &rows, statement, |query, row| {
+        bind_summary(query, row, now)
+    })
+    .await
 }
 
 async fn insert_events(
@@ -1586,30 +1575,27 @@ async fn insert_events(
     events: &[&EventRow],
     now: i64,
 ) -> Result<(), DbError> {
-    for rows in in_chunks(events) {
-        let sql = format!(
+    let statement = |rows| {
+        format!(
             "INSERT INTO task_events (doc_id, event_id, kind, user_id, role_id, device_id,
                                       device_time, hlc, received_at) VALUES {}
              ON CONFLICT (doc_id, event_id) DO NOTHING",
-            placeholders(rows.len(), 9)
-        );
-        // Safe: the statement is made of fixed text and numbered placeholders only.
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for row in rows {
-            query = query
-                .bind(row.doc.as_str())
-                .bind(row.event.as_str())
-                .bind(row.kind.as_str())
-                .bind(row.user.as_str())
-                .bind(row.role.as_str())
-                .bind(row.device.as_str())
-                .bind(row.device_time)
-                .bind(row.hlc.as_str())
-                .bind(now);
-        }
-        query.execute(&mut **tx).await?;
-    }
-    Ok(())
+            placeholders(rows, 9)
+        )
+    };
+    in_multi_row_statements(tx, events, statement, |query, row| {
+        query
+            .bind(row.doc.as_str())
+            .bind(row.event.as_str())
+            .bind(row.kind.as_str())
+            .bind(row.user.as_str())
+            .bind(row.role.as_str())
+            .bind(row.device.as_str())
+            .bind(row.device_time)
+            .bind(row.hlc.as_str())
+            .bind(now)
+    })
+    .await
 }
 
 /// Text read as a `T`, or why it cannot be.
@@ -1649,25 +1635,22 @@ async fn queue_index_entries(
     owed: &[&IndexRow],
     now: i64,
 ) -> Result<(), DbError> {
-    for rows in in_chunks(owed) {
-        let sql = format!(
+    let statement = |rows| {
+        format!(
             "INSERT INTO index_outbox (doc_id, unit_id, entry, queued_at) VALUES {}
              ON CONFLICT (doc_id) DO UPDATE SET unit_id = excluded.unit_id,
                  entry = excluded.entry, queued_at = excluded.queued_at",
-            placeholders(rows.len(), 4)
-        );
-        // Safe: the statement is made of fixed text and numbered placeholders only.
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for row in rows {
-            query = query
-                .bind(row.doc.as_str())
-                .bind(row.unit.as_str())
-                .bind(row.entry.as_deref())
-                .bind(queue_stamp(now));
-        }
-        query.execute(&mut **tx).await?;
-    }
-    Ok(())
+            placeholders(rows, 4)
+        )
+    };
+    in_multi_row_statements(tx, owed, statement, |query, row| {
+        query
+            .bind(row.doc.as_str())
+            .bind(row.unit.as_str())
+            .bind(row.entry.as_deref())
+            .bind(queue_stamp(now))
+    })
+    .await
 }
 
 /// Set each task's timer to its next due action (ending any claim on it) or clear it.
@@ -1679,25 +1662,23 @@ async fn write_timers(
         .iter()
         .filter_map(|t| t.due.as_ref().map(|due| (t.doc.as_str(), due)))
         .collect();
-    for rows in in_chunks(&set) {
-        let sql = format!(
+    let statement = |rows| {
+        format!(
             "INSERT INTO task_timers (doc_id, due_at, event_id, action) VALUES {}
              ON CONFLICT (doc_id) DO UPDATE SET due_at = excluded.due_at,
                  event_id = excluded.event_id, action = excluded.action,
                  claimed_by = NULL, claimed_until = NULL",
-            placeholders(rows.len(), 4)
-        );
-        // Safe: the statement is made of fixed text and numbered placeholders only.
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (doc, due) in rows {
-            query = query
-                .bind(*doc)
-                .bind(due.due_at)
-                .bind(due.event_id.as_str())
-                .bind(due.action.as_str());
-        }
-        query.execute(&mut **tx).await?;
-    }
+            placeholders(rows, 4)
+        )
+    };
+    in_multi_row_statements(tx, &set, statement, |query, (doc, due)| {
+        query
+            .bind(*doc)
+            .bind(due.due_at)
+            .bind(due.event_id.as_str())
+            .bind(due.action.as_str())
+    })
+    .await?;
     let cleared: Vec<&str> = timers
         .iter()
         .filter(|t| t.due.is_none())
@@ -1715,6 +1696,28 @@ async fn write_timers(
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for doc in docs {
             query = query.bind(*doc);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Run a multi-row statement over `rows`, in chunks of the sizes in [`CHUNK_ROWS`] (so few
+/// statement shapes are prepared): `statement(n)` is its text for `n` rows, and `bind` binds
+/// one row's values, in the order its placeholders number them.
+async fn in_multi_row_statements<'r, T>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rows: &'r [T],
+    statement: impl Fn(usize) -> String,
+    bind: impl Fn(AnyQuery<'r>, &'r T) -> AnyQuery<'r>,
+) -> Result<(), DbError> {
+    for chunk in in_chunks(rows) {
+        // Safe: every statement here is made of fixed text and numbered placeholders only.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(statement(chunk.len())));
+        for row in chunk {
+            query = bind(query, row);
         }
         query.execute(&mut **tx).await?;
     }

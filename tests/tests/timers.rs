@@ -180,16 +180,10 @@ async fn a_timer_that_cannot_fire_is_tried_again_later_not_at_once(backend: Back
     .await
     .expect("the pass ends although the timer cannot fire");
     assert_eq!(pass.unwrap(), 0);
-    assert_eq!(
-        server.metric("baton_timer_failures_total").await,
-        Some(1.0)
-    );
+    assert_eq!(server.metric("baton_timer_failures_total").await, Some(1.0));
     // Tried once; a pass right after leaves it alone.
     assert_eq!(state.scheduler.fire_due().await.unwrap(), 0);
-    assert_eq!(
-        server.metric("baton_timer_failures_total").await,
-        Some(1.0)
-    );
+    assert_eq!(server.metric("baton_timer_failures_total").await, Some(1.0));
     assert!(state.db.timer(&orphan).await.unwrap().is_some());
 }
 
