@@ -809,20 +809,31 @@ impl Db {
 
     /// A document's stored bytes.
     pub async fn load_doc(&self, id: &str) -> Result<StoredDoc, DbError> {
-        let snapshot = sqlx::query("SELECT bytes FROM doc_snapshots WHERE doc_id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| r.try_get::<Vec<u8>, _>(0))
-            .transpose()?;
-        let changes = sqlx::query("SELECT hash, bytes FROM doc_changes WHERE doc_id = $1")
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<Vec<u8>, _>(1)?)))
-            .collect::<Result<_, sqlx::Error>>()?;
-        Ok(StoredDoc { snapshot, changes })
+        // One statement, so the snapshot and the changes are read as of one moment: a
+        // compaction in between cannot leave out changes it folded into a newer snapshot. The
+        // snapshot's row has an empty hash (a change's never is).
+        let rows = sqlx::query(
+            "SELECT '' AS hash, bytes FROM doc_snapshots WHERE doc_id = $1
+             UNION ALL
+             SELECT hash, bytes FROM doc_changes WHERE doc_id = $1",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut stored = StoredDoc {
+            snapshot: None,
+            changes: Vec::with_capacity(rows.len()),
+        };
+        for row in rows {
+            let hash: String = row.try_get(0)?;
+            let bytes: Vec<u8> = row.try_get(1)?;
+            if hash.is_empty() {
+                stored.snapshot = Some(bytes);
+            } else {
+                stored.changes.push((hash, bytes));
+            }
+        }
+        Ok(stored)
     }
 
     /// Store the writes of one or more documents in one transaction, each with everything
