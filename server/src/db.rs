@@ -641,10 +641,7 @@ impl Db {
         for chunk in ids.chunks(256) {
             let sql = format!(
                 "SELECT id, unit_id FROM documents WHERE id IN ({})",
-                (1..=chunk.len())
-                    .map(|n| format!("${n}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                numbered(chunk.len())
             );
             // Safe: the statement is made of fixed text and numbered placeholders only.
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -1621,7 +1618,6 @@ where
 /// shapes, so each connection's statement cache keeps them all prepared.
 const CHUNK_ROWS: [usize; 4] = [64, 16, 4, 1];
 
-/// `rows` cut into chunks of the sizes in [`CHUNK_ROWS`].
 /// Of rows keyed by document, the last for each document, in the order they came: a statement
 /// that upserts several rows may not touch one row twice.
 fn last_per_doc<'r, T>(
@@ -1695,22 +1691,13 @@ async fn write_timers(
         .filter(|t| t.due.is_none())
         .map(|t| t.doc.as_str())
         .collect();
-    for docs in in_chunks(&cleared) {
-        let sql = format!(
+    let statement = |rows| {
+        format!(
             "DELETE FROM task_timers WHERE doc_id IN ({})",
-            (1..=docs.len())
-                .map(|n| format!("${n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        // Safe: the statement is made of fixed text and numbered placeholders only.
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for doc in docs {
-            query = query.bind(*doc);
-        }
-        query.execute(&mut **tx).await?;
-    }
-    Ok(())
+            numbered(rows)
+        )
+    };
+    in_multi_row_statements(tx, &cleared, statement, |query, doc| query.bind(*doc)).await
 }
 
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
@@ -1735,6 +1722,7 @@ async fn in_multi_row_statements<'r, T>(
     Ok(())
 }
 
+/// `rows` cut into chunks of the sizes in [`CHUNK_ROWS`].
 fn in_chunks<T>(mut rows: &[T]) -> Vec<&[T]> {
     let mut chunks = Vec::new();
     for size in CHUNK_ROWS {
@@ -1748,6 +1736,14 @@ fn in_chunks<T>(mut rows: &[T]) -> Vec<&[T]> {
 }
 
 /// `($1, $2), ($3, $4)` for `rows` rows of `columns` values.
+/// `$1, $2, …, $n`: a list of `n` values.
+fn numbered(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn placeholders(rows: usize, columns: usize) -> String {
     (0..rows)
         .map(|row| {
