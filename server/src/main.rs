@@ -104,9 +104,12 @@ struct Serve {
     /// The iOS app's bundle id.
     #[arg(long, env = "BATON_APNS_TOPIC")]
     apns_topic: Option<String>,
-    /// Where APNs requests go (Apple's servers need HTTP/2: name a gateway that speaks it).
+    /// Where APNs requests go, over HTTP/2 (`http://` is cleartext HTTP/2: a local gateway).
     #[arg(long, env = "BATON_APNS_URL", default_value = "https://api.push.apple.com", value_parser = web_url)]
     apns_url: String,
+    /// Root certificates (PEM) to trust for --apns-url besides the public ones.
+    #[arg(long, env = "BATON_APNS_CA_FILE", requires = "apns_key_file")]
+    apns_ca_file: Option<PathBuf>,
     /// FCM: the service account's key file (JSON, as Google issues it).
     #[arg(long, env = "BATON_FCM_SERVICE_ACCOUNT")]
     fcm_service_account: Option<PathBuf>,
@@ -153,6 +156,11 @@ struct Issue {
     ttl: Span,
     #[command(flatten)]
     common: Common,
+}
+
+/// A configuration file's text, or an error naming the file.
+fn read_text(path: &std::path::Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// An `http://` or `https://` URL.
@@ -258,18 +266,24 @@ fn run(serve: Serve) -> Result<(), Box<dyn std::error::Error>> {
             .zip(serve.webhook_secret)
             .map(|(url, secret)| WebhookConfig { url, secret }),
         apns: match &serve.apns_key_file {
-            Some(file) => Some(ApnsConfig::new(
-                serve.apns_url.clone(),
-                serve.apns_topic.clone().unwrap_or_default(),
-                serve.apns_team_id.clone().unwrap_or_default(),
-                serve.apns_key_id.clone().unwrap_or_default(),
-                &std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?,
-            )?),
+            Some(file) => {
+                let apns = ApnsConfig::new(
+                    serve.apns_url.clone(),
+                    serve.apns_topic.clone().unwrap_or_default(),
+                    serve.apns_team_id.clone().unwrap_or_default(),
+                    serve.apns_key_id.clone().unwrap_or_default(),
+                    &read_text(file)?,
+                )?;
+                Some(match &serve.apns_ca_file {
+                    Some(roots) => apns.trusting(&read_text(roots)?)?,
+                    None => apns,
+                })
+            }
             None => None,
         },
         fcm: match &serve.fcm_service_account {
             Some(file) => Some(FcmConfig::from_service_account(
-                &std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?,
+                &read_text(file)?,
                 serve.fcm_url.clone(),
             )?),
             None => None,

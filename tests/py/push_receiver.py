@@ -1,4 +1,5 @@
-"""A stand-in for APNs, FCM and Google's token endpoint, for the end-to-end tests.
+"""A stand-in for FCM and Google's token endpoint, for the end-to-end tests (APNs, which speaks
+only HTTP/2, is `tests/src/apns.rs`).
 
 Listens on 127.0.0.1 (a free port, printed as the first line of stdout). `POST /token` answers
 an OAuth access token; every other POST answers 200. Each request is printed as one JSON line:
@@ -6,7 +7,14 @@ an OAuth access token; every other POST answers 200. Each request is printed as 
 """
 
 import json
+import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+# Requests are handled on threads: one lock keeps each record on a line of its own (`print`
+# writes the text and the newline separately).
+lock = threading.Lock()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -21,7 +29,9 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = raw
         headers = {k.lower(): v for k, v in self.headers.items()}
-        print(json.dumps({"path": self.path, "headers": headers, "body": body}), flush=True)
+        with lock:
+            sys.stdout.write(json.dumps({"path": self.path, "headers": headers, "body": body}) + "\n")
+            sys.stdout.flush()
         answer = b"{}"
         if self.path == "/token":
             answer = json.dumps({"access_token": "ya29.test-token", "expires_in": 3600}).encode()

@@ -9,6 +9,7 @@ as one JSON line: {"verified": bool, "id": ..., "body": {...} | null, "error": .
 import argparse
 import json
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -23,6 +24,9 @@ def main() -> None:
     args = parser.parse_args()
     webhook = Webhook(args.secret)
     seen = {}
+    # Requests are handled on threads: one lock keeps the counts right and each record on a
+    # line of its own (`print` writes the text and the newline separately).
+    lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *_):
@@ -32,9 +36,11 @@ def main() -> None:
             length = int(self.headers.get("content-length", "0"))
             body = self.rfile.read(length)
             message = self.headers.get("webhook-id")
-            seen[message] = seen.get(message, 0) + 1
+            with lock:
+                seen[message] = seen.get(message, 0) + 1
+                tries = seen[message]
             record = {"id": message, "verified": False, "body": None}
-            if seen[message] <= args.fail:
+            if tries <= args.fail:
                 record["error"] = "failing on purpose"
                 status = 503
             else:
@@ -48,7 +54,9 @@ def main() -> None:
             self.send_response(status)
             self.send_header("content-length", "0")
             self.end_headers()
-            print(json.dumps(record), flush=True)
+            with lock:
+                sys.stdout.write(json.dumps(record) + "\n")
+                sys.stdout.flush()
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     print(server.server_address[1], flush=True)

@@ -6,6 +6,7 @@
 //! errors.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+pub mod apns;
 pub mod js;
 pub mod process;
 

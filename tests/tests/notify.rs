@@ -6,8 +6,9 @@
 #![allow(clippy::unwrap_used)]
 
 use baton_core::Span;
+use baton_e2e::apns::ApnsReceiver;
 use baton_e2e::{Backend, TestServer, WAIT};
-use baton_server::notify::{NotifyConfig, WebhookConfig};
+use baton_server::notify::{ApnsConfig, NotifyConfig, WebhookConfig};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -243,7 +244,10 @@ async fn a_receiver_that_never_answers_leaves_a_dead_letter(backend: Backend) {
 
 // ---- push ----
 
-baton_e2e::on_both_backends!(a_person_s_registered_phones_get_apns_and_fcm_pushes);
+baton_e2e::on_both_backends!(
+    a_person_s_registered_phones_get_apns_and_fcm_pushes,
+    a_token_apns_no_longer_knows_is_forgotten_not_retried
+);
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
 
@@ -251,8 +255,8 @@ fn fixture(name: &str) -> String {
     std::fs::read_to_string(format!("{FIXTURES}/{name}")).unwrap()
 }
 
-/// The push stand-in, and the requests it records.
-fn push_receiver() -> (Child, u16, mpsc::Receiver<Value>) {
+/// The FCM and Google sign-in stand-in, and the requests it records.
+fn fcm_receiver() -> (Child, u16, mpsc::Receiver<Value>) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/py/push_receiver.py");
     let mut child = Command::new("python3")
         .arg(script)
@@ -272,27 +276,63 @@ fn push_receiver() -> (Child, u16, mpsc::Receiver<Value>) {
     (child, port, rx)
 }
 
-/// Requests until one for `task` has come to both push services.
-fn pushes_for(rx: &mpsc::Receiver<Value>, task: &str) -> (Value, Value, Vec<Value>) {
-    let (mut apns, mut fcm, mut tokens) = (None, None, Vec::new());
-    while apns.is_none() || fcm.is_none() {
+/// APNs for dr.fox's phones, over HTTP/2 and TLS to `apns`, trusting its CA.
+fn apns_config(apns: &ApnsReceiver) -> ApnsConfig {
+    ApnsConfig::new(
+        apns.url(),
+        "org.baton.app".into(),
+        "TEAM123456".into(),
+        "KEY1234567".into(),
+        &fixture("apns-test-key.p8"),
+    )
+    .unwrap()
+    .trusting(apns.ca_pem())
+    .unwrap()
+}
+
+/// The next APNs request about `task`.
+fn apns_push_for(apns: &ApnsReceiver, task: &str) -> Value {
+    loop {
+        let request = apns.next();
+        if request["body"]["baton"]["task_id"] == task {
+            return request;
+        }
+    }
+}
+
+/// FCM requests until one for `task`, and the sign-ins before it.
+fn fcm_push_for(rx: &mpsc::Receiver<Value>, task: &str) -> (Value, Vec<Value>) {
+    let mut tokens = Vec::new();
+    loop {
         let request = rx.recv_timeout(WAIT).expect("pushes arrive in time");
         let path = request["path"].as_str().unwrap().to_owned();
         if path == "/token" {
             tokens.push(request);
-        } else if path.starts_with("/3/device/") && request["body"]["baton"]["task_id"] == task {
-            apns = Some(request);
         } else if path.ends_with("/messages:send")
             && request["body"]["message"]["data"]["task_id"] == task
         {
-            fcm = Some(request);
+            return (request, tokens);
         }
     }
-    (apns.unwrap(), fcm.unwrap(), tokens)
+}
+
+/// `PUT /api/v1/devices/me/push` as the device of `token`.
+async fn register(server: &TestServer, token: &str, platform: &str, push: &str) -> (u16, Value) {
+    let body = json!({ "platform": platform, "token": push });
+    let body = body.to_string();
+    baton_e2e::http_with_body(
+        server.addr(),
+        "PUT",
+        "/api/v1/devices/me/push",
+        Some(token),
+        body.as_bytes(),
+    )
+    .await
 }
 
 async fn a_person_s_registered_phones_get_apns_and_fcm_pushes(backend: Backend) {
-    let (mut child, port, rx) = push_receiver();
+    let apns = ApnsReceiver::start().await;
+    let (mut child, port, rx) = fcm_receiver();
     let base = format!("http://127.0.0.1:{port}");
     let account = json!({
         "type": "service_account",
@@ -301,20 +341,11 @@ async fn a_person_s_registered_phones_get_apns_and_fcm_pushes(backend: Backend) 
         "private_key": fixture("fcm-test-key.pem"),
         "token_uri": format!("{base}/token"),
     });
-    let (apns_base, fcm_base) = (base.clone(), base.clone());
+    let (apns_config, fcm_base) = (apns_config(&apns), base.clone());
     let server = TestServer::start_with(backend, move |config| {
         config.routing = baton_core::policy::escalation::Routing::On;
         config.notify = NotifyConfig {
-            apns: Some(
-                baton_server::notify::ApnsConfig::new(
-                    apns_base,
-                    "org.baton.app".into(),
-                    "TEAM123456".into(),
-                    "KEY1234567".into(),
-                    &fixture("apns-test-key.p8"),
-                )
-                .unwrap(),
-            ),
+            apns: Some(apns_config),
             fcm: Some(
                 baton_server::notify::FcmConfig::from_service_account(
                     &account.to_string(),
@@ -331,53 +362,61 @@ async fn a_person_s_registered_phones_get_apns_and_fcm_pushes(backend: Backend) 
     // dr.fox, the physician covering 4W, registers his iPhone and his Android tablet.
     let iphone = server.token("dr.fox", "fox-iphone", &["physician"], &["4W"]);
     let pixel = server.token("dr.fox", "fox-pixel", &["physician"], &["4W"]);
-    let register = |platform: &str, token: &str| json!({ "platform": platform, "token": token });
-    let put = |token: &str, body: Value| {
-        let token = token.to_owned();
-        let addr = server.addr();
-        async move {
-            baton_e2e::http_with_body(
-                addr,
-                "PUT",
-                "/api/v1/devices/me/push",
-                Some(&token),
-                body.to_string().as_bytes(),
-            )
-            .await
-        }
-    };
-    assert_eq!(put(&iphone, register("apns", "a1b2c3d4e5f6")).await.0, 204);
     assert_eq!(
-        put(&pixel, register("fcm", "fcm-token:XYZ_123")).await.0,
+        register(&server, &iphone, "apns", "a1b2c3d4e5f6").await.0,
+        204
+    );
+    assert_eq!(
+        register(&server, &pixel, "fcm", "fcm-token:XYZ_123")
+            .await
+            .0,
         204
     );
     // Bad registrations are refused, naming the field.
-    let (status, body) = put(&iphone, register("sms", "x")).await;
+    let (status, body) = register(&server, &iphone, "sms", "x").await;
     assert_eq!(
         (status, body["field"].as_str()),
         (422, Some("platform")),
         "{body}"
     );
-    let (status, body) = put(&iphone, register("apns", "has a space")).await;
+    let (status, body) = register(&server, &iphone, "apns", "has a space").await;
     assert_eq!(
         (status, body["field"].as_str()),
         (422, Some("token")),
         "{body}"
     );
-    let (status, _) = put(&iphone, json!({ "platform": "apns" })).await;
+    let (status, _) = baton_e2e::http_with_body(
+        server.addr(),
+        "PUT",
+        "/api/v1/devices/me/push",
+        Some(&iphone),
+        br#"{"platform": "apns"}"#,
+    )
+    .await;
     assert_eq!(status, 400);
     let ehr = server.integration_token("ehr", &["4W"]);
-    assert_eq!(put(&ehr, register("apns", "zzz")).await.0, 403);
+    assert_eq!(register(&server, &ehr, "apns", "zzz").await.0, 403);
 
     // A consult from the EHR is routed to him: both phones are told, in each service's shape.
     let task = trigger(&server, "order-90").await;
-    let (apns, fcm, tokens) = pushes_for(&rx, &task);
+    let (fcm, tokens) = fcm_push_for(&rx, &task);
+    let push = apns_push_for(&apns, &task);
 
-    assert_eq!(apns["path"], "/3/device/a1b2c3d4e5f6");
-    let headers = &apns["headers"];
+    // APNs is spoken over HTTP/2, negotiated by ALPN on a verified TLS connection.
+    assert_eq!(push["version"], "HTTP/2.0");
+    assert_eq!(push["alpn"], "h2");
+    assert_eq!(push["path"], "/3/device/a1b2c3d4e5f6");
+    let headers = &push["headers"];
     assert_eq!(headers["apns-push-type"], "alert");
     assert_eq!(headers["apns-priority"], "10");
     assert_eq!(headers["apns-topic"], "org.baton.app");
+    let expiration: i64 = headers["apns-expiration"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let hour_from_now = baton_server::now_ms() / 1000 + 3_600;
+    assert!((hour_from_now - 60..=hour_from_now).contains(&expiration));
     let bearer = headers["authorization"]
         .as_str()
         .unwrap()
@@ -399,11 +438,11 @@ async fn a_person_s_registered_phones_get_apns_and_fcm_pushes(backend: Backend) 
     .claims;
     assert_eq!(claims["iss"], "TEAM123456");
     assert_eq!(
-        apns["body"]["aps"]["alert"]["title"],
+        push["body"]["aps"]["alert"]["title"],
         "Task assigned to you"
     );
-    assert_eq!(apns["body"]["baton"]["type"], "task.assigned");
-    assert_eq!(apns["body"]["baton"]["unit"], "4W");
+    assert_eq!(push["body"]["baton"]["type"], "task.assigned");
+    assert_eq!(push["body"]["baton"]["unit"], "4W");
 
     assert_eq!(fcm["path"], "/v1/projects/baton-test/messages:send");
     assert_eq!(fcm["headers"]["authorization"], "Bearer ya29.test-token");
@@ -426,8 +465,8 @@ async fn a_person_s_registered_phones_get_apns_and_fcm_pushes(backend: Backend) 
     .claims;
     assert_eq!(claims["iss"], "push@baton-test.iam.gserviceaccount.com");
 
-    for push in [&apns["body"], &fcm["body"]] {
-        let text = push.to_string();
+    for body in [&push["body"], &fcm["body"]] {
+        let text = body.to_string();
         assert!(
             !text.contains("enc-2001") && !text.contains("A.B."),
             "PHI: {text}"
@@ -458,4 +497,83 @@ async fn a_person_s_registered_phones_get_apns_and_fcm_pushes(backend: Backend) 
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+async fn a_token_apns_no_longer_knows_is_forgotten_not_retried(backend: Backend) {
+    let apns = ApnsReceiver::start().await;
+    let config = apns_config(&apns);
+    let server = TestServer::start_with(backend, move |c| {
+        c.routing = baton_core::policy::escalation::Routing::On;
+        c.notify = NotifyConfig {
+            apns: Some(config),
+            retry_base: Span::from_millis(50),
+            ..NotifyConfig::default()
+        };
+    })
+    .await;
+    // dr.fox has an iPhone and an iPad; the app was deleted from the iPhone, so Apple answers
+    // its token with 410 Unregistered.
+    let iphone = server.token("dr.fox", "fox-iphone", &["physician"], &["4W"]);
+    let ipad = server.token("dr.fox", "fox-ipad", &["physician"], &["4W"]);
+    assert_eq!(register(&server, &iphone, "apns", "0ld70ken").await.0, 204);
+    assert_eq!(register(&server, &ipad, "apns", "11fe70ken").await.0, 204);
+    apns.unregister("0ld70ken");
+
+    let first = trigger(&server, "order-93").await;
+    let admin = server.admin_token();
+    // The iPhone's delivery is a dead letter after its one try, naming Apple's reason.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let dead = loop {
+        let (status, body) = server.get("/api/v1/notifications/dead", Some(&admin)).await;
+        assert_eq!(status, 200, "{body}");
+        let ours: Vec<Value> = body["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["task_id"] == first.as_str())
+            .cloned()
+            .collect();
+        if !ours.is_empty() {
+            break ours;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["recipient"], "fox-iphone");
+    assert_eq!(dead[0]["attempts"], 1);
+    let error = dead[0]["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("410") && error.contains("Unregistered"),
+        "{error}"
+    );
+
+    // The token is forgotten: the next task is pushed to the iPad alone.
+    let next = trigger(&server, "order-94").await;
+    let db = server.server().state().db.clone();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let rows = baton_server::notify::store::of_task(&db, &next)
+            .await
+            .unwrap();
+        if rows.iter().any(|r| r.4) {
+            let push: Vec<_> = rows.iter().filter(|r| r.1 == "push").collect();
+            assert_eq!(push.len(), 1, "{rows:?}");
+            assert_eq!(push[0].2, "fox-ipad");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{rows:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Apple heard about the old token once (for the first task) and never again.
+    let mut to_old = 0;
+    loop {
+        let request = apns.next();
+        to_old += usize::from(request["path"] == "/3/device/0ld70ken");
+        if request["body"]["baton"]["task_id"] == next.as_str() {
+            assert_eq!(request["path"], "/3/device/11fe70ken");
+            break;
+        }
+    }
+    assert_eq!(to_old, 1);
 }

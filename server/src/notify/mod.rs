@@ -10,6 +10,7 @@
 //! Payloads carry no patient information: a task id, the kind of notice, the unit, the role and
 //! the person asked. A phone syncs the task to learn more.
 
+mod h2;
 mod push;
 pub mod store;
 mod webhook;
@@ -19,6 +20,7 @@ use crate::now_ms;
 use baton_core::Span;
 use baton_core::notice::Notice;
 use baton_core::sync::DocumentId;
+use push::PushError;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -116,7 +118,7 @@ struct Inner {
     node: String,
     wake: tokio::sync::Notify,
     agent: ureq::Agent,
-    pusher: push::Pusher,
+    pusher: Arc<push::Pusher>,
     delivered: AtomicU64,
     failed: AtomicU64,
 }
@@ -128,7 +130,7 @@ impl Notifier {
             .http_status_as_error(false)
             .build()
             .new_agent();
-        let pusher = push::Pusher::new(config.apns.clone(), config.fcm.clone());
+        let pusher = Arc::new(push::Pusher::new(config.apns.clone(), config.fcm.clone()));
         Notifier {
             inner: Arc::new(Inner {
                 db,
@@ -199,27 +201,28 @@ impl Notifier {
                 tokio::task::spawn_blocking(move || webhook::post(&agent, &secret, &d))
                     .await
                     .unwrap_or_else(|e| Err(format!("the delivery stopped: {e}")))
+                    .map_err(PushError::Retry)
             }
-            ("webhook", None) => Err("no webhook is configured any more".to_owned()),
+            ("webhook", None) => Err("no webhook is configured any more".into()),
             ("push", _) => match store::push_registration(&inner.db, &delivery.recipient).await? {
                 Some((platform, token)) => {
-                    let worker = Arc::clone(inner);
-                    let d = delivery.clone();
-                    tokio::task::spawn_blocking(move || {
-                        worker.pusher.send(&worker.agent, &d, &platform, &token)
-                    })
-                    .await
-                    .unwrap_or_else(|e| Err(format!("the delivery stopped: {e}")))
+                    let outcome = inner
+                        .pusher
+                        .send(&inner.agent, &delivery, &platform, &token)
+                        .await;
+                    if let Err(PushError::Gone(why)) = &outcome {
+                        // The service no longer knows this token: forget it (unless the phone
+                        // has registered a new one since), so nothing more is sent to it.
+                        store::forget_push(&inner.db, &delivery.recipient, &token).await?;
+                        tracing::warn!(device = %delivery.recipient, %why, "push token no longer valid; registration removed");
+                    }
+                    outcome
                 }
-                None => {
-                    // Revoked, wiped or unregistered since: nobody to tell on that device.
-                    let now = now_ms();
-                    let why = "the device no longer has a push registration";
-                    store::failed(&inner.db, &delivery.id, attempt, Then::Dead(now), why).await?;
-                    return Ok(false);
-                }
+                None => Err(PushError::Gone(
+                    "the device no longer has a push registration".to_owned(),
+                )),
             },
-            (other, _) => Err(format!("unknown channel `{other}`")),
+            (other, _) => Err(format!("unknown channel `{other}`").into()),
         };
         let now = now_ms();
         match outcome {
@@ -229,7 +232,14 @@ impl Notifier {
                 tracing::info!(id = %delivery.id, kind = %delivery.kind, doc = %delivery.doc, attempt, "notification delivered");
                 Ok(true)
             }
-            Err(error) => {
+            Err(PushError::Gone(error)) => {
+                // Revoked, wiped, unregistered or refused by the service: nobody to tell on that
+                // device, now or later.
+                store::failed(&inner.db, &delivery.id, attempt, Then::Dead(now), &error).await?;
+                tracing::warn!(id = %delivery.id, kind = %delivery.kind, doc = %delivery.doc, attempt, %error, "notification is a dead letter");
+                Ok(false)
+            }
+            Err(PushError::Retry(error)) => {
                 inner.failed.fetch_add(1, Ordering::Relaxed);
                 if attempt >= i64::from(inner.config.max_attempts) {
                     store::failed(&inner.db, &delivery.id, attempt, Then::Dead(now), &error)

@@ -2,20 +2,51 @@
 //!
 //! - **APNs**: `POST {base}/3/device/{token}` with `apns-push-type: alert`, `apns-priority: 10`,
 //!   `apns-topic` (the app's bundle id), `apns-collapse-id` (the delivery id) and a provider token
-//!   (`authorization: bearer`, ES256 signed with the team's `.p8` key, renewed every 50 minutes).
-//!   Apple's servers speak HTTP/2 only; this client speaks HTTP/1.1, so in production `--apns-url`
-//!   names an HTTP/2-capable gateway in front of Apple (planned: HTTP/2 in the server itself).
+//!   (`authorization: bearer`, ES256 signed with the team's `.p8` key, renewed every 50 minutes),
+//!   over HTTP/2 ([`super::h2`]), as Apple's servers require. Apple keeps the push for an hour
+//!   while the phone is unreachable (`apns-expiration`).
 //! - **FCM**: `POST {base}/v1/projects/{project}/messages:send` with an OAuth access token from
 //!   the service account's key (a signed JWT exchanged at its `token_uri`, renewed before expiry).
 //!
 //! Payloads carry the notice's kind, task id, unit and event id, and a generic alert: never
-//! patient information.
+//! patient information. A push service that answers that the device's token is no longer valid
+//! (APNs `410`, `BadDeviceToken`, `DeviceTokenNotForTopic`; FCM `404`) makes the delivery
+//! [`PushError::Gone`]: retrying would never succeed, and the phone registers a new token when
+//! it next starts.
 
+use super::h2::H2Client;
 use super::store::Delivery;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+/// How long the push services keep a push for a phone they cannot reach. Re-notification covers
+/// longer waits with a fresh push.
+const KEEP_FOR_S: i64 = 3_600;
+
+/// Why a push was not delivered.
+#[derive(Debug)]
+pub(super) enum PushError {
+    /// Worth trying again later.
+    Retry(String),
+    /// The service no longer knows the device's token: no later try can succeed.
+    Gone(String),
+}
+
+impl From<String> for PushError {
+    fn from(error: String) -> Self {
+        PushError::Retry(error)
+    }
+}
+
+impl From<&str> for PushError {
+    fn from(error: &str) -> Self {
+        PushError::Retry(error.to_owned())
+    }
+}
 
 /// APNs: where, as which app, and the team's signing key.
 #[derive(Clone)]
@@ -27,6 +58,8 @@ pub struct ApnsConfig {
     pub team_id: String,
     pub key_id: String,
     pub key: EncodingKey,
+    /// The HTTP/2 connection pool, trusting the public roots and any [`ApnsConfig::trusting`].
+    client: H2Client,
 }
 
 impl std::fmt::Debug for ApnsConfig {
@@ -106,7 +139,21 @@ impl ApnsConfig {
             team_id,
             key_id,
             key,
+            client: H2Client::new(&[])?,
         })
+    }
+
+    /// Trust the root certificates in `pem` too, besides the public ones: a gateway in front of
+    /// Apple with a private CA, or a test's receiver.
+    pub fn trusting(mut self, pem: &str) -> Result<ApnsConfig, String> {
+        let roots = CertificateDer::pem_slice_iter(pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("the APNs root certificates: {e}"))?;
+        if roots.is_empty() {
+            return Err("the APNs root certificates: no certificate in the file".to_owned());
+        }
+        self.client = H2Client::new(&roots)?;
+        Ok(self)
     }
 }
 
@@ -141,6 +188,35 @@ fn alert(kind: &str) -> (&'static str, &'static str) {
     }
 }
 
+/// What a push says, whichever service carries it.
+struct Push {
+    /// The delivery's id: the collapse key, so a retried push replaces its first try.
+    id: String,
+    title: &'static str,
+    body: &'static str,
+    /// The notice's kind, task, unit and event: what the phone needs to sync.
+    data: Value,
+}
+
+impl Push {
+    fn of(delivery: &Delivery) -> Result<Push, String> {
+        let notice: Value = serde_json::from_str(&delivery.body).map_err(|e| e.to_string())?;
+        let field = |name: &str| notice[name].as_str().unwrap_or_default().to_owned();
+        let (title, body) = alert(&delivery.kind);
+        Ok(Push {
+            id: delivery.id.clone(),
+            title,
+            body,
+            data: json!({
+                "type": delivery.kind,
+                "task_id": field("task_id"),
+                "unit": field("unit"),
+                "event_id": field("event_id"),
+            }),
+        })
+    }
+}
+
 impl Pusher {
     pub(super) fn new(apns: Option<ApnsConfig>, fcm: Option<FcmConfig>) -> Pusher {
         Pusher {
@@ -150,73 +226,105 @@ impl Pusher {
         }
     }
 
-    /// Send one delivery to a device registered on `platform` with `token`.
-    pub(super) fn send(
-        &self,
+    /// Send one delivery to a device registered on `platform` with `token`. FCM goes through
+    /// the blocking `agent` on a blocking thread; APNs through its own HTTP/2 pool.
+    pub(super) async fn send(
+        self: &Arc<Self>,
         agent: &ureq::Agent,
         delivery: &Delivery,
         platform: &str,
         token: &str,
-    ) -> Result<(), String> {
-        let notice: Value = serde_json::from_str(&delivery.body).map_err(|e| e.to_string())?;
-        let field = |name: &str| notice[name].as_str().unwrap_or_default().to_owned();
-        let (title, body) = alert(&delivery.kind);
-        let data = json!({
-            "type": delivery.kind,
-            "task_id": field("task_id"),
-            "unit": field("unit"),
-            "event_id": field("event_id"),
-        });
+    ) -> Result<(), PushError> {
+        let push = Push::of(delivery)?;
         match platform {
-            "apns" => {
-                let apns = self.apns.as_ref().ok_or("APNs is not configured")?;
-                let bearer = self.apns_bearer(apns)?;
-                let payload = json!({
-                    "aps": {
-                        "alert": { "title": title, "body": body },
-                        "sound": "default",
-                        "thread-id": field("task_id"),
-                    },
-                    "baton": data,
-                });
-                let url = format!("{}/3/device/{token}", apns.base_url.trim_end_matches('/'));
-                let response = agent
-                    .post(&url)
-                    .header("authorization", format!("bearer {bearer}"))
-                    .header("apns-push-type", "alert")
-                    .header("apns-priority", "10")
-                    .header("apns-topic", &apns.topic)
-                    .header("apns-collapse-id", &delivery.id)
-                    .header("content-type", "application/json")
-                    .send(payload.to_string().as_str())
-                    .map_err(|e| format!("APNs: {e}"))?;
-                answered("APNs", response.status())
-            }
+            "apns" => self.apns(&push, token).await,
             "fcm" => {
-                let fcm = self.fcm.as_ref().ok_or("FCM is not configured")?;
-                let bearer = self.fcm_bearer(agent, fcm)?;
-                let payload = json!({
-                    "message": {
-                        "token": token,
-                        "notification": { "title": title, "body": body },
-                        "data": data,
-                        "android": { "priority": "HIGH", "collapse_key": delivery.id },
-                    }
-                });
-                let url = format!(
-                    "{}/v1/projects/{}/messages:send",
-                    fcm.base_url.trim_end_matches('/'),
-                    fcm.project
-                );
-                let response = agent
-                    .post(&url)
-                    .header("authorization", format!("Bearer {bearer}"))
-                    .header("content-type", "application/json")
-                    .send(payload.to_string().as_str())
-                    .map_err(|e| format!("FCM: {e}"))?;
-                answered("FCM", response.status())
+                let (pusher, agent, token) = (Arc::clone(self), agent.clone(), token.to_owned());
+                tokio::task::spawn_blocking(move || pusher.fcm(&agent, &push, &token))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("the delivery stopped: {e}").into()))
             }
-            other => Err(format!("unknown push platform `{other}`")),
+            other => Err(format!("unknown push platform `{other}`").into()),
+        }
+    }
+
+    async fn apns(&self, push: &Push, token: &str) -> Result<(), PushError> {
+        let apns = self.apns.as_ref().ok_or("APNs is not configured")?;
+        let bearer = format!("bearer {}", self.apns_bearer(apns)?);
+        let expiration = (crate::now_ms() / 1000 + KEEP_FOR_S).to_string();
+        let payload = json!({
+            "aps": {
+                "alert": { "title": push.title, "body": push.body },
+                "sound": "default",
+                "thread-id": push.data["task_id"],
+            },
+            "baton": push.data,
+        });
+        let url = format!("{}/3/device/{token}", apns.base_url.trim_end_matches('/'));
+        let headers = [
+            ("authorization", bearer.as_str()),
+            ("apns-push-type", "alert"),
+            ("apns-priority", "10"),
+            ("apns-expiration", expiration.as_str()),
+            ("apns-topic", apns.topic.as_str()),
+            ("apns-collapse-id", push.id.as_str()),
+            ("content-type", "application/json"),
+        ];
+        let answer = apns
+            .client
+            .post(&url, &headers, payload.to_string().into_bytes())
+            .await
+            .map_err(|e| format!("APNs: {e}"))?;
+        if answer.status.is_success() {
+            return Ok(());
+        }
+        // APNs explains a refusal as `{"reason": "…"}`.
+        let reason = serde_json::from_str::<Value>(&answer.body)
+            .ok()
+            .and_then(|v| v["reason"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let error = format!("APNs answered {} {reason}", answer.status);
+        match (answer.status.as_u16(), reason.as_str()) {
+            (410, _) | (400, "BadDeviceToken" | "DeviceTokenNotForTopic") => {
+                Err(PushError::Gone(error))
+            }
+            _ => Err(PushError::Retry(error)),
+        }
+    }
+
+    fn fcm(&self, agent: &ureq::Agent, push: &Push, token: &str) -> Result<(), PushError> {
+        let fcm = self.fcm.as_ref().ok_or("FCM is not configured")?;
+        let bearer = self.fcm_bearer(agent, fcm)?;
+        let payload = json!({
+            "message": {
+                "token": token,
+                "notification": { "title": push.title, "body": push.body },
+                "data": push.data,
+                "android": {
+                    "priority": "HIGH",
+                    "collapse_key": push.id,
+                    "ttl": format!("{KEEP_FOR_S}s"),
+                },
+            }
+        });
+        let url = format!(
+            "{}/v1/projects/{}/messages:send",
+            fcm.base_url.trim_end_matches('/'),
+            fcm.project
+        );
+        let response = agent
+            .post(&url)
+            .header("authorization", format!("Bearer {bearer}"))
+            .header("content-type", "application/json")
+            .send(payload.to_string().as_str())
+            .map_err(|e| format!("FCM: {e}"))?;
+        match response.status().as_u16() {
+            // FCM's `UNREGISTERED`: the app was uninstalled or the token expired.
+            404 => Err(PushError::Gone(format!(
+                "FCM answered {}",
+                response.status()
+            ))),
+            _ => Ok(answered("FCM", response.status())?),
         }
     }
 

@@ -321,6 +321,20 @@ pub async fn set_push(
     Ok(done.rows_affected() > 0)
 }
 
+/// Remove a device's push registration the push service refused, if it still holds `token`
+/// (the phone may have registered a new one meanwhile).
+pub(crate) async fn forget_push(db: &Db, device: &str, token: &str) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE devices SET push_platform = NULL, push_token = NULL
+         WHERE id = $1 AND push_token = $2",
+    )
+    .bind(device)
+    .bind(token)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
 /// Errors are kept short: a receiver's answer may be long.
 fn truncated(error: &str) -> String {
     error.chars().take(500).collect()
