@@ -1,6 +1,7 @@
 //! A stand-in for Apple's push service: HTTP/2 over TLS, ALPN `h2` and nothing else, on
 //! 127.0.0.1 with a certificate from a CA made for the test (its root is [`ApnsReceiver::ca_pem`],
-//! for the server's `--apns-ca-file`).
+//! for the server's `--apns-ca-file`); or, as a gateway on the same host would, cleartext HTTP/2
+//! ([`ApnsReceiver::start_cleartext`]).
 //!
 //! Each request is recorded as `{"path", "version", "alpn", "headers": {name: value}, "body"}`
 //! (the body parsed as JSON). Answers are `200` with no body, or, for a token
@@ -24,6 +25,7 @@ type Gone = Arc<Mutex<HashSet<String>>>;
 
 #[derive(Debug)]
 pub struct ApnsReceiver {
+    tls: bool,
     port: u16,
     ca_pem: String,
     seen: Mutex<mpsc::Receiver<Value>>,
@@ -32,8 +34,17 @@ pub struct ApnsReceiver {
 }
 
 impl ApnsReceiver {
-    /// Listen on a free port of 127.0.0.1.
+    /// Listen on a free port of 127.0.0.1, over TLS.
     pub async fn start() -> ApnsReceiver {
+        ApnsReceiver::listen(true).await
+    }
+
+    /// Listen on a free port of 127.0.0.1, over cleartext HTTP/2 (prior knowledge).
+    pub async fn start_cleartext() -> ApnsReceiver {
+        ApnsReceiver::listen(false).await
+    }
+
+    async fn listen(tls: bool) -> ApnsReceiver {
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
@@ -42,7 +53,7 @@ impl ApnsReceiver {
             .unwrap()
             .signed_by(&key, &ca)
             .unwrap();
-        let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
@@ -53,8 +64,8 @@ impl ApnsReceiver {
             PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
         )
         .unwrap();
-        tls.alpn_protocols = vec![b"h2".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let acceptor = tls.then(|| tokio_rustls::TlsAcceptor::from(Arc::new(config)));
 
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -65,6 +76,20 @@ impl ApnsReceiver {
             while let Ok((stream, _)) = listener.accept().await {
                 let (acceptor, tx, gone) = (acceptor.clone(), tx.clone(), Arc::clone(&known));
                 tokio::spawn(async move {
+                    let service = |alpn: Option<String>| {
+                        hyper::service::service_fn(move |request| {
+                            let (tx, gone, alpn) = (tx.clone(), Arc::clone(&gone), alpn.clone());
+                            async move { answer(request, alpn, &tx, &gone).await }
+                        })
+                    };
+                    // HTTP/2 only: a client speaking HTTP/1.1 fails here, as at Apple.
+                    let http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+                    let Some(acceptor) = acceptor else {
+                        let _ = http2
+                            .serve_connection(TokioIo::new(stream), service(None))
+                            .await;
+                        return;
+                    };
                     let Ok(stream) = acceptor.accept(stream).await else {
                         return;
                     };
@@ -73,18 +98,14 @@ impl ApnsReceiver {
                         .1
                         .alpn_protocol()
                         .map(|p| String::from_utf8_lossy(p).into_owned());
-                    let service = hyper::service::service_fn(move |request| {
-                        let (tx, gone, alpn) = (tx.clone(), Arc::clone(&gone), alpn.clone());
-                        async move { answer(request, alpn, &tx, &gone).await }
-                    });
-                    // HTTP/2 only: a client speaking HTTP/1.1 fails here, as at Apple.
-                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
+                    let _ = http2
+                        .serve_connection(TokioIo::new(stream), service(alpn))
                         .await;
                 });
             }
         });
         ApnsReceiver {
+            tls,
             port,
             ca_pem: ca.pem(),
             seen: Mutex::new(seen),
@@ -95,7 +116,8 @@ impl ApnsReceiver {
 
     /// The base URL, for `--apns-url`.
     pub fn url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// The CA's root certificate (PEM), for `--apns-ca-file`.

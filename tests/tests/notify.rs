@@ -577,3 +577,37 @@ async fn a_token_apns_no_longer_knows_is_forgotten_not_retried(backend: Backend)
     }
     assert_eq!(to_old, 1);
 }
+
+/// `--apns-url http://…`: a gateway on the same host, reached over HTTP/2 without TLS. (The
+/// store plays no part in how a push is sent: SQLite alone.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apns_through_a_local_gateway_is_cleartext_http2() {
+    let gateway = ApnsReceiver::start_cleartext().await;
+    let config = ApnsConfig::new(
+        gateway.url(),
+        "org.baton.app".into(),
+        "TEAM123456".into(),
+        "KEY1234567".into(),
+        &fixture("apns-test-key.p8"),
+    )
+    .unwrap();
+    let server = TestServer::start_with(Backend::Sqlite, move |c| {
+        c.routing = baton_core::policy::escalation::Routing::On;
+        c.notify = NotifyConfig {
+            apns: Some(config),
+            ..NotifyConfig::default()
+        };
+    })
+    .await;
+    let iphone = server.token("dr.fox", "fox-iphone", &["physician"], &["4W"]);
+    assert_eq!(
+        register(&server, &iphone, "apns", "a1b2c3d4e5f6").await.0,
+        204
+    );
+    let task = trigger(&server, "order-95").await;
+    let push = apns_push_for(&gateway, &task);
+    assert_eq!(push["version"], "HTTP/2.0");
+    assert_eq!(push["alpn"], Value::Null);
+    assert_eq!(push["path"], "/3/device/a1b2c3d4e5f6");
+    assert_eq!(push["headers"]["apns-topic"], "org.baton.app");
+}
