@@ -6,9 +6,11 @@
 //! push) in the same transaction as the event. Only events the fold applied give notices, so a
 //! server event fired twice, or an action that lost a conflict, tells no one a second time.
 
+use crate::Millis;
 use crate::event::{Event, EventBody};
 use crate::fold::{Outcome, TaskState};
 use crate::ids::{EventId, Role, UnitId, UserId};
+use crate::policy::coverage::Schedule;
 use serde::{Deserialize, Serialize};
 
 /// What a notice is about. On the wire (`type` of a webhook): `task.assigned`, ...
@@ -109,4 +111,13 @@ pub fn notices(state: &TaskState, new: &[Event]) -> Vec<Notice> {
             })
         })
         .collect()
+}
+
+/// Give each notice that names only a role whoever covers that role on its unit at `at` (the
+/// primary), so a person is told and not only the webhook. A notice nobody covers stays a
+/// role's.
+pub fn name_covering(notices: &mut [Notice], schedule: &Schedule, at: Millis) {
+    for notice in notices.iter_mut().filter(|n| n.user.is_none()) {
+        notice.user = schedule.covering(&notice.unit, &notice.role, at).primary;
+    }
 }

@@ -781,56 +781,48 @@ impl Db {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        let Some(r) = row else { return Ok(None) };
-        let kind: String = r.try_get(1)?;
-        let Some(kind) = parse_kind(&kind) else {
-            return Err(DbError::Sqlx(sqlx::Error::Decode(
-                format!("unknown document kind `{kind}`").into(),
-            )));
-        };
-        let template = match (
-            r.try_get::<Option<String>, _>(3)?,
-            r.try_get::<Option<i64>, _>(4)?,
-        ) {
-            (Some(id), Some(version)) => Some((id, version)),
-            _ => None,
-        };
-        Ok(Some(DocRecord {
-            id: r.try_get(0)?,
-            kind,
-            unit: UnitId::new(r.try_get::<String, _>(2)?),
-            template,
-            created_at: r.try_get(5)?,
-        }))
+        row.as_ref().map(doc_record).transpose()
     }
 
-    /// A document's stored bytes.
-    pub async fn load_doc(&self, id: &str) -> Result<StoredDoc, DbError> {
-        // One statement, so the snapshot and the changes are read as of one moment: a
-        // compaction in between cannot leave out changes it folded into a newer snapshot. The
-        // snapshot's row has an empty hash (a change's never is).
+    /// A document's record and stored bytes (`None`: there is no such document), read in one
+    /// statement: as of one moment, so a compaction in between cannot leave out changes it
+    /// folded into a newer snapshot, and in one round trip, which is most of what loading a task
+    /// costs on Postgres. The snapshot's row has an empty hash (a change's never is); a
+    /// document with neither has one row with no hash.
+    pub async fn load_document(&self, id: &str) -> Result<Option<(DocRecord, StoredDoc)>, DbError> {
         let rows = sqlx::query(
-            "SELECT '' AS hash, bytes FROM doc_snapshots WHERE doc_id = $1
-             UNION ALL
-             SELECT hash, bytes FROM doc_changes WHERE doc_id = $1",
+            "SELECT d.id, d.kind, d.unit_id, d.template_id, d.template_version, d.created_at,
+                 b.hash, b.bytes
+             FROM documents d
+             LEFT JOIN (
+                 SELECT doc_id, '' AS hash, bytes FROM doc_snapshots WHERE doc_id = $1
+                 UNION ALL
+                 SELECT doc_id, hash, bytes FROM doc_changes WHERE doc_id = $1
+             ) b ON b.doc_id = d.id
+             WHERE d.id = $1",
         )
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let record = doc_record(first)?;
         let mut stored = StoredDoc {
             snapshot: None,
             changes: Vec::with_capacity(rows.len()),
         };
-        for row in rows {
-            let hash: String = row.try_get(0)?;
-            let bytes: Vec<u8> = row.try_get(1)?;
-            if hash.is_empty() {
-                stored.snapshot = Some(bytes);
-            } else {
-                stored.changes.push((hash, bytes));
+        for row in &rows {
+            match (
+                row.try_get::<Option<String>, _>(6)?,
+                row.try_get::<Option<Vec<u8>>, _>(7)?,
+            ) {
+                (Some(hash), Some(bytes)) if hash.is_empty() => stored.snapshot = Some(bytes),
+                (Some(hash), Some(bytes)) => stored.changes.push((hash, bytes)),
+                _ => {}
             }
         }
-        Ok(stored)
+        Ok(Some((record, stored)))
     }
 
     /// Store the writes of one or more documents in one transaction, each with everything
@@ -1486,6 +1478,30 @@ async fn insert_changes(
     .await
 }
 
+/// A `documents` row (`id, kind, unit_id, template_id, template_version, created_at`, first).
+fn doc_record(r: &sqlx::any::AnyRow) -> Result<DocRecord, DbError> {
+    let kind: String = r.try_get(1)?;
+    let Some(kind) = parse_kind(&kind) else {
+        return Err(DbError::Sqlx(sqlx::Error::Decode(
+            format!("unknown document kind `{kind}`").into(),
+        )));
+    };
+    let template = match (
+        r.try_get::<Option<String>, _>(3)?,
+        r.try_get::<Option<i64>, _>(4)?,
+    ) {
+        (Some(id), Some(version)) => Some((id, version)),
+        _ => None,
+    };
+    Ok(DocRecord {
+        id: r.try_get(0)?,
+        kind,
+        unit: UnitId::new(r.try_get::<String, _>(2)?),
+        template,
+        created_at: r.try_get(5)?,
+    })
+}
+
 /// A stamp for an owed index entry: microseconds from `now_ms`, and strictly after every stamp
 /// this process gave before. The writer deletes an entry only if its stamp is unchanged, so two
 /// entries for one task written in the same millisecond must not share one, or the newer would
@@ -1700,12 +1716,12 @@ async fn write_timers(
     in_multi_row_statements(tx, &cleared, statement, |query, doc| query.bind(*doc)).await
 }
 
-type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+pub(crate) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
 
 /// Run a multi-row statement over `rows`, in chunks of the sizes in [`CHUNK_ROWS`] (so few
 /// statement shapes are prepared): `statement(n)` is its text for `n` rows, and `bind` binds
 /// one row's values, in the order its placeholders number them.
-async fn in_multi_row_statements<'r, T>(
+pub(crate) async fn in_multi_row_statements<'r, T>(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     rows: &'r [T],
     statement: impl Fn(usize) -> String,
@@ -1735,7 +1751,6 @@ fn in_chunks<T>(mut rows: &[T]) -> Vec<&[T]> {
     chunks
 }
 
-/// `($1, $2), ($3, $4)` for `rows` rows of `columns` values.
 /// `$1, $2, …, $n`: a list of `n` values.
 fn numbered(n: usize) -> String {
     (1..=n)
@@ -1744,7 +1759,8 @@ fn numbered(n: usize) -> String {
         .join(", ")
 }
 
-fn placeholders(rows: usize, columns: usize) -> String {
+/// `($1, $2), ($3, $4)` for `rows` rows of `columns` values.
+pub(crate) fn placeholders(rows: usize, columns: usize) -> String {
     (0..rows)
         .map(|row| {
             let values: Vec<String> = (1..=columns)

@@ -23,7 +23,9 @@ use crate::metrics::Histogram;
 use crate::notify::Notifier;
 use crate::{WorkflowClock, now_ms};
 use automerge::{ActorId, Automerge};
+use baton_core::ids::UnitId;
 use baton_core::index::{self, IndexedTask, RosterEntry};
+use baton_core::notice::{Notice, name_covering};
 use baton_core::policy::coverage::Schedule;
 use baton_core::summary::TaskSummary;
 use baton_core::sync::DocumentId;
@@ -34,7 +36,7 @@ use baton_core::sync::actor::{
 use baton_core::template::TemplateRef;
 use baton_core::validate::{AuthContext, Limits};
 use baton_core::{TaskDoc, TemplateRegistry};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -578,10 +580,9 @@ impl Hub {
 
     /// A document's current bytes as stored (`None`: there is no such document).
     pub async fn load(&self, id: &DocumentId) -> Result<Option<Automerge>, HubError> {
-        if self.shared.db.document(&id.to_string()).await?.is_none() {
+        let Some((_, stored)) = self.shared.db.load_document(&id.to_string()).await? else {
             return Ok(None);
-        }
-        let stored = self.shared.db.load_doc(&id.to_string()).await?;
+        };
         open_stored(
             stored.snapshot.as_deref(),
             stored.changes.iter().map(|(_, c)| c),
@@ -610,25 +611,21 @@ impl Hub {
 
     /// Document `id`'s actor, with what storage holds of it.
     async fn open(&self, id: DocumentId) -> Result<DocActor<Conn>, HubError> {
-        let db = &self.shared.db;
-        let stored = match db.document(&id.to_string()).await? {
-            Some(record) => {
-                let doc = db.load_doc(&id.to_string()).await?;
-                Some(Stored {
-                    record: Record {
-                        kind: record.kind,
-                        unit: record.unit,
-                        template: record.template.and_then(|(id, version)| {
-                            Some(TemplateRef {
-                                id: id.as_str().into(),
-                                version: u32::try_from(version).ok()?,
-                            })
-                        }),
-                    },
-                    snapshot: doc.snapshot,
-                    changes: doc.changes,
-                })
-            }
+        let stored = match self.shared.db.load_document(&id.to_string()).await? {
+            Some((record, doc)) => Some(Stored {
+                record: Record {
+                    kind: record.kind,
+                    unit: record.unit,
+                    template: record.template.and_then(|(id, version)| {
+                        Some(TemplateRef {
+                            id: id.as_str().into(),
+                            version: u32::try_from(version).ok()?,
+                        })
+                    }),
+                },
+                snapshot: doc.snapshot,
+                changes: doc.changes,
+            }),
             None => None,
         };
         DocActor::load(id, self.shared.settings.clone(), stored)
@@ -891,37 +888,29 @@ impl DocLoop {
     }
 }
 
-/// Store a commit: the document's record if new, its changes, their events, the index entry
-/// they owe, the task's timer and summary, and the key of the trigger that opened it, in one
-/// transaction.
 /// Notices that name only a role (an exception, an escalation whose chain names a role) go to
 /// whoever covers that role now, so a person is told and not only the webhook.
-async fn named(
-    hub: &Hub,
-    notices: &[baton_core::notice::Notice],
-) -> Vec<baton_core::notice::Notice> {
-    let mut named = notices.to_vec();
+async fn named(hub: &Hub, mut notices: Vec<Notice>) -> Vec<Notice> {
     let now = hub.shared.clock.now();
-    let mut schedules: HashMap<String, Option<Schedule>> = HashMap::new();
-    for notice in named.iter_mut().filter(|n| n.user.is_none()) {
-        let unit = notice.unit.to_string();
-        if !schedules.contains_key(&unit) {
-            let schedule = match hub.shared.db.unit_schedule(&unit).await {
-                Ok((_, schedule)) => Some(schedule),
-                Err(e) => {
-                    tracing::warn!(%unit, error = %e, "coverage unreadable; the notice names only its role");
-                    None
-                }
-            };
-            schedules.insert(unit.clone(), schedule);
-        }
-        if let Some(Some(schedule)) = schedules.get(&unit) {
-            notice.user = schedule.covering(&notice.unit, &notice.role, now).primary;
+    let units: BTreeSet<UnitId> = notices
+        .iter()
+        .filter(|n| n.user.is_none())
+        .map(|n| n.unit.clone())
+        .collect();
+    for unit in units {
+        match hub.shared.db.unit_schedule(unit.as_str()).await {
+            Ok((_, schedule)) => name_covering(&mut notices, &schedule, now),
+            Err(e) => {
+                tracing::warn!(%unit, error = %e, "coverage unreadable; the notice names only its role");
+            }
         }
     }
-    named
+    notices
 }
 
+/// Store a commit: the document's record if new, its changes, their events, the index entry
+/// they owe, the task's timer and summary, the deliveries its notices owe, and the key of the
+/// trigger that opened it, in one transaction.
 async fn store(
     hub: &Hub,
     id: DocumentId,
@@ -959,7 +948,11 @@ async fn store(
         .as_ref()
         .map(|timer| timer_row(&doc_id, timer))
         .transpose()?;
-    let notices = named(hub, &commit.notices).await;
+    let notices = if commit.notices_named {
+        commit.notices
+    } else {
+        named(hub, commit.notices).await
+    };
     let notifications = crate::notify::outbound(&id, &notices, hub.shared.notifier.config());
     let notifies = !notifications.is_empty();
     let summary = commit

@@ -33,7 +33,7 @@ use crate::fold::fold;
 use crate::hlc::HlcClock;
 use crate::ids::UnitId;
 use crate::index::IndexedTask;
-use crate::notice::{Notice, notices};
+use crate::notice::{Notice, name_covering, notices};
 use crate::policy::coverage::Schedule;
 use crate::policy::escalation::{self, Due, Routing, next_due_with};
 use crate::policy::handover;
@@ -210,6 +210,9 @@ pub struct Commit {
     pub timer: Option<TimerChange>,
     /// Whom the events ask to act; the server writes their deliveries with the commit.
     pub notices: Vec<Notice>,
+    /// Whether `notices` that name only a role were already given whoever covered it: a
+    /// firing's are, on the schedule it fired with. Otherwise the owner looks coverage up.
+    pub notices_named: bool,
     /// The task's summary as these changes leave it (every commit of a readable task carries
     /// it, so the summary row is always the one its latest changes imply).
     pub summary: Option<TaskSummary>,
@@ -308,6 +311,8 @@ struct Batch {
     created: Option<Record>,
     replies: Vec<(u64, Result<(), String>)>,
     acknowledged: Vec<Instant>,
+    /// The coverage a firing in the batch resolved its targets on, and when.
+    coverage: Option<(Arc<Schedule>, Millis)>,
 }
 
 /// A commit handed out and not yet reported stored, and what follows once it is.
@@ -483,6 +488,7 @@ impl<P: Peer> DocActor<P> {
                 } => {
                     let result = self.fire(&mut batch, now, &schedule);
                     batch.replies.push((ticket, result));
+                    batch.coverage = Some((schedule, now));
                 }
             }
         }
@@ -779,10 +785,17 @@ impl<P: Peer> DocActor<P> {
             Some(_) => self.derived(&batch.events),
             None => None,
         };
-        let notices = derived
+        let mut notices = derived
             .as_ref()
             .map(|d| d.notices.clone())
             .unwrap_or_default();
+        let notices_named = match &batch.coverage {
+            Some((schedule, at)) => {
+                name_covering(&mut notices, schedule, *at);
+                true
+            }
+            None => false,
+        };
         let summary = derived.as_ref().map(|d| d.summary.clone());
         let (index, listing, timer, next_timer) = match (task_unit, derived) {
             (Some(unit), Some(now)) => {
@@ -814,6 +827,7 @@ impl<P: Peer> DocActor<P> {
             index,
             timer,
             notices,
+            notices_named,
             summary,
         }
     }
@@ -975,6 +989,7 @@ pub fn new_task_commit(
         }),
         timer: timer.map(TimerChange::Set),
         notices,
+        notices_named: false,
         summary,
     })
 }

@@ -1,6 +1,6 @@
 //! The outbox's rows: written with a commit, claimed, and settled.
 
-use crate::db::{Backend, Db, DbError};
+use crate::db::{AnyQuery, Backend, Db, DbError, in_multi_row_statements, placeholders};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
@@ -61,53 +61,65 @@ pub fn row_id(doc: &str, event: &str, channel: &str) -> String {
     format!("msg_{hex}")
 }
 
-/// Write `rows` in the commit's transaction.
+/// Write `rows` in the commit's transaction, in multi-row statements: the webhook's rows as
+/// they are, and one push row for each registered, unrevoked device of each person named.
 pub(crate) async fn insert(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     rows: &[&Outbound],
     now: i64,
 ) -> Result<(), DbError> {
-    for row in rows {
-        match &row.to {
-            Recipient::Webhook(url) => {
-                sqlx::query(
-                    "INSERT INTO notifications (id, doc_id, event_id, kind, channel, recipient, body,
-                         created_at, next_attempt_at)
-                     VALUES ($1, $2, $3, $4, 'webhook', $5, $6, $7, $7)
-                     ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(&row.id)
-                .bind(&row.doc)
-                .bind(&row.event)
-                .bind(row.kind)
-                .bind(url)
-                .bind(&row.body)
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
-            }
-            Recipient::DevicesOf(user) => {
-                sqlx::query(
-                    "INSERT INTO notifications (id, doc_id, event_id, kind, channel, recipient, body,
-                         created_at, next_attempt_at)
-                     SELECT $1 || '_' || d.id, $2, $3, $4, 'push', d.id, $5, $6, $6
-                     FROM devices d
-                     WHERE d.last_user_id = $7 AND d.push_token IS NOT NULL AND d.revoked_at IS NULL
-                     ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(&row.id)
-                .bind(&row.doc)
-                .bind(&row.event)
-                .bind(row.kind)
-                .bind(&row.body)
-                .bind(now)
-                .bind(user)
-                .execute(&mut **tx)
-                .await?;
-            }
-        }
-    }
-    Ok(())
+    let (webhooks, pushes): (Vec<&Outbound>, Vec<&Outbound>) = rows
+        .iter()
+        .partition(|row| matches!(row.to, Recipient::Webhook(_)));
+    let webhook = |n| {
+        format!(
+            "INSERT INTO notifications (id, doc_id, event_id, kind, body, created_at, recipient,
+                 channel, next_attempt_at)
+             VALUES {}
+             ON CONFLICT (id) DO NOTHING",
+            placeholders(n, 9)
+        )
+    };
+    in_multi_row_statements(tx, &webhooks, webhook, |query, row| {
+        bind_outbound(query, row, now).bind("webhook").bind(now)
+    })
+    .await?;
+    // `VALUES` names its columns column1, column2, … (SQLite and Postgres alike); the `WHERE`
+    // also keeps SQLite from reading `ON CONFLICT` as a join's `ON`.
+    let push = |n| {
+        format!(
+            "INSERT INTO notifications (id, doc_id, event_id, kind, channel, recipient, body,
+                 created_at, next_attempt_at)
+             SELECT v.column1 || '_' || d.id, v.column2, v.column3, v.column4, 'push', d.id,
+                 v.column5, v.column6, v.column6
+             FROM (VALUES {}) AS v, devices d
+             WHERE d.last_user_id = v.column7 AND d.push_token IS NOT NULL
+                 AND d.revoked_at IS NULL
+             ON CONFLICT (id) DO NOTHING",
+            placeholders(n, 7)
+        )
+    };
+    in_multi_row_statements(tx, &pushes, push, |query, row| {
+        bind_outbound(query, row, now)
+    })
+    .await
+}
+
+/// An outbound row's id, task, event, kind, body, time and recipient, in that order (the
+/// webhook's statement binds its channel and first try's time after them).
+fn bind_outbound<'q>(query: AnyQuery<'q>, row: &'q Outbound, now: i64) -> AnyQuery<'q> {
+    let recipient = match &row.to {
+        Recipient::Webhook(url) => url.as_str(),
+        Recipient::DevicesOf(user) => user.as_str(),
+    };
+    query
+        .bind(row.id.as_str())
+        .bind(row.doc.as_str())
+        .bind(row.event.as_str())
+        .bind(row.kind)
+        .bind(row.body.as_str())
+        .bind(now)
+        .bind(recipient)
 }
 
 /// Claim up to `limit` deliveries due at `now`, oldest first, until `lease_until`.
