@@ -852,8 +852,28 @@ async fn explain(
             )
             .await?;
             tx.rollback().await?;
+            // The plan a prepared statement may settle on after five runs, made for any values.
+            let mut tx = conn.begin().await?;
+            for statement in [
+                "SET LOCAL plan_cache_mode = force_generic_plan".to_owned(),
+                format!("PREPARE bench_claim (text, bigint, bigint, bigint, bigint) AS {sql}"),
+            ] {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "EXPLAIN EXECUTE bench_claim('bench', {}, {now}, {real}, 256)",
+                real + 30_000
+            )))
+            .fetch_all(&mut *tx)
+            .await?;
+            let generic: Result<Vec<String>, sqlx::Error> =
+                rows.iter().map(|r| r.try_get(0)).collect();
+            let generic = generic?.join("\n");
+            tx.rollback().await?;
             Ok(format!(
-                "{plain}\n-- EXPLAIN (ANALYZE, BUFFERS), rolled back:\n{analyzed}"
+                "{plain}\n-- EXPLAIN (ANALYZE, BUFFERS), rolled back:\n{analyzed}\n-- generic plan:\n{generic}"
             ))
         }
     }
