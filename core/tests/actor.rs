@@ -714,3 +714,44 @@ fn a_due_timer_fires_once_as_the_system_and_moves_on() {
     server.batch(vec![fire(3, due.at + MINUTE)]);
     assert_eq!(server.storage.commits.len(), 1);
 }
+
+#[test]
+fn a_firing_names_whoever_covers_the_role_its_notice_alerts() {
+    use baton_core::Span;
+    use baton_core::notice::NoticeKind;
+    use baton_core::policy::coverage::{Rotation, Schedule};
+    let mut doctor = Person::new("dr.adams", "physician");
+    let task = doctor.create(&template("discharge"), T0);
+    let mut server = Server::storing(task.automerge());
+    let due = next_due(
+        &template("discharge"),
+        &state(&task, &template("discharge")),
+    )
+    .expect("the new task is routed at once");
+    // Nobody covers the case manager; rn.kim is the charge nurse, whom that exception alerts.
+    let charge = Rotation {
+        unit: task.meta().unit.clone(),
+        role: "charge_nurse".into(),
+        anchor: "2020-01-06T07:00".parse().expect("a date"),
+        shift: Span::from_hours(12),
+        primary: vec!["rn.kim".into()],
+        secondary: Vec::new(),
+    };
+    let schedule = Arc::new(
+        Schedule::new(jiff::tz::TimeZone::UTC, vec![charge], Vec::new()).expect("a schedule"),
+    );
+    server.batch(vec![Input::Fire {
+        ticket: 1,
+        now: due.at,
+        schedule,
+    }]);
+
+    let commit = &server.storage.commits[0];
+    assert!(commit.notices_named, "named on the coverage it fired with");
+    let [notice] = commit.notices.as_slice() else {
+        panic!("one notice: {:?}", commit.notices);
+    };
+    assert_eq!(notice.kind, NoticeKind::Exception);
+    assert_eq!(notice.role.as_str(), "charge_nurse");
+    assert_eq!(notice.user.as_ref().map(|u| u.as_str()), Some("rn.kim"));
+}
