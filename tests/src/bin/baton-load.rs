@@ -74,6 +74,19 @@ struct Args {
     /// A label for the report.
     #[arg(long, default_value = "")]
     label: String,
+    /// Baton only: consults opened per second through `POST /api/v1/triggers`, from the start
+    /// to the end of the write phase, so that escalations fire while devices write (0: none).
+    #[arg(long, default_value_t = 0)]
+    escalations: u32,
+    /// Seconds from a consult opening to its acknowledgment window lapsing: the server's
+    /// `--time-scale` must make the consult's 30 minutes take this long (180 for 10 s). The
+    /// write phase waits until the first consults have escalated.
+    #[arg(long, default_value_t = 10)]
+    escalate_after: u64,
+    /// Baton only: the server's `--time-scale`. Devices then stamp from the server's workflow
+    /// clock, read once at the start.
+    #[arg(long, default_value_t = 1)]
+    time_scale: i64,
 }
 
 type Socket =
@@ -158,6 +171,20 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// The server's workflow clock as read once at the start (its time then, ours then, its
+/// scale), when it runs faster than real time.
+static SERVER_CLOCK: std::sync::OnceLock<(i64, i64, i64)> = std::sync::OnceLock::new();
+
+/// What the devices stamp their events with: the server's workflow time, so that under a
+/// `--time-scale` the server's own events (routing, escalations) do not run ahead of theirs.
+fn stamp_ms() -> i64 {
+    let now = now_ms();
+    match SERVER_CLOCK.get() {
+        Some((server, ours, scale)) => server + (now - ours) * scale,
+        None => now,
+    }
 }
 
 fn token(data_dir: &std::path::Path, device: &str) -> Result<String, Box<dyn std::error::Error>> {
@@ -381,7 +408,7 @@ impl Device {
         };
         let before = doc.get_heads();
         let at = doc.length(&events);
-        let now = now_ms();
+        let now = stamp_ms();
         let hlc = next_hlc(now);
         let device = self.author.device.to_string();
         let written = doc.transact::<_, _, automerge::AutomergeError>(|tx| {
@@ -510,7 +537,7 @@ fn new_task(templates: &TemplateRegistry, creator: &Author, n: usize) -> Automer
         },
         creator,
         &mut HlcClock::new(),
-        now_ms(),
+        stamp_ms(),
         automerge::ActorId::random(),
     )
     .expect("a nurse may open a consult");
@@ -525,8 +552,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let templates = TemplateRegistry::shipped();
     let rss_before = args.server_pid.and_then(rss_kb);
 
-    // 1. Connect every device.
+    // 0. Consults from the EHR, whose acknowledgment windows lapse during the write phase.
     let started = Instant::now();
+    let (stop_opening, opening) = tokio::sync::watch::channel(false);
+    let http_addr: Option<std::net::SocketAddr> = args
+        .url
+        .strip_prefix("ws://")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|host| host.parse().ok());
+    let opener = match (args.escalations, &args.data_dir, http_addr) {
+        (0, _, _) => None,
+        (per_s, Some(dir), Some(addr)) => {
+            let token = baton_e2e::integration_token_in(dir, "load", &["4W"]);
+            if args.time_scale > 1 {
+                read_server_clock(addr, &token, dir, args.time_scale).await?;
+            }
+            Some(tokio::spawn(open_consults(addr, token, per_s, opening)))
+        }
+        _ => return Err("--escalations needs Baton, --data-dir and a ws:// URL".into()),
+    };
+
+    // 1. Connect every device.
     let mut connects = Vec::with_capacity(args.devices);
     let mut handles = Vec::with_capacity(args.devices);
     let mut tasks = tokio::task::JoinSet::new();
@@ -636,6 +682,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     })
     .await;
     written.lock().expect("written").clear();
+    let mut timers_before = None;
+    if let (Some(_), Some(addr)) = (&opener, http_addr) {
+        tokio::time::sleep_until((started + Duration::from_secs(args.escalate_after + 1)).into())
+            .await;
+        timers_before = Some(timer_counts(addr).await);
+    }
 
     let interval = Duration::from_secs_f64(1.0 / f64::from(args.rate.max(1)));
     let mut ticker = tokio::time::interval(interval);
@@ -662,6 +714,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         }
     }
     let elapsed = phase.elapsed();
+    let timers = match (timers_before, http_addr) {
+        (Some((fired, escalated)), Some(addr)) => {
+            let (fired_after, escalated_after) = timer_counts(addr).await;
+            let per_s = |n: u64| n as f64 / elapsed.as_secs_f64();
+            Some((
+                per_s(fired_after.saturating_sub(fired)),
+                per_s(escalated_after.saturating_sub(escalated)),
+            ))
+        }
+        _ => None,
+    };
+    let _ = stop_opening.send(true);
+    let opened_consults = match opener {
+        Some(task) => task.await.unwrap_or(0),
+        None => 0,
+    };
     // Drain what is in flight for a moment (counted for latency, not for throughput).
     let drain_end = Instant::now() + Duration::from_secs(2);
     while let Ok(Some(report)) = tokio::time::timeout_at(drain_end.into(), reports.recv()).await {
@@ -716,7 +784,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         "{{\"label\":{:?},\"target\":\"{:?}\",\"devices\":{},\"connect_all_ms\":{:.0},\"connect_p50_ms\":{:.1},\"connect_p99_ms\":{:.1},\
 \"rss_kb_per_idle_connection\":\"{}\",\"fanout_devices\":{},\"fanout_all_current_ms\":{:.0},\
 \"rate_target\":{},\"issued\":{},\"acked_per_s\":{:.0},\"propagation_samples\":{},\"propagation_p50_ms\":{:.1},\"propagation_p99_ms\":{:.1},\
-\"ingest_changes\":{},\"ingest_batch\":{},\"ingest_ms\":{:.0},\"ingest_per_s\":{:.0}}}",
+\"ingest_changes\":{},\"ingest_batch\":{},\"ingest_ms\":{:.0},\"ingest_per_s\":{:.0},\
+\"consults_opened\":{},\"timers_fired_per_s\":{:.1},\"escalations_per_s\":{:.1}}}",
         args.label,
         args.target,
         args.devices,
@@ -736,6 +805,102 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         args.ingest_batch,
         ingest.map_or(0.0, |(_, took)| took.as_secs_f64() * 1_000.0),
         ingest.map_or(0.0, |(done, took)| done as f64 / took.as_secs_f64()),
+        opened_consults,
+        timers.map_or(0.0, |t| t.0),
+        timers.map_or(0.0, |t| t.1),
     );
     Ok(())
+}
+
+/// Open consults on 4W as the EHR would, `per_s` a second, until told to stop. Returns how many
+/// were opened.
+async fn open_consults(
+    addr: std::net::SocketAddr,
+    token: String,
+    per_s: u32,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> usize {
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(per_s)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut in_flight = tokio::task::JoinSet::new();
+    let mut opened = 0;
+    let mut n = 0u64;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                n += 1;
+                let (token, key) = (token.clone(), format!("load-{}-{n}", now_ms()));
+                in_flight.spawn(async move {
+                    let body = serde_json::json!({
+                        "template": "consult",
+                        "unit": "4W",
+                        "subject": { "ref": key, "label": "Load" },
+                        "idempotency_key": key,
+                    });
+                    let body = body.to_string();
+                    baton_e2e::http_with_body(addr, "POST", "/api/v1/triggers", Some(&token), body.as_bytes())
+                        .await
+                        .0
+                });
+            }
+            Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                opened += usize::from(matches!(done, Ok(201)));
+            }
+            _ = stop.changed() => break,
+        }
+    }
+    while let Some(done) = in_flight.join_next().await {
+        opened += usize::from(matches!(done, Ok(201)));
+    }
+    opened
+}
+
+/// Read the server's workflow clock (a task's view carries it) into [`SERVER_CLOCK`].
+async fn read_server_clock(
+    addr: std::net::SocketAddr,
+    integration: &str,
+    dir: &std::path::Path,
+    scale: i64,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let body = serde_json::json!({
+        "template": "consult",
+        "unit": "4W",
+        "subject": { "ref": "clock", "label": "Clock" },
+        "idempotency_key": format!("clock-{}", now_ms()),
+    });
+    let body = body.to_string();
+    let (status, opened) = baton_e2e::http_with_body(
+        addr,
+        "POST",
+        "/api/v1/triggers",
+        Some(integration),
+        body.as_bytes(),
+    )
+    .await;
+    let id = opened["task_id"]
+        .as_str()
+        .ok_or(format!("opening a consult: {status} {opened}"))?;
+    let nurse = token(dir, "load-clock").map_err(|e| e.to_string())?;
+    let ours = now_ms();
+    let (_, task) =
+        baton_e2e::http(addr, "GET", &format!("/api/v1/tasks/{id}"), Some(&nurse)).await;
+    let server = task["now"].as_i64().ok_or(format!("no clock in {task}"))?;
+    let _ = SERVER_CLOCK.set((server, ours, scale));
+    Ok(())
+}
+
+/// The server's timers fired and escalations stored so far, from `/metrics`.
+async fn timer_counts(addr: std::net::SocketAddr) -> (u64, u64) {
+    let (_, body) = baton_e2e::http(addr, "GET", "/metrics", None).await;
+    let text = body.as_str().unwrap_or_default().to_owned();
+    let sum = |prefix: &str| -> u64 {
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    (
+        sum("baton_timers_fired_total"),
+        sum("baton_escalations_total"),
+    )
 }
