@@ -316,6 +316,25 @@ fn fcm_push_for(rx: &mpsc::Receiver<Value>, task: &str) -> (Value, Vec<Value>) {
     }
 }
 
+/// Waits until a push for `task` is delivered, and checks it went to `device` alone.
+async fn pushed_only_to(server: &TestServer, task: &str, device: &str) {
+    let db = server.server().state().db.clone();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let rows = baton_server::notify::store::of_task(&db, task)
+            .await
+            .unwrap();
+        let push: Vec<_> = rows.iter().filter(|r| r.1 == "push").collect();
+        if push.iter().any(|r| r.4) {
+            assert_eq!(push.len(), 1, "{rows:?}");
+            assert_eq!(push[0].2, device);
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{rows:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// `PUT /api/v1/devices/me/push` as the device of `token`.
 async fn register(server: &TestServer, token: &str, platform: &str, push: &str) -> (u16, Value) {
     let body = json!({ "platform": platform, "token": push });
@@ -480,21 +499,7 @@ async fn a_person_s_registered_phones_get_apns_and_fcm_pushes(backend: Backend) 
         .await;
     assert_eq!(status, 200);
     let next = trigger(&server, "order-91").await;
-    let db = server.server().state().db.clone();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let rows = baton_server::notify::store::of_task(&db, &next)
-            .await
-            .unwrap();
-        let push: Vec<_> = rows.iter().filter(|r| r.1 == "push").collect();
-        if push.iter().any(|r| r.4) {
-            assert_eq!(push.len(), 1, "{rows:?}");
-            assert_eq!(push[0].2, "fox-iphone");
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{rows:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    pushed_only_to(&server, &next, "fox-iphone").await;
     let _ = child.kill();
     let _ = child.wait();
 }
@@ -550,21 +555,7 @@ async fn a_token_apns_no_longer_knows_is_forgotten_not_retried(backend: Backend)
 
     // The token is forgotten: the next task is pushed to the iPad alone.
     let next = trigger(&server, "order-94").await;
-    let db = server.server().state().db.clone();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let rows = baton_server::notify::store::of_task(&db, &next)
-            .await
-            .unwrap();
-        if rows.iter().any(|r| r.4) {
-            let push: Vec<_> = rows.iter().filter(|r| r.1 == "push").collect();
-            assert_eq!(push.len(), 1, "{rows:?}");
-            assert_eq!(push[0].2, "fox-ipad");
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{rows:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    pushed_only_to(&server, &next, "fox-ipad").await;
     // Apple heard about the old token once (for the first task) and never again.
     let mut to_old = 0;
     loop {
