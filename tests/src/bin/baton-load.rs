@@ -830,18 +830,7 @@ async fn open_consults(
             _ = ticker.tick() => {
                 n += 1;
                 let (token, key) = (token.clone(), format!("load-{}-{n}", now_ms()));
-                in_flight.spawn(async move {
-                    let body = serde_json::json!({
-                        "template": "consult",
-                        "unit": "4W",
-                        "subject": { "ref": key, "label": "Load" },
-                        "idempotency_key": key,
-                    });
-                    let body = body.to_string();
-                    baton_e2e::http_with_body(addr, "POST", "/api/v1/triggers", Some(&token), body.as_bytes())
-                        .await
-                        .0
-                });
+                in_flight.spawn(async move { open_consult(addr, &token, &key).await.0 });
             }
             Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
                 opened += usize::from(matches!(done, Ok(201)));
@@ -855,6 +844,30 @@ async fn open_consults(
     opened
 }
 
+/// Open a consult on 4W through `POST /api/v1/triggers`, with `key` as its idempotency key
+/// and subject: the answer's status and body.
+async fn open_consult(
+    addr: std::net::SocketAddr,
+    integration: &str,
+    key: &str,
+) -> (u16, serde_json::Value) {
+    let body = serde_json::json!({
+        "template": "consult",
+        "unit": "4W",
+        "subject": { "ref": key, "label": "Load" },
+        "idempotency_key": key,
+    });
+    let body = body.to_string();
+    baton_e2e::http_with_body(
+        addr,
+        "POST",
+        "/api/v1/triggers",
+        Some(integration),
+        body.as_bytes(),
+    )
+    .await
+}
+
 /// Read the server's workflow clock (a task's view carries it) into [`SERVER_CLOCK`].
 async fn read_server_clock(
     addr: std::net::SocketAddr,
@@ -862,21 +875,7 @@ async fn read_server_clock(
     dir: &std::path::Path,
     scale: i64,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let body = serde_json::json!({
-        "template": "consult",
-        "unit": "4W",
-        "subject": { "ref": "clock", "label": "Clock" },
-        "idempotency_key": format!("clock-{}", now_ms()),
-    });
-    let body = body.to_string();
-    let (status, opened) = baton_e2e::http_with_body(
-        addr,
-        "POST",
-        "/api/v1/triggers",
-        Some(integration),
-        body.as_bytes(),
-    )
-    .await;
+    let (status, opened) = open_consult(addr, integration, &format!("clock-{}", now_ms())).await;
     let id = opened["task_id"]
         .as_str()
         .ok_or(format!("opening a consult: {status} {opened}"))?;
