@@ -299,6 +299,23 @@ impl TaskDoc {
         body: EventBody,
     ) -> Result<Event, AppendError> {
         let state = self.state(template)?;
+        self.append_to(template, &state, author, clock, now, id, body)
+    }
+
+    /// Append to a task whose current state the caller holds already (`state` must be the fold
+    /// of this document's events under `template`, the task's own version), without reading
+    /// the document again: the server keeps each task's events in memory.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn append_to(
+        &mut self,
+        template: &Template,
+        state: &TaskState,
+        author: &Author,
+        clock: &mut HlcClock,
+        now: Millis,
+        id: EventId,
+        body: EventBody,
+    ) -> Result<Event, AppendError> {
         if state.history.iter().any(|h| h.event == id) {
             return Err(Refusal::DuplicateId { id }.into());
         }
@@ -311,7 +328,7 @@ impl TaskDoc {
             hlc: clock.tick(now),
             body,
         };
-        rules::check(template, &state, &event)?;
+        rules::check(template, state, &event)?;
         let json = event_to_json(&event)?;
         let events = match self.doc.get(ROOT, EVENTS) {
             Ok(Some((automerge::Value::Object(ObjType::List), id))) => id,

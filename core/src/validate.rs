@@ -305,8 +305,12 @@ pub fn validate_applied(
     let mut added_by: Vec<Option<Vec<Event>>> = vec![None; changes.len()];
     for (i, (change, items)) in changes.iter().zip(appended).enumerate() {
         let added = read_items(after, change, events_list.as_ref(), items)?;
-        let added = match saw_all_of_before(change, changes, &batch, before_heads, &added_by) {
-            Some(ancestors) => {
+        // What the change's author had seen, read from the events already decoded where that is
+        // cheap: `before`'s events without those of the changes of `before` it was written
+        // without (none, for a change written on top of everything), and the events of the
+        // batch's changes before it. Otherwise the document is read at the change's deps.
+        let from_known = match (past_of(change, changes, &batch, &added_by), &events_list) {
+            (Some(past), Some(list)) => {
                 let base = match &mut before_events {
                     Some(events) => events,
                     None => before_events.insert(Cow::Owned(
@@ -317,14 +321,26 @@ pub fn validate_applied(
                             .events,
                     )),
                 };
-                let mut seen: Vec<&Event> = base.iter().collect();
-                for a in ancestors {
-                    if let Some(Some(events)) = added_by.get(a) {
-                        seen.extend(events);
+                let unseen = if before_heads.iter().all(|h| past.reached.contains(h)) {
+                    Some(HashSet::new())
+                } else {
+                    unseen_events(after, list, &past.reached, &batch, base)
+                };
+                unseen.map(|unseen| {
+                    let mut seen: Vec<&Event> =
+                        base.iter().filter(|e| !unseen.contains(&e.id)).collect();
+                    for a in &past.ancestors {
+                        if let Some(Some(events)) = added_by.get(*a) {
+                            seen.extend(events);
+                        }
                     }
-                }
-                check_added(&context, seen, added)?
+                    seen
+                })
             }
+            _ => None,
+        };
+        let added = match from_known {
+            Some(seen) => check_added(&context, seen, added)?,
             None => {
                 let at_deps = doc::read_events(after, Some(change.deps()))
                     .map_err(|e| ValidationError::NotATask {
@@ -549,16 +565,23 @@ fn index_of(
         .map_or_else(|| after.length_at(events, &heads), |item| item.index)
 }
 
-/// Whether `change` was written on top of all of `before`: all of `before`'s heads are in its
-/// causal past, reached through changes of this batch that are already checked. Returns those
-/// changes (their indices in the batch), or `None` when the change must be judged at its deps.
-fn saw_all_of_before(
+/// The causal past of a change of the batch.
+struct Past {
+    /// The changes of this batch in it (their indices in the batch).
+    ancestors: BTreeSet<usize>,
+    /// The changes outside the batch (of `before`) it depends on directly, or through changes
+    /// of the batch.
+    reached: Vec<ChangeHash>,
+}
+
+/// The causal past of `change`, or `None` when it runs through a change of this batch not
+/// checked yet.
+fn past_of(
     change: &automerge::Change,
     changes: &[automerge::Change],
     batch: &HashMap<ChangeHash, usize>,
-    before_heads: &[ChangeHash],
     checked: &[Option<Vec<Event>>],
-) -> Option<BTreeSet<usize>> {
+) -> Option<Past> {
     let mut ancestors = BTreeSet::new();
     let mut reached = BTreeSet::new();
     let mut stack: Vec<ChangeHash> = change.deps().to_vec();
@@ -579,10 +602,72 @@ fn saw_all_of_before(
             }
         }
     }
-    before_heads
-        .iter()
-        .all(|h| reached.contains(h))
-        .then_some(ancestors)
+    Some(Past {
+        ancestors,
+        reached: reached.into_iter().collect(),
+    })
+}
+
+/// At most this many changes of `before` a change may have been written without and still be
+/// judged from the decoded events; beyond, the document is read at the change's deps.
+const MAX_UNSEEN: usize = 64;
+
+/// The ids of the events that the changes of `before` outside the causal past of `reached`
+/// added: those an author who had seen only `reached` did not see. `None` when they cannot be
+/// told from `before`'s decoded events alone: too many such changes, an item that does not
+/// read as an event, or an id that `before` holds other than once (a second copy may have come
+/// from a change the author did see).
+///
+/// Every change of `before` passed validation, so it inserted its events whole and touched
+/// nothing else: an event belongs to the change whose operation inserted it.
+fn unseen_events(
+    after: &Automerge,
+    list: &ObjId,
+    reached: &[ChangeHash],
+    batch: &HashMap<ChangeHash, usize>,
+    before_events: &[Event],
+) -> Option<HashSet<EventId>> {
+    if reached.is_empty() {
+        return None;
+    }
+    let unseen: Vec<_> = after
+        .get_changes_meta(reached)
+        .into_iter()
+        .filter(|m| !batch.contains_key(&m.hash))
+        .collect();
+    if unseen.len() > MAX_UNSEEN {
+        return None;
+    }
+    let mut ids = HashSet::new();
+    for item in after.list_range(list, ..) {
+        let ObjId::Id(counter, actor, _) = item.id() else {
+            continue;
+        };
+        let inserted_unseen = unseen
+            .iter()
+            .any(|m| *m.actor == actor && (m.start_op..=m.max_op).contains(&counter));
+        if inserted_unseen {
+            ids.insert(event_id(after, &item.id())?);
+        }
+    }
+    let mut held: HashMap<&EventId, usize> = ids.iter().map(|id| (id, 0)).collect();
+    for event in before_events {
+        if let Some(count) = held.get_mut(&event.id) {
+            *count += 1;
+        }
+    }
+    held.values().all(|&n| n == 1).then_some(ids)
+}
+
+/// The id of the event `item` of the list, read alone.
+fn event_id(after: &Automerge, item: &ObjId) -> Option<EventId> {
+    match after.get(item, "id").ok()?? {
+        (automerge::Value::Scalar(s), _) => s.as_str().map(EventId::from),
+        (automerge::Value::Object(ObjType::Text), text) => {
+            after.text(&text).ok().map(EventId::from)
+        }
+        (automerge::Value::Object(_), _) => None,
+    }
 }
 
 /// The checks every new event passes, against the events its author had seen: fresh ids;

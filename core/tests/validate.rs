@@ -866,3 +866,113 @@ fn after_the_change_that_creates_a_task_only_appends_follow() {
         Err(ValidationError::NotAnAppend { .. })
     ));
 }
+
+/// `before` with the changes of `phone` merged in: what the server holds once a phone that had
+/// synced earlier sends what it wrote since.
+fn merged(before: &Automerge, phone: &Automerge) -> Automerge {
+    let mut after = before.clone();
+    after.merge(&mut phone.clone()).expect("merge");
+    after
+}
+
+#[test]
+fn events_the_author_had_not_seen_do_not_count_against_its_work() {
+    // The nurse writes offline at 2 minutes; meanwhile the server took a note stamped at 5.
+    let (_, server, nurse) = server_copy();
+    let mut phone = fork(&server);
+    raw_append(
+        &mut phone,
+        note_json(
+            "offline",
+            "rn.evans",
+            "nurse",
+            "rn.evans-phone",
+            Hlc::new(T0 + 2 * MINUTE, 0),
+        ),
+    );
+    let mut before = fork(&server);
+    raw_append(
+        &mut before,
+        note_json(
+            "meanwhile",
+            "cn.hill",
+            "charge_nurse",
+            "cn.hill-phone",
+            Hlc::new(T0 + 5 * MINUTE, 0),
+        ),
+    );
+    let after = merged(&before, &phone);
+    let accepted = check_known(&before, &after, &auth(&nurse)).expect("valid");
+    assert_eq!(accepted.len(), 1);
+    assert_eq!(accepted[0].id.as_str(), "offline");
+    assert_eq!(Ok(accepted), check(&before, &after, &auth(&nurse)));
+}
+
+#[test]
+fn events_the_author_had_seen_count_beside_those_it_had_not() {
+    // The nurse had seen a note stamped at 3 minutes and stamps hers no later; the server also
+    // holds a note at 5 minutes she had not seen. She is held to the one she saw.
+    let (_, server, nurse) = server_copy();
+    let seen = Hlc::new(T0 + 3 * MINUTE, 0);
+    let mut synced = fork(&server);
+    raw_append(
+        &mut synced,
+        note_json("seen", "cn.hill", "charge_nurse", "cn.hill-phone", seen),
+    );
+    let mut phone = synced.fork();
+    phone.set_actor(ActorId::random());
+    raw_append(
+        &mut phone,
+        note_json("offline", "rn.evans", "nurse", "rn.evans-phone", seen),
+    );
+    let mut before = synced.clone();
+    raw_append(
+        &mut before,
+        note_json(
+            "meanwhile",
+            "cn.hill",
+            "charge_nurse",
+            "cn.hill-phone",
+            Hlc::new(T0 + 5 * MINUTE, 0),
+        ),
+    );
+    let after = merged(&before, &phone);
+    let verdict = check_known(&before, &after, &auth(&nurse));
+    match &verdict {
+        Err(ValidationError::StampNotAfterSeen { seen: at, .. }) => assert_eq!(*at, seen),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(verdict, check(&before, &after, &auth(&nurse)));
+}
+
+#[test]
+fn an_event_held_twice_is_counted_as_seen_if_either_copy_was() {
+    // Two copies of one event (two nodes that fired the same timer): the nurse had seen the
+    // first, not the second. Her stamp must follow the copy she saw.
+    let (_, server, nurse) = server_copy();
+    let copy = |at| note_json("twice", "cn.hill", "charge_nurse", "cn.hill-phone", at);
+    let first = Hlc::new(T0 + 3 * MINUTE, 0);
+    let mut synced = fork(&server);
+    raw_append(&mut synced, copy(first));
+    let mut phone = synced.fork();
+    phone.set_actor(ActorId::random());
+    raw_append(
+        &mut phone,
+        note_json(
+            "offline",
+            "rn.evans",
+            "nurse",
+            "rn.evans-phone",
+            Hlc::new(T0 + 2 * MINUTE, 0),
+        ),
+    );
+    let mut before = synced.clone();
+    raw_append(&mut before, copy(Hlc::new(T0 + 6 * MINUTE, 0)));
+    let after = merged(&before, &phone);
+    let verdict = check_known(&before, &after, &auth(&nurse));
+    match &verdict {
+        Err(ValidationError::StampNotAfterSeen { seen: at, .. }) => assert_eq!(*at, first),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(verdict, check(&before, &after, &auth(&nurse)));
+}

@@ -744,7 +744,15 @@ impl<P: Peer> DocActor<P> {
         let (written, changes) = self.sync.update(|doc| {
             let mut task = TaskDoc::with_meta(std::mem::take(doc), meta);
             let written = task
-                .append_with_id(template, &author, &mut HlcClock::new(), now, id, body)
+                .append_to(
+                    template,
+                    &state,
+                    &author,
+                    &mut HlcClock::new(),
+                    now,
+                    id,
+                    body,
+                )
                 .map_err(|e| e.to_string());
             *doc = task.into_automerge();
             written
