@@ -295,3 +295,36 @@ impl Notifier {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Storage;
+
+    #[tokio::test]
+    async fn a_look_that_finds_nothing_does_not_wait_for_the_writer() {
+        let dir = std::env::temp_dir().join(format!("baton-notify-{}", uuid::Uuid::new_v4()));
+        let db = Db::open(&Storage::Sqlite, &dir).await.expect("open");
+        let notifier = Notifier::new(db.clone(), NotifyConfig::default());
+        // Another writer holds SQLite's write lock, as a long group commit does.
+        let mut writer = db.pool().acquire().await.expect("connection");
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *writer)
+            .await
+            .expect("lock");
+        let looked = tokio::time::timeout(Duration::from_secs(5), notifier.deliver_due()).await;
+        sqlx::query("ROLLBACK")
+            .execute(&mut *writer)
+            .await
+            .expect("unlock");
+        drop(writer);
+        db.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            looked
+                .expect("answered without waiting for the lock")
+                .expect("read"),
+            0
+        );
+    }
+}

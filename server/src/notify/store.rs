@@ -130,6 +130,20 @@ pub(crate) async fn claim_due(
     lease_until: i64,
     limit: i64,
 ) -> Result<Vec<Delivery>, DbError> {
+    // A read first, so that a look that finds nothing writes nothing: on SQLite a write waits
+    // for the one writer's lock, which the group commits hold most of the time under load.
+    let any_due: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM notifications
+         WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_at <= $1
+           AND (claimed_until IS NULL OR claimed_until < $1)
+         LIMIT 1",
+    )
+    .bind(now)
+    .fetch_optional(db.pool())
+    .await?;
+    if any_due.is_none() {
+        return Ok(Vec::new());
+    }
     let lock = match db.backend() {
         Backend::Postgres => " FOR UPDATE SKIP LOCKED",
         Backend::Sqlite => "",
