@@ -822,6 +822,50 @@ fn bench_validate(c: &mut Criterion, h: &History, ten: bool) {
             .expect("valid")
         });
     });
+    // The same note, written by a nurse who had not seen a note the charge nurse added on the
+    // server meanwhile: judged by what she had seen, from the events the server holds.
+    let mut beside = h.doc.clone();
+    let mut charge = h.people["rn.charge"].clone();
+    beside
+        .append(
+            &h.template,
+            &charge.author,
+            &mut charge.clock,
+            h.now + 10_000,
+            EventBody::Note {
+                text: "Bed 12 family asked for an update.".into(),
+            },
+        )
+        .expect("append a note");
+    let beside_before = beside.automerge().clone();
+    let mut beside_after = beside_before.clone();
+    beside_after.merge(&mut one.clone()).expect("merge");
+    let beside_known = beside.events().expect("read").events;
+    let accepted = validate_changes_with(
+        &beside_before,
+        &beside_after,
+        Some(&beside_known),
+        &auth,
+        &registry,
+        now,
+        &limits,
+    )
+    .expect("the change is valid");
+    assert_eq!(accepted.len(), 1);
+    g.bench_function(format!("append_one_to_{n}_beside_known"), |b| {
+        b.iter(|| {
+            validate_changes_with(
+                black_box(&beside_before),
+                black_box(&beside_after),
+                Some(black_box(&beside_known)),
+                &auth,
+                &registry,
+                now,
+                &limits,
+            )
+            .expect("valid")
+        });
+    });
     if !ten {
         g.finish();
         return;

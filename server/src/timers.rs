@@ -25,8 +25,11 @@ use tokio_util::task::TaskTracker;
 /// Timers claimed per query.
 const CLAIM_BATCH: i64 = 256;
 /// Claimed timers fired at once: each waits for its own document's commit, and the group
-/// committer stores those that arrive together in one transaction.
-const FIRE_AT_ONCE: usize = 64;
+/// committer stores those that arrive together in one transaction. Few enough that a batch of
+/// firings does not crowd out the phones' changes waiting for the same cores and commits
+/// (docs/benchmarks.md, "While escalations fire"); enough to fire well over a thousand a
+/// second.
+const FIRE_AT_ONCE: usize = 8;
 /// How long a claim holds (real time) before another node may take the timer. A fired timer's
 /// claim ends with the commit that writes the task's next timer; a timer that fired nothing
 /// keeps its claim until the lease runs out, so it is looked at again only then.
