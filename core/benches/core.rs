@@ -7,7 +7,7 @@
 use automerge::sync::{self, SyncDoc};
 use automerge::{ActorId, Automerge, ChangeHash};
 use baton_core::doc::{NewTask, Subject};
-use baton_core::event::{Actor, EventBody, EventKind, FieldValue};
+use baton_core::event::{Actor, EventBody, EventKind, FieldValue, Transfer};
 use baton_core::fold::TaskState;
 use baton_core::policy::coverage::{Rotation, Schedule};
 use baton_core::policy::escalation;
@@ -145,9 +145,10 @@ fn script() -> VecDeque<(usize, Action)> {
     use Action::{Accept, Decline, Do, Offer, ResolveException};
     let step = |s: &str| s.into();
     VecDeque::from([
-        // Nobody takes the task within the 30 minute acknowledgment window: the server
-        // escalates twice and raises `stalled_to_level_two` before the case manager claims it.
-        (160, Do("cm.brown", EventBody::Claimed {})),
+        // Nobody takes the task within the 30 minute acknowledgment window: the server gives
+        // it to the secondary owner, escalates and raises `stalled_to_level_two` before that
+        // case manager acknowledges it.
+        (160, Do("cm.green", EventBody::Acknowledged {})),
         (165, ResolveException),
         (
             170,
@@ -201,7 +202,11 @@ fn script() -> VecDeque<(usize, Action)> {
                     reason: Some("no wheelchair van until 14:00".into()),
                     follow_up_at: None,
                     step: None,
-                    transfer: None,
+                    transfer: Some(Transfer {
+                        to: "Metro Wheelchair Van".into(),
+                        contact: Some("dispatch 555-0142".into()),
+                        documentation: vec!["transport order".into()],
+                    }),
                 },
             ),
         ),
@@ -212,7 +217,7 @@ fn script() -> VecDeque<(usize, Action)> {
                 EventBody::Resumed {
                     note: Some("vendor called back".into()),
                     wait: None,
-                    confirmation: None,
+                    confirmation: Some("pickup time confirmed by phone with dispatch".into()),
                 },
             ),
         ),
@@ -222,13 +227,13 @@ fn script() -> VecDeque<(usize, Action)> {
             Do(
                 "rn.charge",
                 EventBody::Reassigned {
-                    user: "cm.green".into(),
+                    user: "cm.brown".into(),
                     role: "case_manager".into(),
-                    reason: Some("cm.brown in clinic this afternoon".into()),
+                    reason: Some("cm.green in clinic this afternoon".into()),
                 },
             ),
         ),
-        (335, Do("cm.green", EventBody::Acknowledged {})),
+        (335, Do("cm.brown", EventBody::Acknowledged {})),
         (
             380,
             Do(
@@ -242,10 +247,10 @@ fn script() -> VecDeque<(usize, Action)> {
                 },
             ),
         ),
-        (400, Offer("cm.green", "cm.brown")),
-        (410, Decline("cm.brown")),
-        (430, Offer("cm.green", "cm.brown")),
-        (440, Accept("cm.brown")),
+        (400, Offer("cm.brown", "cm.green")),
+        (410, Decline("cm.green")),
+        (430, Offer("cm.brown", "cm.green")),
+        (440, Accept("cm.green")),
         (
             460,
             Do(
@@ -265,7 +270,11 @@ fn script() -> VecDeque<(usize, Action)> {
                     reason: Some("vendor short of drivers".into()),
                     follow_up_at: None,
                     step: None,
-                    transfer: None,
+                    transfer: Some(Transfer {
+                        to: "Metro Wheelchair Van".into(),
+                        contact: Some("dispatch 555-0142".into()),
+                        documentation: vec!["transport order".into()],
+                    }),
                 },
             ),
         ),
@@ -276,7 +285,7 @@ fn script() -> VecDeque<(usize, Action)> {
                 EventBody::Resumed {
                     note: Some("vendor confirmed 15:30 pickup".into()),
                     wait: None,
-                    confirmation: None,
+                    confirmation: Some("15:30 pickup confirmed by phone with dispatch".into()),
                 },
             ),
         ),
@@ -534,12 +543,17 @@ impl History {
     }
 
     /// Append what the server's escalation timer would write now (escalations and off-track
-    /// exceptions), as the system, with the deterministic ids the policy gives.
+    /// exceptions), as the system, with the deterministic ids the policy gives. Routing is off:
+    /// the script has people claim and hand the task over themselves.
     fn fire_due(&mut self, total: usize) {
         while self.events.len() < total {
-            let Some((id, body)) =
-                escalation::fire(&self.template, &self.state(), &self.schedule, self.now)
-            else {
+            let Some((id, body)) = escalation::fire_with(
+                &self.template,
+                &self.state(),
+                &self.schedule,
+                self.now,
+                escalation::Routing::Off,
+            ) else {
                 break;
             };
             let kind = body.kind();
@@ -825,6 +839,7 @@ fn bench_validate(c: &mut Criterion, h: &History, ten: bool) {
     // The same note, written by a nurse who had not seen a note the charge nurse added on the
     // server meanwhile: judged by what she had seen, from the events the server holds.
     let mut beside = h.doc.clone();
+    beside.set_actor(ActorId::random());
     let mut charge = h.people["rn.charge"].clone();
     beside
         .append(
