@@ -94,6 +94,11 @@ struct PeerState {
     /// Changes it sent whose dependencies the document lacks: never applied until they are
     /// ready, then judged with the changes that made them so.
     held: Vec<Change>,
+    /// The document's heads when a look found nothing (more) to send it. While the heads and
+    /// its sync state stand, the next look would find nothing either: Automerge's
+    /// `generate_sync_message` depends on nothing else, and after a message it waits for the
+    /// peer's answer. Cleared whenever its sync state changes.
+    quiet_at: Option<Vec<ChangeHash>>,
 }
 
 impl PeerState {
@@ -103,6 +108,7 @@ impl PeerState {
             blocked: false,
             owed_ack: false,
             held: Vec::new(),
+            quiet_at: None,
         }
     }
 
@@ -121,6 +127,7 @@ impl PeerState {
             .collect();
         if self.held.len() < before {
             self.sync.needs_reset = true;
+            self.quiet_at = None;
         }
     }
 }
@@ -133,11 +140,20 @@ fn has(doc: &Automerge, hash: &ChangeHash) -> bool {
 /// The next message for one peer, owed acknowledgments included. While changes of the peer are
 /// held, it is asked for their missing dependencies rather than for the held changes.
 fn next_message(doc: &Automerge, peer: &mut PeerState) -> Option<Vec<u8>> {
+    let heads = doc.get_heads();
+    if !peer.owed_ack && peer.quiet_at.as_ref() == Some(&heads) {
+        return None;
+    }
     if std::mem::take(&mut peer.owed_ack) {
         // Forget what was last announced, so the current heads are sent.
         peer.sync.last_sent_heads.clear();
     }
-    let mut message = doc.generate_sync_message(&mut peer.sync)?;
+    let Some(mut message) = doc.generate_sync_message(&mut peer.sync) else {
+        peer.quiet_at = Some(heads);
+        return None;
+    };
+    // A message sent is in flight: Automerge sends nothing more until the peer answers.
+    peer.quiet_at = (peer.sync.in_flight && peer.sync.last_sent_heads == heads).then_some(heads);
     if !peer.held.is_empty() {
         let held: HashSet<ChangeHash> = peer.held.iter().map(Change::hash).collect();
         let mut need: BTreeSet<ChangeHash> = message
@@ -428,6 +444,7 @@ impl DocSync {
         match verdict {
             Ok(()) => {
                 entry.sync = state;
+                entry.quiet_at = None;
                 entry.owed_ack |= !ready.is_empty();
                 entry.hold(unready, &self.limits);
                 Ok(Received { changes: ready })
