@@ -1096,3 +1096,127 @@ proptest! {
         }
     }
 }
+
+/// A peer a look found nothing to send is not asked again while nothing changes, and hears
+/// every change that comes after: the server's own, another peer's, and none of a refused one.
+#[test]
+fn quiet_peers_still_hear_every_change() {
+    use automerge::sync::{self, SyncDoc};
+    use automerge::transaction::Transactable;
+    use baton_core::sync::DocSync;
+
+    let accept = |_: &Applied<'_>| Ok::<(), ()>(());
+    let refuse = |_: &Applied<'_>| Err::<(), ()>(());
+    let edit = |doc: &mut Automerge, key: &str, value: i64| {
+        doc.transact::<_, _, automerge::AutomergeError>(|tx| tx.put(automerge::ROOT, key, value))
+            .unwrap();
+    };
+    let mut origin = Automerge::new();
+    edit(&mut origin, "start", 0);
+    let mut server = DocSync::new(origin);
+    let peers = ["a".to_owned(), "b".to_owned()];
+    for peer in &peers {
+        server.add_peer(peer.clone());
+    }
+    let mut phones: Vec<(Automerge, sync::State)> = (0..2)
+        .map(|_| (Automerge::new(), sync::State::new()))
+        .collect();
+    // Rounds of every phone's message and the server's answers to everyone, until quiet.
+    let settle = |server: &mut DocSync, phones: &mut Vec<(Automerge, sync::State)>| {
+        for _ in 0..20 {
+            let mut said = false;
+            for (i, peer) in peers.iter().enumerate() {
+                let (doc, state) = &mut phones[i];
+                if !server.has_peer(peer) {
+                    continue;
+                }
+                if let Some(m) = doc.generate_sync_message(state) {
+                    server.receive(peer, &m.encode(), accept).unwrap();
+                    said = true;
+                }
+            }
+            for (peer, bytes) in server.generate_all() {
+                let i = peers.iter().position(|p| *p == peer).unwrap();
+                let (doc, state) = &mut phones[i];
+                doc.receive_sync_message(state, sync::Message::decode(&bytes).unwrap())
+                    .unwrap();
+                said = true;
+            }
+            if !said {
+                return;
+            }
+        }
+        panic!("the peers did not settle");
+    };
+    let in_step = |server: &DocSync, phones: &[(Automerge, sync::State)]| {
+        let mut want = server.doc().get_heads();
+        want.sort();
+        for (doc, _) in phones.iter().take(server.peers().count()) {
+            let mut heads = doc.get_heads();
+            heads.sort();
+            assert_eq!(heads, want);
+        }
+    };
+
+    settle(&mut server, &mut phones);
+    in_step(&server, &phones);
+    assert!(
+        server.generate_all().is_empty(),
+        "nothing to say when quiet"
+    );
+
+    // The server's own change reaches both.
+    server.update(|doc| edit(doc, "server", 1));
+    let news = server.generate_all();
+    assert_eq!(news.len(), 2, "both are told");
+    assert!(server.generate_all().is_empty(), "once, while in flight");
+    for (peer, bytes) in news {
+        let i = peers.iter().position(|p| *p == peer).unwrap();
+        let (doc, state) = &mut phones[i];
+        doc.receive_sync_message(state, sync::Message::decode(&bytes).unwrap())
+            .unwrap();
+    }
+    settle(&mut server, &mut phones);
+    in_step(&server, &phones);
+
+    // A's change reaches B.
+    edit(&mut phones[0].0, "a", 2);
+    settle(&mut server, &mut phones);
+    in_step(&server, &phones);
+
+    // B's refused change is taken back out; A hears nothing of it, and B is told to sync again.
+    let before = server.doc().get_heads();
+    edit(&mut phones[1].0, "b", 3);
+    let (doc, state) = &mut phones[1];
+    let m = doc.generate_sync_message(state).unwrap();
+    assert!(server.receive(&peers[1], &m.encode(), refuse).is_err());
+    assert_eq!(server.doc().get_heads(), before);
+    assert!(
+        server.generate(&peers[0]).is_none(),
+        "nothing new for A after a refusal"
+    );
+
+    // And A still hears the next change.
+    server.update(|doc| edit(doc, "server", 4));
+    let to_a = server
+        .generate(&peers[0])
+        .expect("A hears the server's change");
+    let (doc, state) = &mut phones[0];
+    doc.receive_sync_message(state, sync::Message::decode(&to_a).unwrap())
+        .unwrap();
+    assert_eq!(
+        doc.get(automerge::ROOT, "server").unwrap().unwrap().0,
+        automerge::Value::from(4)
+    );
+
+    // B's connection ends. Once A is quiet again, A loses its copy and asks anew on the same
+    // connection: it gets all of it.
+    server.remove_peer(&peers[1]);
+    settle(&mut server, &mut phones);
+    in_step(&server, &phones);
+    assert!(server.generate_all().is_empty(), "quiet");
+    phones[0] = (Automerge::new(), sync::State::new());
+    settle(&mut server, &mut phones);
+    in_step(&server, &phones);
+    assert!(phones[0].0.get(automerge::ROOT, "a").unwrap().is_some());
+}
