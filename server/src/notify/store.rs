@@ -122,6 +122,10 @@ fn bind_outbound<'q>(query: AnyQuery<'q>, row: &'q Outbound, now: i64) -> AnyQue
         .bind(recipient)
 }
 
+/// The deliveries due at `$1` that nobody holds a claim on.
+const DUE: &str = "delivered_at IS NULL AND dead_at IS NULL AND next_attempt_at <= $1
+    AND (claimed_until IS NULL OR claimed_until < $1)";
+
 /// Claim up to `limit` deliveries due at `now`, oldest first, until `lease_until`.
 pub(crate) async fn claim_due(
     db: &Db,
@@ -132,12 +136,9 @@ pub(crate) async fn claim_due(
 ) -> Result<Vec<Delivery>, DbError> {
     // A read first, so that a look that finds nothing writes nothing: on SQLite a write waits
     // for the one writer's lock, which the group commits hold most of the time under load.
-    let any_due: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM notifications
-         WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_at <= $1
-           AND (claimed_until IS NULL OR claimed_until < $1)
-         LIMIT 1",
-    )
+    let any_due: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT 1 FROM notifications WHERE {DUE} LIMIT 1"
+    )))
     .bind(now)
     .fetch_optional(db.pool())
     .await?;
@@ -149,18 +150,16 @@ pub(crate) async fn claim_due(
         Backend::Sqlite => "",
     };
     let sql = format!(
-        "UPDATE notifications SET claimed_by = $1, claimed_until = $2
+        "UPDATE notifications SET claimed_by = $2, claimed_until = $3
          WHERE id IN (
-             SELECT id FROM notifications
-             WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_at <= $3
-               AND (claimed_until IS NULL OR claimed_until < $3)
+             SELECT id FROM notifications WHERE {DUE}
              ORDER BY next_attempt_at, id LIMIT $4{lock})
          RETURNING id, doc_id, kind, channel, recipient, body, attempts, next_attempt_at"
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(now)
         .bind(node)
         .bind(lease_until)
-        .bind(now)
         .bind(limit)
         .fetch_all(db.pool())
         .await?;
