@@ -309,8 +309,8 @@ pub fn validate_applied(
         // cheap: `before`'s events without those of the changes of `before` it was written
         // without (none, for a change written on top of everything), and the events of the
         // batch's changes before it. Otherwise the document is read at the change's deps.
-        let from_known = match (past_of(change, changes, &batch, &added_by), &events_list) {
-            (Some(past), Some(list)) => {
+        let from_known = match past_of(change, changes, &batch, &added_by) {
+            Some(past) => {
                 let base = match &mut before_events {
                     Some(events) => events,
                     None => before_events.insert(Cow::Owned(
@@ -324,7 +324,9 @@ pub fn validate_applied(
                 let unseen = if before_heads.iter().all(|h| past.reached.contains(h)) {
                     Some(HashSet::new())
                 } else {
-                    unseen_events(after, list, &past.reached, &batch, base)
+                    events_list
+                        .as_ref()
+                        .and_then(|list| unseen_events(after, list, &past.reached, &batch, base))
                 };
                 unseen.map(|unseen| {
                     let mut seen: Vec<&Event> =
@@ -337,7 +339,7 @@ pub fn validate_applied(
                     seen
                 })
             }
-            _ => None,
+            None => None,
         };
         let added = match from_known {
             Some(seen) => check_added(&context, seen, added)?,
