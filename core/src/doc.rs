@@ -299,7 +299,23 @@ impl TaskDoc {
         body: EventBody,
     ) -> Result<Event, AppendError> {
         let state = self.state(template)?;
-        self.append_to(template, &state, author, clock, now, id, body)
+        self.append_to(template, &state, author, clock, now, now, id, body)
+    }
+
+    /// Append an event a device writes: stamped at `now`, the server's time as the device knows
+    /// it, with the device's own clock reading (`device_time`) kept beside it for the record.
+    pub fn append_on_device(
+        &mut self,
+        template: &Template,
+        author: &Author,
+        clock: &mut HlcClock,
+        now: Millis,
+        device_time: Millis,
+        body: EventBody,
+    ) -> Result<Event, AppendError> {
+        let state = self.state(template)?;
+        let id = EventId::random();
+        self.append_to(template, &state, author, clock, now, device_time, id, body)
     }
 
     /// Append to a task whose current state the caller holds already (`state` must be the fold
@@ -313,6 +329,7 @@ impl TaskDoc {
         author: &Author,
         clock: &mut HlcClock,
         now: Millis,
+        device_time: Millis,
         id: EventId,
         body: EventBody,
     ) -> Result<Event, AppendError> {
@@ -324,12 +341,38 @@ impl TaskDoc {
             id,
             actor: author.actor(),
             device: author.device.clone(),
-            device_time: now,
+            device_time,
             hlc: clock.tick(now),
             body,
         };
         rules::check(template, state, &event)?;
-        let json = event_to_json(&event)?;
+        self.write_event(&event)?;
+        Ok(event)
+    }
+
+    /// Write `event`, made earlier, again: its rules are checked in `state` (this document's
+    /// fold under `template`), and it keeps its id and stamps. A device uses it to replay its
+    /// own unacknowledged events onto a copy that a refused change was taken out of.
+    pub fn replay(
+        &mut self,
+        template: &Template,
+        state: &TaskState,
+        event: &Event,
+    ) -> Result<(), AppendError> {
+        self.check_template(template)?;
+        if state.history.iter().any(|h| h.event == event.id) {
+            return Err(Refusal::DuplicateId {
+                id: event.id.clone(),
+            }
+            .into());
+        }
+        rules::check(template, state, event)?;
+        self.write_event(event)
+    }
+
+    /// Insert `event` at the end of the event list, in one change.
+    fn write_event(&mut self, event: &Event) -> Result<(), AppendError> {
+        let json = event_to_json(event)?;
         let events = match self.doc.get(ROOT, EVENTS) {
             Ok(Some((automerge::Value::Object(ObjType::List), id))) => id,
             _ => return Err(DocError::NotATask("`events` is not a list".into()).into()),
@@ -341,7 +384,7 @@ impl TaskDoc {
                 codec::write_map(tx, &obj, &json)
             })
             .map_err(|f| DocError::Automerge(f.error.to_string()))?;
-        Ok(event)
+        Ok(())
     }
 
     fn check_template(&self, template: &Template) -> Result<(), AppendError> {

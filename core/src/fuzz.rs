@@ -245,7 +245,7 @@ pub fn frame(data: &[u8]) {
         }
         Message::Join { .. } => {
             let server = PeerId::from("baton");
-            let _ = handshake::accept_join(&server, &PeerMetadata::default(), message.clone());
+            let _ = handshake::accept_join(&server, &PeerMetadata::default(), 0, message.clone());
         }
         Message::Peer { .. } | Message::Error { .. } => {
             let _ = handshake::read_peer(&PeerId::from("phone"), message.clone());

@@ -228,6 +228,7 @@ mod seeds {
                     target_id: "peer-a".into(),
                     peer_metadata: PeerMetadata::default(),
                     selected_protocol_version: "1".into(),
+                    server_time: Some(1_767_596_400_000),
                 },
             ),
             (

@@ -6,7 +6,9 @@ mod common;
 
 use automerge::{ActorId, Automerge, ReadDoc};
 use baton_core::event::EventBody;
-use baton_core::sync::handshake::{Handshake, HandshakeError, accept_join, join, read_peer};
+use baton_core::sync::handshake::{
+    Handshake, HandshakeError, ServerPeer, accept_join, join, read_peer,
+};
 use baton_core::sync::message::{Message, PeerMetadata};
 use baton_core::sync::{DocSync, DocumentId, ReceiveError};
 use baton_core::validate::{
@@ -40,6 +42,14 @@ fn every_message() -> Vec<Message> {
             target_id: "peer-a".into(),
             peer_metadata: PeerMetadata::default(),
             selected_protocol_version: "1".into(),
+            server_time: None,
+        },
+        Message::Peer {
+            sender_id: "baton".into(),
+            target_id: "peer-a".into(),
+            peer_metadata: PeerMetadata::default(),
+            selected_protocol_version: "1".into(),
+            server_time: Some(1_767_596_400_000),
         },
         Message::Error {
             sender_id: "baton".into(),
@@ -249,14 +259,22 @@ fn the_handshake_accepts_protocol_one_and_nothing_else() {
     let server = "baton".to_string();
     let meta = PeerMetadata::default();
     let client = "peer-a".to_string();
-    let Handshake::Joined { peer, reply, .. } = accept_join(&server, &meta, join(&client, &meta))
+    let now = 1_767_596_400_000;
+    let Handshake::Joined { peer, reply, .. } =
+        accept_join(&server, &meta, now, join(&client, &meta))
     else {
         panic!("refused")
     };
     assert_eq!(peer, client);
+    // The server's clock travels in the reply and survives the wire.
+    let reply = Message::decode(&reply.encode()).expect("decodes");
     assert_eq!(
         read_peer(&client, reply),
-        Ok((server.clone(), meta.clone()))
+        Ok(ServerPeer {
+            peer: server.clone(),
+            metadata: meta.clone(),
+            server_time: Some(now),
+        })
     );
 
     let legacy = Message::Join {
@@ -266,7 +284,7 @@ fn the_handshake_accepts_protocol_one_and_nothing_else() {
     };
     assert!(
         matches!(
-            accept_join(&server, &meta, legacy),
+            accept_join(&server, &meta, now, legacy),
             Handshake::Joined { .. }
         ),
         "no versions listed means version 1"
@@ -277,7 +295,7 @@ fn the_handshake_accepts_protocol_one_and_nothing_else() {
         peer_metadata: meta.clone(),
         supported_protocol_versions: Some(vec!["2".into()]),
     };
-    let Handshake::Refused { reply } = accept_join(&server, &meta, future) else {
+    let Handshake::Refused { reply } = accept_join(&server, &meta, now, future) else {
         panic!("accepted")
     };
     assert_eq!(
@@ -293,7 +311,7 @@ fn the_handshake_accepts_protocol_one_and_nothing_else() {
         document_id: DocumentId::random(),
     };
     assert!(matches!(
-        accept_join(&server, &meta, sync_first),
+        accept_join(&server, &meta, now, sync_first),
         Handshake::Refused { .. }
     ));
 }
@@ -436,6 +454,11 @@ impl World {
             phone.sync.add_peer(SERVER.into());
             self.server.add_peer(format!("phone-{i}"));
         }
+        self.settle();
+    }
+
+    /// A reliable network until everyone is quiet.
+    fn settle(&mut self) {
         for _ in 0..200 {
             self.flush();
             if self.wire.is_empty() {
@@ -730,7 +753,50 @@ fn one_bad_message_in_a_run_refuses_the_run() {
         "nothing of the run kept"
     );
     assert_eq!(World::events(world.server.doc()).len(), 1);
+    // The phone's sync starts over on the same connection: the server tells what it holds...
+    let fresh = world
+        .server
+        .generate(&"phone-0".to_string())
+        .expect("the sync starts over");
+    let mut told = automerge::sync::Message::decode(&fresh)
+        .expect("a sync message")
+        .heads;
+    told.sort();
+    let mut held = before.clone();
+    held.sort();
+    assert_eq!(told, held);
+    // ...but a phone that offers the refused changes again kept them: it hears no more of the
+    // document on this connection, rather than the two asking each other for them forever.
+    let again = world.deliver_run(0, &run);
+    assert!(
+        again.as_ref().is_err_and(|e| e.contains("refused earlier")),
+        "{again:?}"
+    );
     assert!(world.server.generate(&"phone-0".to_string()).is_none());
+}
+
+#[test]
+fn a_phone_that_takes_a_refused_change_out_syncs_on() {
+    let mut world = World::new(&["nurse"]);
+    world.reconnect_and_settle();
+    let before = world.server.doc().get_heads();
+    // A stamp a day ahead of the server's clock is refused.
+    let bad = world.note_and_send(0, T0 + 72 * HOUR);
+    assert!(world.deliver_run(0, &[bad]).is_err());
+    // The phone goes back to what the server holds (forgetting the refused stamp too) and
+    // starts its sync over.
+    let mut copy = world.server.doc().fork_at(&before).expect("fork");
+    copy.set_actor(ActorId::random());
+    world.phones[0].sync = DocSync::new(copy);
+    world.phones[0].person.clock = baton_core::HlcClock::new();
+    world.phones[0].sync.add_peer(SERVER.into());
+    // Its next note goes through on the same connection, and the server acknowledges it.
+    world.settle();
+    let good = world.note_and_send(0, T0 + MINUTE);
+    assert_eq!(world.deliver_run(0, &[good]), Ok(1));
+    world.settle();
+    assert_eq!(World::events(world.server.doc()).len(), 2);
+    assert!(world.server.in_sync_with(&"phone-0".to_string()));
 }
 
 // --- Changes that are not causally ready, and bounded input -------------------------------------
@@ -1075,8 +1141,8 @@ proptest! {
             match server.receive(&peer, &carrying(heads, batch), validating(&auth)) {
                 Ok(received) => accepted.extend(received.changes.iter().map(|c| c.hash())),
                 Err(ReceiveError::Blocked) => {}
-                // A refused run blocks the peer for the connection: it reconnects.
-                Err(ReceiveError::Refused(_)) => server.add_peer(peer.clone()),
+                // A refused run starts the peer's sync over; offered again, it is ignored.
+                Err(ReceiveError::Refused(_)) => {}
                 Err(e) => prop_assert!(false, "unexpected: {e}"),
             }
             prop_assert!(server.doc().get_missing_deps(&[]).is_empty(), "nothing queued");

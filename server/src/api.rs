@@ -284,6 +284,8 @@ struct Me {
     units: Vec<MeUnit>,
     /// Where to sync.
     sync_path: &'static str,
+    /// The server's (workflow) clock, ms since 1970: devices stamp their events in it.
+    server_time: i64,
 }
 
 /// `GET /api/v1/openapi.json`: the API in OpenAPI 3.1.
@@ -323,8 +325,19 @@ pub(crate) async fn me(
         admin: session.admin,
         units,
         sync_path: "/sync",
+        server_time: app.clock.now(),
     };
     Ok(Json(serde_json::to_value(me).map_err(ApiError::internal)?))
+}
+
+/// `GET /api/v1/templates`: every template version the server knows, so a device can run the
+/// same rules and validation before it writes.
+pub(crate) async fn templates(
+    State(app): State<AppState>,
+    Caller(_): Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let templates: Vec<&baton_core::Template> = app.templates.iter().map(AsRef::as_ref).collect();
+    Ok(Json(serde_json::json!({ "templates": templates })))
 }
 
 /// `GET /api/v1/tasks/{id}`: a task's document fields and folded state.

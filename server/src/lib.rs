@@ -189,6 +189,7 @@ pub fn router(app: AppState) -> Router {
         .route("/metrics", get(api::metrics))
         .route("/sync", get(ws::upgrade))
         .route("/api/v1/me", get(api::me))
+        .route("/api/v1/templates", get(api::templates))
         .route("/api/v1/triggers", post(triggers::trigger))
         .route("/api/v1/tasks", get(api::tasks))
         .route("/api/v1/tasks/{id}", get(api::task))

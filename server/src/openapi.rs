@@ -218,6 +218,7 @@ pub fn spec() -> Value {
                 Session, None, json!({ "description": "not used: the upgrade answers 101 Switching Protocols" }),
             ) },
             "/api/v1/me": { "get": operation("The caller, their units and each unit's index document URL.", Session, None, object("the caller")) },
+            "/api/v1/templates": { "get": operation("Every template version the server knows (`{templates: [...]}`), for devices to validate against.", Session, None, object("the templates")) },
             "/api/v1/triggers": { "post": trigger },
             "/api/v1/tasks": { "get": tasks },
             "/api/v1/tasks/{id}": { "get": operation("A task's fields and folded state.", Session, Some("id"), object("the task")) },

@@ -189,7 +189,7 @@ async fn connection(app: AppState, registration: Registration, socket: WebSocket
         let _ = sink.send(close_frame(close::POLICY, "no join")).await;
         return;
     };
-    let client = match accept_join(&server, &PeerMetadata::default(), first) {
+    let client = match accept_join(&server, &PeerMetadata::default(), app.clock.now(), first) {
         Handshake::Joined { peer, reply, .. } => {
             if sink.send(frame(&reply)).await.is_err() {
                 return;

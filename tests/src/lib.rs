@@ -450,7 +450,7 @@ impl Phone {
                 other => panic!("no handshake reply: {other:?}"),
             }
         };
-        let (server_peer, _) = read_peer(&peer, reply).unwrap();
+        let server_peer = read_peer(&peer, reply).unwrap().peer;
         Ok(Phone {
             socket,
             peer,

@@ -24,11 +24,7 @@ fn physician(server: &TestServer, device: &str) -> String {
 }
 
 fn config(addr: SocketAddr, store: &Path, key: [u8; 32]) -> ClientConfig {
-    ClientConfig {
-        sync_url: format!("ws://{addr}/sync"),
-        store_path: store.to_path_buf(),
-        store_key: key,
-    }
+    ClientConfig::new(format!("ws://{addr}/sync"), store, key)
 }
 
 /// A client on a fresh store, signed in and online.
@@ -89,11 +85,7 @@ async fn append(
     author: &Author,
     body: EventBody,
 ) -> Result<baton_core::Event, ClientError> {
-    let doc = client.open_doc(task).await?.unwrap();
-    let templates = TemplateRegistry::shipped();
-    let meta = TaskDoc::from_automerge(doc).unwrap().meta().clone();
-    let template = templates.get(&meta.template).unwrap();
-    client.append(task, template, author, body).await
+    client.append(task, author, body).await
 }
 
 fn state_of(doc: &Automerge) -> TaskState {
@@ -398,4 +390,209 @@ async fn an_expired_token_is_refused_until_a_new_one_is_set() {
     );
     client.set_token(nurse(&server, "phone-a")).unwrap();
     status_until(&client, |s| s.connection == Connection::Online).await;
+}
+
+/// A device clock that is wrong by however much a test says.
+#[derive(Debug, Default)]
+struct SkewedClock(std::sync::atomic::AtomicI64);
+
+impl SkewedClock {
+    fn set(&self, skew_ms: i64) {
+        self.0.store(skew_ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl baton_core::client::WallClock for SkewedClock {
+    fn now_ms(&self) -> baton_core::Millis {
+        baton_server::now_ms() + self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_whose_clock_is_two_hours_fast_stamps_in_server_time() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = nurse(&server, "phone-fast");
+    let index = index_of(&server, &token, "4W").await;
+    let clock = std::sync::Arc::new(SkewedClock::default());
+    clock.set(2 * HOUR_MS);
+    let mut config = config(server.addr(), &dir.path().join("fast.store"), KEY);
+    config.clock = clock.clone();
+    let client = Client::open(config).await.unwrap();
+    let me = client.sign_in(token).await.unwrap();
+    assert_eq!(me.user.as_str(), "rn.evans");
+    assert!(me.server_time.is_some());
+    status_until(&client, |s| s.connection == Connection::Online).await;
+    let consult = task_on(&client, index, "consult").await;
+    let mut refusals = client.refusals();
+
+    let note = |text: &str| EventBody::Note { text: text.into() };
+    let first = append(&client, consult, &evans("phone-fast"), note("clock fast"))
+        .await
+        .unwrap();
+    status_until(&client, SyncStatus::is_synced).await;
+    // Stamped in the server's time; the device's own reading is kept beside it.
+    let server_now = baton_server::now_ms();
+    assert!((first.hlc.wall - server_now).abs() < 60_000, "{first:?}");
+    assert!(first.device_time - server_now > HOUR_MS, "{first:?}");
+
+    // The clock is put right: later events go through as well.
+    clock.set(0);
+    let second = append(&client, consult, &evans("phone-fast"), note("clock fixed"))
+        .await
+        .unwrap();
+    status_until(&client, SyncStatus::is_synced).await;
+    assert!(second.hlc > first.hlc);
+    assert!(refusals.try_recv().is_err(), "nothing was refused");
+    let (status, view) = server
+        .get(
+            &format!("/api/v1/tasks/{consult}"),
+            Some(&nurse(&server, "x")),
+        )
+        .await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["state"]["history"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_refuses_locally_what_the_server_would_refuse() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = nurse(&server, "phone-a");
+    let index = index_of(&server, &token, "4W").await;
+    let client = Client::open(config(server.addr(), &dir.path().join("a.store"), KEY))
+        .await
+        .unwrap();
+    client.sign_in(token).await.unwrap();
+    let consult = task_on(&client, index, "consult").await;
+    client.open_doc(consult).await.unwrap().unwrap();
+
+    // The rules let a physician write a note, but rn.evans is no physician here.
+    let note = EventBody::Note {
+        text: "as someone else".into(),
+    };
+    let as_physician = Author::new("rn.evans", "physician", "phone-a");
+    let refused = append(&client, consult, &as_physician, note.clone()).await;
+    assert!(
+        matches!(
+            refused,
+            Err(ClientError::Invalid(
+                baton_core::validate::ValidationError::Impersonation { field: "role", .. }
+            ))
+        ),
+        "{refused:?}"
+    );
+    // Nor in someone else's name.
+    let refused = append(&client, consult, &fox("phone-a"), note).await;
+    assert!(
+        matches!(refused, Err(ClientError::Invalid(_))),
+        "{refused:?}"
+    );
+    assert_eq!(client.status().borrow().unacknowledged, 0, "nothing stored");
+    assert_eq!(event_count(&client.local_doc(consult).unwrap()), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_change_is_taken_out_and_the_document_syncs_on() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let admin = server.admin_token();
+    let (status, body) = server
+        .put(
+            "/api/v1/users/rn.evans/memberships/4W/charge_nurse",
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let token = server.token("rn.evans", "phone-a", &["nurse", "charge_nurse"], &["4W"]);
+    let index = index_of(&server, &token, "4W").await;
+    let client = Client::open(config(server.addr(), &dir.path().join("a.store"), KEY))
+        .await
+        .unwrap();
+    let me = client.sign_in(token).await.unwrap();
+    assert_eq!(me.roles_on(&"4W".into()).len(), 2, "{me:?}");
+    status_until(&client, |s| s.connection == Connection::Online).await;
+    let consult = task_on(&client, index, "consult").await;
+    client.open_doc(consult).await.unwrap().unwrap();
+    let mut refusals = client.refusals();
+
+    // The charge nurse role is taken away; the phone still believes it has it.
+    let (status, body) = server
+        .delete(
+            "/api/v1/users/rn.evans/memberships/4W/charge_nurse",
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let as_charge = Author::new("rn.evans", "charge_nurse", "phone-a");
+    let refused = append(
+        &client,
+        consult,
+        &as_charge,
+        EventBody::Note {
+            text: "as charge nurse".into(),
+        },
+    )
+    .await
+    .unwrap();
+
+    // The server refuses it; the client takes it out of its copy and says so.
+    let report = tokio::time::timeout(WAIT, refusals.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.doc, consult);
+    assert_eq!(report.events, vec![refused.id.clone()]);
+    assert!(report.message.contains("refused"), "{}", report.message);
+    let local = client.local_doc(consult).unwrap();
+    assert!(
+        !state_of(&local)
+            .history
+            .iter()
+            .any(|h| h.event == refused.id),
+        "taken out"
+    );
+    assert_eq!(client.status().borrow().unacknowledged, 0);
+
+    // The same connection carries on with the document: an allowed event goes through...
+    let kept = append(
+        &client,
+        consult,
+        &evans("phone-a"),
+        EventBody::Note {
+            text: "as nurse".into(),
+        },
+    )
+    .await
+    .unwrap();
+    status_until(&client, SyncStatus::is_synced).await;
+    // ...and another device's change arrives.
+    let b = signed_in(
+        &server,
+        &dir.path().join("b.store"),
+        physician(&server, "phone-b"),
+    )
+    .await;
+    b.append(consult, &fox("phone-b"), EventBody::Acknowledged {})
+        .await
+        .unwrap();
+    let doc = events_until(&client, consult, 3).await;
+    let history = state_of(&doc).history;
+    assert!(history.iter().any(|h| h.event == kept.id));
+    let (status, view) = server
+        .get(&format!("/api/v1/tasks/{consult}"), Some(&admin))
+        .await;
+    assert_eq!(status, 200, "{view}");
+    let ids: Vec<&str> = view["state"]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["event"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&kept.id.as_str()) && !ids.contains(&refused.id.as_str()),
+        "{ids:?}"
+    );
 }

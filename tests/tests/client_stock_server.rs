@@ -112,11 +112,11 @@ async fn the_device_client_syncs_through_the_stock_sync_server() {
 
     // Baton's client fetches it from there, and appends a note.
     let store = tempfile::tempdir().unwrap();
-    let client = Client::open(ClientConfig {
-        sync_url: format!("ws://{}", stock.addr),
-        store_path: store.path().join("phone.store"),
-        store_key: [7; 32],
-    })
+    let client = Client::open(ClientConfig::new(
+        format!("ws://{}", stock.addr),
+        store.path().join("phone.store"),
+        [7; 32],
+    ))
     .await
     .unwrap();
     client.set_token("unused").unwrap();
@@ -136,7 +136,7 @@ async fn the_device_client_syncs_through_the_stock_sync_server() {
     assert_eq!(event_count(&doc), 1);
     let physician = Author::new("dr.fox", "physician", "phone-2");
     client
-        .append(id, consult, &physician, EventBody::Acknowledged {})
+        .append(id, &physician, EventBody::Acknowledged {})
         .await
         .unwrap();
     tokio::time::timeout(WAIT, status.wait_for(|s| s.unacknowledged == 0))

@@ -918,6 +918,7 @@ async fn the_openapi_document_lists_every_route(backend: Backend) {
             "/api/v1/openapi.json",
             "/api/v1/tasks",
             "/api/v1/tasks/{id}",
+            "/api/v1/templates",
             "/api/v1/triggers",
             "/api/v1/users/{id}/disable",
             "/api/v1/users/{id}/memberships/{unit}/{role}",

@@ -3,8 +3,8 @@
 //! ends, until the client is closed, refused for good, or wiped.
 
 use super::{Connection, Settings, Shared};
-use crate::sync::handshake::{join, read_peer};
-use crate::sync::{Message, PeerId, PeerMetadata, REVOKED_ERROR};
+use crate::sync::handshake::{ServerPeer, join, read_peer};
+use crate::sync::{DocumentId, Message, PeerId, PeerMetadata, REVOKED_ERROR};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
@@ -137,12 +137,25 @@ async fn session(shared: &Shared, url: &str, token: &str) -> Ended {
         Ok(Err(_)) | Err(_) => return offline,
     };
     let me: PeerId = format!("baton-client-{}", uuid::Uuid::new_v4().simple());
+    let asked = Instant::now();
     let server = match timeout(CONNECT_TIMEOUT, handshake(&mut socket, &me)).await {
         Ok(Ok(server)) => server,
         Ok(Err(ended)) => return ended,
         Err(_) => return offline,
     };
-    let link = Link { me, server };
+    let answered = Instant::now();
+    if let Some(time) = server.server_time {
+        shared.server_time(time, answered - asked, answered);
+    }
+    // Who is signed in may have changed since the last connection (a role granted or taken
+    // away): ask again beside the sync. A failure keeps what the device already knows.
+    let identity = shared.fetch_identity(url, token);
+    tokio::pin!(identity);
+    let mut asking = true;
+    let link = Link {
+        me,
+        server: server.peer,
+    };
     let first = shared.connected();
     let (mut sink, mut stream) = socket.split();
     for message in first {
@@ -160,6 +173,13 @@ async fn session(shared: &Shared, url: &str, token: &str) -> Ended {
                     if sink.send(link.frame(message)).await.is_err() {
                         return Ended::Dropped { was_online: true };
                     }
+                }
+                continue;
+            }
+            asked = &mut identity, if asking => {
+                asking = false;
+                if let Err(e) = asked {
+                    shared.report(e.to_string());
                 }
                 continue;
             }
@@ -195,14 +215,29 @@ async fn session(shared: &Shared, url: &str, token: &str) -> Ended {
             }
             Message::DocUnavailable { document_id, .. } => shared.unavailable(document_id),
             Message::Error { message, .. } if message == REVOKED_ERROR => return Ended::Wipe,
-            Message::Error { message, .. } => shared.server_error(message),
+            Message::Error { message, .. } => match refused_doc(&message) {
+                Some(doc) => {
+                    for message in shared.refused(doc, message) {
+                        if sink.send(link.frame(message)).await.is_err() {
+                            return Ended::Dropped { was_online: true };
+                        }
+                    }
+                }
+                None => shared.server_error(message),
+            },
             _ => {}
         }
     }
 }
 
+/// The document a refusal is about: ``<document id>: refused: …``.
+fn refused_doc(message: &str) -> Option<DocumentId> {
+    let (doc, _) = message.split_once(": refused: ")?;
+    doc.parse().ok()
+}
+
 /// Send `join` and read the server's `peer`.
-async fn handshake(socket: &mut Socket, me: &PeerId) -> Result<PeerId, Ended> {
+async fn handshake(socket: &mut Socket, me: &PeerId) -> Result<ServerPeer, Ended> {
     let offline = || Ended::Dropped { was_online: false };
     let hello = join(me, &PeerMetadata::default());
     socket
@@ -219,9 +254,7 @@ async fn handshake(socket: &mut Socket, me: &PeerId) -> Result<PeerId, Ended> {
                 {
                     return Err(Ended::Wipe);
                 }
-                return read_peer(me, reply)
-                    .map(|(server, _)| server)
-                    .map_err(|e| Ended::Refused(e.to_string()));
+                return read_peer(me, reply).map_err(|e| Ended::Refused(e.to_string()));
             }
             Some(Ok(WsMessage::Close(frame))) => return Err(closed(frame)),
             Some(Ok(_)) => {}

@@ -4,6 +4,8 @@
 //! - `state`: the documents, their sync states and the changes the server has not yet
 //!   acknowledged, changed only under one lock and always stored before they are seen.
 //! - `connection`: one WebSocket to the server at a time, reconnected with backoff and jitter.
+//! - [`clock`]: the server's time, which the client stamps its events in.
+//! - `rest`: who is signed in and the server's templates, from the REST API.
 //!
 //! A [`Client`] works offline: what it holds can be read and changed without a connection, and
 //! local changes go to the server when it is reachable again. Its [`SyncStatus`] says whether it
@@ -11,16 +13,22 @@
 //! include them). A revoked device is told to wipe: the client deletes its store and reports
 //! [`Connection::Wiped`].
 //!
+//! Before it writes, the client runs the server's whole validation, with the person's roles and
+//! the templates as the server last told them, so an honest app never sends a change the server
+//! refuses. If the server refuses one anyway (a role taken away while the phone was offline,
+//! say), the client takes it out of its copy, writes the device's later events again where the
+//! rules still allow them, reports a [`Refused`], and the document syncs on.
+//!
 //! ```no_run
 //! # async fn demo(index: baton_core::sync::DocumentId) -> Result<(), baton_core::client::ClientError> {
 //! use baton_core::client::{Client, ClientConfig};
-//! let client = Client::open(ClientConfig {
-//!     sync_url: "wss://baton.example.org/sync".into(),
-//!     store_path: "baton.store".into(),
-//!     store_key: [0; 32], // from the Keychain / Keystore
-//! })
+//! let client = Client::open(ClientConfig::new(
+//!     "wss://baton.example.org/sync",
+//!     "baton.store",
+//!     [0; 32], // from the Keychain / Keystore
+//! ))
 //! .await?;
-//! client.set_token("eyJ…")?;
+//! client.sign_in("eyJ…").await?;
 //! let worklist = client.worklist(index).await?;
 //! for task in worklist.tasks.values() {
 //!     println!("{} ({})", task.label, task.acuity);
@@ -28,15 +36,23 @@
 //! # Ok(()) }
 //! ```
 
+pub mod clock;
 mod connection;
+mod rest;
 mod state;
 pub mod store;
 
-use crate::doc::{AppendError, Author, DocError};
+pub use clock::{SystemClock, WallClock};
+pub use rest::{Me, MeUnit};
+
+use crate::doc::{AppendError, Author, DocError, NewTask};
 use crate::event::{Event, EventBody};
+use crate::ids::EventId;
 use crate::index::{self, IndexError, UnitIndex};
 use crate::sync::DocumentId;
-use crate::template::Template;
+use crate::template::{TemplateRef, TemplateRegistry};
+use crate::time::Millis;
+use crate::validate::ValidationError;
 use automerge::{Automerge, ChangeHash};
 use state::{Outgoing, State};
 use std::fmt;
@@ -44,7 +60,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 use store::{Store, StoreError};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -52,16 +68,38 @@ use tokio_util::task::TaskTracker;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// Notifications a [`Subscription`] can have waiting before more are coalesced.
 const LISTENER_QUEUE: usize = 16;
+/// Refusals a [`Client::refusals`] receiver can have waiting before it lags.
+const REFUSAL_QUEUE: usize = 64;
 
 /// Where the client syncs and keeps its data.
 #[derive(Clone)]
 pub struct ClientConfig {
-    /// The server's WebSocket endpoint, e.g. `wss://baton.example.org/sync`.
+    /// The server's WebSocket endpoint, e.g. `wss://baton.example.org/sync`. The REST API is
+    /// at the same host (`https://baton.example.org/api/v1/…`).
     pub sync_url: String,
     /// The store file.
     pub store_path: PathBuf,
     /// The key the store is encrypted with, kept in the platform's Keychain/Keystore.
     pub store_key: [u8; 32],
+    /// The device's wall clock ([`SystemClock`] unless a test says otherwise). Events are
+    /// stamped in the server's time; this clock is read between handshakes and kept beside
+    /// each event as the device's time.
+    pub clock: Arc<dyn WallClock>,
+}
+
+impl ClientConfig {
+    pub fn new(
+        sync_url: impl Into<String>,
+        store_path: impl Into<PathBuf>,
+        store_key: [u8; 32],
+    ) -> Self {
+        ClientConfig {
+            sync_url: sync_url.into(),
+            store_path: store_path.into(),
+            store_key,
+            clock: Arc::new(SystemClock),
+        }
+    }
 }
 
 impl fmt::Debug for ClientConfig {
@@ -70,6 +108,7 @@ impl fmt::Debug for ClientConfig {
             .field("sync_url", &self.sync_url)
             .field("store_path", &self.store_path)
             .field("store_key", &"<redacted>")
+            .field("clock", &self.clock)
             .finish()
     }
 }
@@ -91,6 +130,13 @@ pub enum ClientError {
     Timeout(DocumentId),
     #[error(transparent)]
     Append(#[from] AppendError),
+    /// The change would not pass the server's validation.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("the server's REST API: {0}")]
+    Api(String),
+    #[error("not signed in")]
+    SignedOut,
     #[error(transparent)]
     Doc(#[from] DocError),
     #[error(transparent)]
@@ -138,6 +184,20 @@ pub enum Origin {
     Local,
     /// The server (another device, or the server's own escalations).
     Remote,
+    /// The server refused changes of this device's: they were taken out of the copy (or, when
+    /// the task itself was refused, the whole document is gone from the device).
+    Refused,
+}
+
+/// The server refused changes this device sent, and they were taken out of its copy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused {
+    pub doc: DocumentId,
+    /// The events that are no longer on the device: the refused one, and any of this device's
+    /// later events that the task's rules no longer allow without it.
+    pub events: Vec<EventId>,
+    /// What the server said.
+    pub message: String,
 }
 
 /// A document changed.
@@ -203,6 +263,8 @@ struct Shared {
     outbox: Notify,
     /// A document arrived, changed or was found unavailable.
     changed: Notify,
+    refusals: broadcast::Sender<Refused>,
+    wall: Arc<dyn WallClock>,
 }
 
 impl Shared {
@@ -275,6 +337,54 @@ impl Shared {
         self.report(message);
     }
 
+    /// The server refused changes of `doc`: take them out and report it. Returns the first
+    /// message of the fresh sync.
+    fn refused(&self, doc: DocumentId, message: String) -> Vec<Outgoing> {
+        let (report, messages) = {
+            let mut state = self.state();
+            let report = state.refused(doc, &message);
+            self.refresh(&state);
+            (report, state.outgoing())
+        };
+        self.report(message);
+        match report {
+            Ok(report) => {
+                let _ = self.refusals.send(report);
+            }
+            Err(e) => self.report(e.to_string()),
+        }
+        self.changed.notify_waiters();
+        messages
+    }
+
+    /// The server's time now, as well as the client knows it, and the device's.
+    fn now(&self) -> (Millis, Millis) {
+        let device = self.wall.now_ms();
+        (self.state().time.now(device), device)
+    }
+
+    /// The handshake told the server's time.
+    fn server_time(&self, server: Millis, round_trip: Duration, received: tokio::time::Instant) {
+        let device = self.wall.now_ms();
+        let mut state = self.state();
+        let offset = state
+            .time
+            .observe(server, round_trip, received.into_std(), device);
+        if let Err(e) = state.set_clock_offset(offset) {
+            drop(state);
+            self.report(e.to_string());
+        }
+    }
+
+    /// Ask the server who is signed in and for its templates, and keep the answers.
+    async fn fetch_identity(&self, sync_url: &str, token: &str) -> Result<Me, ClientError> {
+        let base = rest::api_base(sync_url);
+        let me = rest::me(&base, token).await?;
+        let templates = rest::templates_with_json(&base, token).await?;
+        self.state().set_identity(me.clone(), Some(templates))?;
+        Ok(me)
+    }
+
     /// Delete everything the device holds and say so.
     fn wipe(&self) {
         let wiped = self.state().wipe();
@@ -325,6 +435,8 @@ impl Client {
             }),
             outbox: Notify::new(),
             changed: Notify::new(),
+            refusals: broadcast::Sender::new(REFUSAL_QUEUE),
+            wall: config.clock,
         });
         let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
         tasks.spawn(connection::run(shared.clone(), cancel.clone()));
@@ -346,6 +458,35 @@ impl Client {
         self.shared.set_connection(Connection::Connecting);
         self.shared.settings.send_modify(|s| s.token = Some(token));
         Ok(())
+    }
+
+    /// Sign in: keep the token, then ask the server who it belongs to ([`Me`]) and for the
+    /// templates, which the device keeps for working offline. Needs the server.
+    pub async fn sign_in(&self, token: impl Into<String>) -> Result<Me, ClientError> {
+        let token = token.into();
+        self.set_token(token.clone())?;
+        let url = self.shared.settings.borrow().sync_url.clone();
+        self.shared.fetch_identity(&url, &token).await
+    }
+
+    /// Who is signed in, as the server last said (kept on the device).
+    pub fn me(&self) -> Option<Me> {
+        self.shared.state().me.clone()
+    }
+
+    /// The templates the device validates against: the server's, once it said.
+    pub fn templates(&self) -> Arc<TemplateRegistry> {
+        self.shared.state().templates.clone()
+    }
+
+    /// The server's time now, as well as the device knows it.
+    pub fn server_now(&self) -> Millis {
+        self.shared.now().0
+    }
+
+    /// Changes of this device's that the server refused, as they are taken out.
+    pub fn refusals(&self) -> broadcast::Receiver<Refused> {
+        self.shared.refusals.subscribe()
     }
 
     /// Sync with another server address: a connection to the old one is closed, and the new one
@@ -449,12 +590,12 @@ impl Client {
         Ok(worklist)
     }
 
-    /// Append an event to a task. The task's rules run first; the change is stored on the device,
-    /// then sent to the server (now, or when it is reachable again).
+    /// Append an event to a task, following the task's own template. The server's validation
+    /// runs first; the change is stored on the device, then sent to the server (now, or when it
+    /// is reachable again).
     pub async fn append(
         &self,
         task: DocumentId,
-        template: &Template,
         author: &Author,
         body: EventBody,
     ) -> Result<Event, ClientError> {
@@ -463,15 +604,39 @@ impl Client {
                 .await?
                 .ok_or(ClientError::Unavailable(task))?;
         }
+        let (now, device) = self.shared.now();
         let event = {
             let mut state = self.live()?;
-            let event = state.append(task, template, author, now_ms(), body)?;
+            let event = state.append(task, author, now, device, body)?;
             self.shared.refresh(&state);
             event
         };
+        self.wrote();
+        Ok(event)
+    }
+
+    /// Open a new task from `template` on this device; it reaches the server with the next sync.
+    pub fn create_task(
+        &self,
+        template: &TemplateRef,
+        new: NewTask,
+        author: &Author,
+    ) -> Result<(DocumentId, Event), ClientError> {
+        let (now, _) = self.shared.now();
+        let created = {
+            let mut state = self.live()?;
+            let created = state.create(template, new, author, now)?;
+            self.shared.refresh(&state);
+            created
+        };
+        self.wrote();
+        Ok(created)
+    }
+
+    /// A local change was stored: wake whoever waits and send it.
+    fn wrote(&self) {
         self.shared.changed.notify_waiters();
         self.shared.outbox.notify_one();
-        Ok(event)
     }
 
     /// Delete everything on this device (sign-out) and stop syncing.
@@ -518,11 +683,4 @@ impl Drop for Client {
 /// Whether the connection is up or coming up.
 fn connected(connection: &Connection) -> bool {
     matches!(connection, Connection::Connecting | Connection::Online)
-}
-
-fn now_ms() -> crate::time::Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }

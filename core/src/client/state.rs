@@ -5,23 +5,34 @@
 //! and sends what it is given back. Every change is written to the [`Store`] before it becomes
 //! visible, so what a listener or the server sees is always durable on the device.
 
+use super::clock::ServerTime;
+use super::rest::{self, Me};
 use super::store::{Store, StoreError};
-use super::{ClientError, DocChanged, Origin};
-use crate::doc::{Author, TaskDoc};
+use super::{ClientError, DocChanged, Origin, Refused};
+use crate::doc::{self, Author, NewTask, TaskDoc};
 use crate::event::{Event, EventBody};
 use crate::hlc::HlcClock;
+use crate::ids::{EventId, UnitId};
 use crate::sync::DocumentId;
-use crate::template::Template;
+use crate::template::{Template, TemplateRef, TemplateRegistry};
 use crate::time::Millis;
+use crate::validate::{self, AuthContext, Limits};
 use automerge::sync::{self, SyncDoc};
 use automerge::{ActorId, Automerge, Change, ChangeHash};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// The metadata key of the unacknowledged local changes.
 const PENDING: &str = "pending";
 /// The metadata key of the sign-in token.
 pub(crate) const TOKEN: &str = "token";
+/// The metadata key of the signed-in person (`GET /api/v1/me`, JSON).
+const ME: &str = "me";
+/// The metadata key of the server's templates (a JSON array).
+const TEMPLATES: &str = "templates";
+/// The metadata key of the last measured server-minus-device clock offset (i64 LE, ms).
+const CLOCK_OFFSET: &str = "clock_offset";
 /// A document held in more chunks than this is saved whole at its next change.
 const MAX_CHUNKS: usize = 64;
 
@@ -118,6 +129,11 @@ pub(crate) struct State {
     clock: HlcClock,
     actor: ActorId,
     pub(crate) wiped: bool,
+    /// Who is signed in, as the server last said (kept in the store).
+    pub(crate) me: Option<Me>,
+    /// The templates tasks follow: the server's, once it said, else the shipped ones.
+    pub(crate) templates: Arc<TemplateRegistry>,
+    pub(crate) time: ServerTime,
 }
 
 impl State {
@@ -135,6 +151,20 @@ impl State {
             replica.pending = pending.get(&id).cloned().unwrap_or_default();
             docs.insert(id, replica);
         }
+        // What the store says of the person and templates is what the server said; a value
+        // that no longer reads is simply asked for again at the next connection.
+        let me = store
+            .meta(ME)
+            .and_then(|bytes| serde_json::from_slice(bytes).ok());
+        let templates = store
+            .meta(TEMPLATES)
+            .and_then(|bytes| serde_json::from_slice::<Vec<serde_json::Value>>(bytes).ok())
+            .and_then(|list| rest::templates_from(&list).ok())
+            .unwrap_or_else(TemplateRegistry::shipped);
+        let offset = store
+            .meta(CLOCK_OFFSET)
+            .and_then(|bytes| bytes.try_into().ok())
+            .map(i64::from_le_bytes);
         Ok(State {
             store,
             docs,
@@ -143,7 +173,72 @@ impl State {
             clock: HlcClock::new(),
             actor: ActorId::random(),
             wiped: false,
+            me,
+            templates: Arc::new(templates),
+            time: ServerTime::with_offset(offset),
         })
+    }
+
+    /// Keep what the server said of the signed-in person and its templates.
+    pub(crate) fn set_identity(
+        &mut self,
+        me: Me,
+        templates: Option<(TemplateRegistry, Vec<serde_json::Value>)>,
+    ) -> Result<(), ClientError> {
+        let json = serde_json::to_vec(&me).map_err(|e| ClientError::Api(e.to_string()))?;
+        self.store.set_meta(ME, &json)?;
+        self.me = Some(me);
+        if let Some((registry, list)) = templates {
+            let json = serde_json::to_vec(&list).map_err(|e| ClientError::Api(e.to_string()))?;
+            self.store.set_meta(TEMPLATES, &json)?;
+            self.templates = Arc::new(registry);
+        }
+        Ok(())
+    }
+
+    /// Keep the clock offset just measured, for runs that start offline.
+    pub(crate) fn set_clock_offset(&mut self, offset: i64) -> Result<(), StoreError> {
+        if self.store.meta(CLOCK_OFFSET) == Some(&offset.to_le_bytes()[..]) {
+            return Ok(());
+        }
+        self.store.set_meta(CLOCK_OFFSET, &offset.to_le_bytes())
+    }
+
+    /// The template a task follows.
+    pub(crate) fn template(&self, template: &TemplateRef) -> Result<Arc<Template>, ClientError> {
+        self.templates
+            .get(template)
+            .cloned()
+            .ok_or_else(|| ClientError::Doc(doc::DocError::UnknownTemplate(template.clone())))
+    }
+
+    /// Who the server will take `author`'s changes to a task of `unit` to be: the signed-in
+    /// person with their roles there, as the server last said; before it has said, the author
+    /// as given.
+    fn auth_for(&self, unit: &UnitId, author: &Author) -> AuthContext {
+        let (user, device, roles) = match &self.me {
+            Some(me) => (
+                me.user.clone(),
+                me.device.clone().into(),
+                me.roles_on(unit).to_vec(),
+            ),
+            None => (
+                author.user.clone(),
+                author.device.clone(),
+                vec![author.role.clone()],
+            ),
+        };
+        AuthContext {
+            user,
+            device,
+            units: if roles.is_empty() {
+                Vec::new()
+            } else {
+                vec![unit.clone()]
+            },
+            roles,
+            system: false,
+        }
     }
 
     pub(crate) fn token(&self) -> Option<String> {
@@ -260,14 +355,16 @@ impl State {
         }
     }
 
-    /// Append an event to a task through the typed API: the task's rules run first, and the
-    /// change is stored before anyone sees it.
+    /// Append an event to a task through the typed API. The server's whole validation runs
+    /// first (the task's rules, identity, stamps, bounds), so an honest app never sends a change
+    /// the server refuses; the change is stored before anyone sees it. `now` is the server's
+    /// time as the client knows it, `device_time` the device's own clock.
     pub(crate) fn append(
         &mut self,
         id: DocumentId,
-        template: &Template,
         author: &Author,
         now: Millis,
+        device_time: Millis,
         body: EventBody,
     ) -> Result<Event, ClientError> {
         let replica = self
@@ -277,13 +374,73 @@ impl State {
             .ok_or(ClientError::NotHeld(id))?;
         let before = replica.doc.get_heads();
         let mut task = TaskDoc::from_automerge(replica.doc.clone())?;
+        let template = self.template(&task.meta().template)?;
         task.set_actor(self.actor.clone());
-        let event = task.append(template, author, &mut self.clock, now, body)?;
+        let event =
+            task.append_on_device(&template, author, &mut self.clock, now, device_time, body)?;
+        let auth = self.auth_for(&task.meta().unit, author);
+        validate::validate_changes(
+            &replica.doc,
+            task.automerge(),
+            &auth,
+            &self.templates,
+            now,
+            &Limits::default(),
+        )?;
         let doc = task.into_automerge();
         let changes = doc.get_changes(&before);
-        let replica = self.docs.get_mut(&id).expect("checked above");
+        self.commit_local(id, doc, &changes)?;
+        Ok(event)
+    }
+
+    /// Open a new task on this device, validated as the server will validate it.
+    pub(crate) fn create(
+        &mut self,
+        template: &TemplateRef,
+        new: NewTask,
+        author: &Author,
+        now: Millis,
+    ) -> Result<(DocumentId, Event), ClientError> {
+        let template = self.template(template)?;
+        let auth = self.auth_for(&new.unit, author);
+        let (task, event) = TaskDoc::create(
+            &template,
+            new,
+            author,
+            &mut self.clock,
+            now,
+            self.actor.clone(),
+        )?;
+        validate::validate_changes(
+            &Automerge::new(),
+            task.automerge(),
+            &auth,
+            &self.templates,
+            now,
+            &Limits::default(),
+        )?;
+        let id = DocumentId::random();
+        let doc = task.into_automerge();
+        let changes = doc.get_changes(&[]);
+        self.docs.insert(id, Replica::new(Automerge::new()));
+        if let Err(e) = self.commit_local(id, doc, &changes) {
+            self.docs.remove(&id);
+            return Err(e);
+        }
+        Ok((id, event))
+    }
+
+    /// Make `doc` (the held copy of `id` plus this device's new `changes`) the held copy:
+    /// stored first, then pending until the server acknowledges it, then told to listeners.
+    fn commit_local(
+        &mut self,
+        id: DocumentId,
+        doc: Automerge,
+        changes: &[Change],
+    ) -> Result<(), ClientError> {
+        let replica = self.docs.get_mut(&id).expect("checked by the caller");
         let previous = std::mem::replace(&mut replica.doc, doc);
-        if let Err(e) = self.persist(id, &changes) {
+        if let Err(e) = self.persist(id, changes) {
             // Not durable, so it did not happen.
             let replica = self.docs.get_mut(&id).expect("checked above");
             replica.doc = previous;
@@ -293,7 +450,95 @@ impl State {
         replica.pending.extend(changes.iter().map(Change::hash));
         self.save_pending()?;
         self.notify(id, Origin::Local);
-        Ok(event)
+        Ok(())
+    }
+
+    /// The server refused changes of `id` that this device sent (`message`, as the server
+    /// worded it). The copy is rebuilt without this device's unacknowledged changes; their
+    /// events are then written again, in order, except the refused one (named by the message)
+    /// and any the task's rules no longer allow without it. When the message names no event of
+    /// this device's, all of them are taken out. The document then syncs afresh.
+    pub(crate) fn refused(
+        &mut self,
+        id: DocumentId,
+        message: &str,
+    ) -> Result<Refused, ClientError> {
+        let mut report = Refused {
+            doc: id,
+            events: Vec::new(),
+            message: message.to_owned(),
+        };
+        let Some(replica) = self.docs.get_mut(&id) else {
+            return Ok(report);
+        };
+        replica.sync = sync::State::new();
+        let all = replica.doc.get_changes(&[]);
+        let pending = unacknowledged(&all, &replica.pending);
+        if pending.is_empty() {
+            return Ok(report);
+        }
+        let mut base = Automerge::new();
+        base.apply_changes(all.iter().filter(|c| !pending.contains(&c.hash())).cloned())
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let kept: BTreeSet<EventId> = match doc::read_events(&base, None) {
+            Ok(log) => log.events.into_iter().map(|e| e.id).collect(),
+            Err(_) => BTreeSet::new(),
+        };
+        let mut local: Vec<Event> = doc::read_events(&replica.doc, None)?
+            .events
+            .into_iter()
+            .filter(|e| !kept.contains(&e.id))
+            .collect();
+        local.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        let named = named_event(message);
+        let replay = match local.iter().position(|e| Some(&e.id) == named.as_ref()) {
+            Some(i) => {
+                report.events.push(local.remove(i).id);
+                local
+            }
+            None => {
+                report.events.extend(local.into_iter().map(|e| e.id));
+                Vec::new()
+            }
+        };
+        // The taken-out changes' actor and sequence numbers are never used again.
+        self.actor = ActorId::random();
+        self.clock = HlcClock::new();
+        let replica = self.docs.get_mut(&id).expect("checked above");
+        replica.pending.clear();
+        replica.dirty = true;
+        if base.get_heads().is_empty() {
+            // The task itself was refused: nothing of it is left.
+            self.docs.remove(&id);
+            self.store.remove_doc(id)?;
+            self.save_pending()?;
+            self.notify_gone(id);
+            return Ok(report);
+        }
+        let base_heads = base.get_heads();
+        let mut task = TaskDoc::from_automerge(base)?;
+        task.set_actor(self.actor.clone());
+        let template = self.template(&task.meta().template)?;
+        for event in replay {
+            let written = task
+                .state(&template)
+                .and_then(|state| task.replay(&template, &state, &event));
+            if written.is_err() {
+                report.events.push(event.id);
+            }
+        }
+        let doc = task.into_automerge();
+        let replica = self.docs.get_mut(&id).expect("checked above");
+        replica.pending = doc
+            .get_changes(&base_heads)
+            .iter()
+            .map(Change::hash)
+            .collect();
+        replica.doc = doc;
+        self.persist(id, &[])?;
+        self.save_pending()?;
+        self.notify(id, Origin::Refused);
+        Ok(report)
     }
 
     /// Write new changes of `id` to the store: appended, or the whole document when the store
@@ -348,6 +593,21 @@ impl State {
         }
     }
 
+    /// Tell the listeners of `id` that the document is gone from the device, and close them.
+    fn notify_gone(&mut self, id: DocumentId) {
+        let changed = DocChanged {
+            doc: id,
+            heads: Vec::new(),
+            origin: Origin::Refused,
+        };
+        self.listeners.retain(|_, (doc, tx)| {
+            if *doc == id {
+                let _ = tx.try_send(changed.clone());
+            }
+            *doc != id
+        });
+    }
+
     pub(crate) fn listen(&mut self, id: DocumentId, tx: mpsc::Sender<DocChanged>) -> u64 {
         self.next_listener += 1;
         self.listeners.insert(self.next_listener, (id, tx));
@@ -369,6 +629,34 @@ impl State {
         self.listeners.clear();
         self.store.wipe()
     }
+}
+
+/// The changes among `all` (a document's, in causal order) that the server may not have: those
+/// in `pending` that no other change builds on (a change from the server that builds on one
+/// shows the server has it, whatever the acknowledgment bookkeeping says).
+fn unacknowledged(all: &[Change], pending: &BTreeSet<ChangeHash>) -> BTreeSet<ChangeHash> {
+    let mut pending = pending.clone();
+    let by_hash: HashMap<ChangeHash, &Change> = all.iter().map(|c| (c.hash(), c)).collect();
+    let mut stack: Vec<ChangeHash> = all
+        .iter()
+        .filter(|c| !pending.contains(&c.hash()))
+        .flat_map(|c| c.deps().to_vec())
+        .collect();
+    while let Some(hash) = stack.pop() {
+        if pending.remove(&hash)
+            && let Some(change) = by_hash.get(&hash)
+        {
+            stack.extend_from_slice(change.deps());
+        }
+    }
+    pending
+}
+
+/// The event a refusal names: ``<doc>: refused: event <id>: …`` or ``… event <id> (<kind>): …``.
+fn named_event(message: &str) -> Option<EventId> {
+    let (_, rest) = message.split_once("refused: event ")?;
+    let id = rest.split(' ').next()?.trim_end_matches(':');
+    (!id.is_empty()).then(|| EventId::from(id))
 }
 
 /// `id (16) · count (u32 LE) · hash (32) × count`, for each document.
@@ -409,6 +697,32 @@ fn decode_pending(mut bytes: &[u8]) -> BTreeMap<DocumentId, BTreeSet<ChangeHash>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_names_its_event() {
+        let doc = DocumentId::random();
+        let cases = [
+            (
+                format!(
+                    "{doc}: refused: event e-1 (acknowledged): the task was already acknowledged by rn.evans"
+                ),
+                Some("e-1"),
+            ),
+            (
+                format!(
+                    "{doc}: refused: event e-2: its user is `dr.fox` but the sender is `rn.evans`"
+                ),
+                Some("e-2"),
+            ),
+            (
+                format!("{doc}: refused: too many changes at once (1001, limit 1000)"),
+                None,
+            ),
+        ];
+        for (message, event) in cases {
+            assert_eq!(named_event(&message), event.map(EventId::from), "{message}");
+        }
+    }
 
     #[test]
     fn pending_changes_round_trip() {

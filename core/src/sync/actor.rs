@@ -750,6 +750,7 @@ impl<P: Peer> DocActor<P> {
                     &author,
                     &mut HlcClock::new(),
                     now,
+                    now,
                     id,
                     body,
                 )

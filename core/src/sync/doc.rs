@@ -4,7 +4,9 @@
 //! `accept` check (Baton's [`crate::validate`]) sees them applied; only if it agrees does the
 //! sender's sync state advance. A refused message is taken back out: the document is rebuilt
 //! from its history up to the heads it had before (refusals are rare, so the common path pays
-//! for no copy), and it and every sync state are exactly as they were.
+//! for no copy), and it and every other sync state are exactly as they were. The sender's sync
+//! starts over: once it has taken the refused changes out of its copy it keeps syncing the
+//! document on the same connection; a peer that offers them again is sent nothing more of it.
 //!
 //! The caller persists [`Received::changes`] **before** calling [`DocSync::generate`] for any
 //! peer, so no peer is ever told about heads that are not yet durable.
@@ -83,12 +85,19 @@ pub enum ReceiveError<E> {
     Blocked,
 }
 
+/// The most refused changes remembered per peer and document; a peer past it is blocked.
+const MAX_REFUSED: usize = 10_000;
+
 #[derive(Debug)]
 struct PeerState {
     sync: sync::State,
-    /// Sent changes that were refused: nothing more is taken from or sent to it on this
-    /// connection (it would only send the same changes again).
+    /// Sent more changes at once than allowed, or changes that broke Automerge: nothing more is
+    /// taken from or sent to it on this connection.
     blocked: bool,
+    /// Changes of its that were refused on this connection. Its sync started over after the
+    /// refusal; a peer that took them out of its copy (as Baton's client does) syncs on, but one
+    /// that offers them again kept them, and is blocked.
+    refused: HashSet<ChangeHash>,
     /// Sent changes that were accepted and not yet acknowledged.
     owed_ack: bool,
     /// Changes it sent whose dependencies the document lacks: never applied until they are
@@ -106,6 +115,7 @@ impl PeerState {
         PeerState {
             sync: sync::State::new(),
             blocked: false,
+            refused: HashSet::new(),
             owed_ack: false,
             held: Vec::new(),
             quiet_at: None,
@@ -395,11 +405,26 @@ impl DocSync {
         let mut seen: HashSet<ChangeHash> = entry.held.iter().map(Change::hash).collect();
         let mut candidates = std::mem::take(&mut entry.held);
         let mut new = 0usize;
+        // A peer still holds a refused change when it offers it again, builds on it, or names
+        // it among its heads.
+        let refused = &entry.refused;
+        let mut refused_again = messages
+            .iter()
+            .any(|m| m.heads.iter().any(|h| refused.contains(h)));
         for change in incoming {
-            if seen.insert(change.hash()) && !has(&self.doc, &change.hash()) {
+            if refused.contains(&change.hash()) || change.deps().iter().any(|d| refused.contains(d))
+            {
+                refused_again = true;
+            } else if seen.insert(change.hash()) && !has(&self.doc, &change.hash()) {
                 new += 1;
                 candidates.push(change);
             }
+        }
+        if refused_again {
+            // It kept what was refused (a stock client does): judging it again would only
+            // refuse it again, and the two would ask each other for it forever.
+            entry.blocked = true;
+            return Err(ReceiveError::Blocked);
         }
         if new > self.limits.max_changes {
             entry.blocked = true;
@@ -450,7 +475,17 @@ impl DocSync {
                 Ok(Received { changes: ready })
             }
             Err(refusal) => {
-                entry.blocked = matches!(refusal, ReceiveError::Refused(_));
+                if matches!(refusal, ReceiveError::Refused(_)) {
+                    // The peer's copy holds changes this document never will: start its sync
+                    // over, so that once it takes them out (as Baton's client does) the two
+                    // sync afresh on this connection.
+                    if entry.refused.len() + ready.len() > MAX_REFUSED {
+                        entry.blocked = true;
+                    }
+                    entry.refused.extend(ready.iter().map(Change::hash));
+                    entry.sync = sync::State::new();
+                    entry.quiet_at = None;
+                }
                 if self.doc.get_heads() != before {
                     self.take_back(&before);
                 }

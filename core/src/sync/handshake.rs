@@ -1,6 +1,7 @@
 //! The join/peer handshake, both sides.
 
 use super::message::{Message, PROTOCOL_VERSION, PeerId, PeerMetadata};
+use crate::time::Millis;
 
 /// The server's answer to a client's first frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,8 +17,13 @@ pub enum Handshake {
 }
 
 /// Answer a client's first frame. Only a `join` offering protocol "1" (or offering none, which
-/// means "1") is accepted.
-pub fn accept_join(server: &PeerId, server_metadata: &PeerMetadata, first: Message) -> Handshake {
+/// means "1") is accepted. The reply tells the client the server's clock, `now`.
+pub fn accept_join(
+    server: &PeerId,
+    server_metadata: &PeerMetadata,
+    now: Millis,
+    first: Message,
+) -> Handshake {
     let refuse = |target: Option<PeerId>, message: &str| Handshake::Refused {
         reply: Message::Error {
             sender_id: server.clone(),
@@ -48,6 +54,7 @@ pub fn accept_join(server: &PeerId, server_metadata: &PeerMetadata, first: Messa
             target_id: sender_id.clone(),
             peer_metadata: server_metadata.clone(),
             selected_protocol_version: PROTOCOL_VERSION.to_owned(),
+            server_time: Some(now),
         },
         peer: sender_id,
         metadata: peer_metadata,
@@ -74,22 +81,33 @@ pub enum HandshakeError {
     Version(String),
 }
 
-/// Read the server's reply to `join`: its peer id and metadata.
-pub fn read_peer(
-    client: &PeerId,
-    reply: Message,
-) -> Result<(PeerId, PeerMetadata), HandshakeError> {
+/// The server, as its reply to `join` describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerPeer {
+    pub peer: PeerId,
+    pub metadata: PeerMetadata,
+    /// The server's clock when it answered, if it said (a stock server does not).
+    pub server_time: Option<Millis>,
+}
+
+/// Read the server's reply to `join`.
+pub fn read_peer(client: &PeerId, reply: Message) -> Result<ServerPeer, HandshakeError> {
     match reply {
         Message::Peer {
             sender_id,
             target_id,
             peer_metadata,
             selected_protocol_version,
+            server_time,
         } if &target_id == client => {
             if selected_protocol_version != PROTOCOL_VERSION {
                 return Err(HandshakeError::Version(selected_protocol_version));
             }
-            Ok((sender_id, peer_metadata))
+            Ok(ServerPeer {
+                peer: sender_id,
+                metadata: peer_metadata,
+                server_time,
+            })
         }
         Message::Error { message, .. } => Err(HandshakeError::Refused(message)),
         other => Err(HandshakeError::Unexpected(other.kind().to_owned())),

@@ -5,6 +5,7 @@
 //! message types decode to [`Message::Other`] and are ignored, as the stock client does.
 
 use super::doc_id::DocumentId;
+use crate::time::Millis;
 use minicbor::data::Type;
 use minicbor::{Decoder, Encoder};
 
@@ -48,6 +49,10 @@ pub enum Message {
         target_id: PeerId,
         peer_metadata: PeerMetadata,
         selected_protocol_version: String,
+        /// The server's clock when it answered (`serverTime`, ms since 1970), so a device whose
+        /// own clock is wrong still stamps its events in the server's time. A Baton extension:
+        /// stock peers neither send nor read it.
+        server_time: Option<Millis>,
     },
     /// Something went wrong; the sender usually closes the connection after it.
     Error {
@@ -217,8 +222,9 @@ impl Message {
                 target_id,
                 peer_metadata,
                 selected_protocol_version,
+                server_time,
             } => {
-                e.map(5)?
+                e.map(5 + u64::from(server_time.is_some()))?
                     .str("type")?
                     .str("peer")?
                     .str("senderId")?
@@ -228,6 +234,9 @@ impl Message {
                 encode_metadata(e, peer_metadata)?;
                 e.str("selectedProtocolVersion")?
                     .str(selected_protocol_version)?;
+                if let Some(time) = server_time {
+                    e.str("serverTime")?.i64(*time)?;
+                }
             }
             Message::Error {
                 sender_id,
@@ -340,6 +349,7 @@ impl Message {
                 }
                 "data" => fields.data = Some(d.bytes()?.to_vec()),
                 "count" => fields.count = Some(d.u64()?),
+                "serverTime" if is_integer(d.datatype()?) => fields.server_time = Some(d.i64()?),
                 "sessionId" => fields.session_id = Some(short_str(&mut d, "sessionId")?),
                 "message" => {
                     let m = d.str()?;
@@ -370,6 +380,11 @@ impl Message {
         }
         fields.into_message()
     }
+}
+
+fn is_integer(t: Type) -> bool {
+    use Type::{I8, I16, I32, I64, U8, U16, U32, U64};
+    matches!(t, U8 | U16 | U32 | U64 | I8 | I16 | I32 | I64)
 }
 
 fn short_str(d: &mut Decoder<'_>, what: &str) -> Result<String, DecodeError> {
@@ -434,6 +449,7 @@ struct Fields {
     peer_metadata: Option<PeerMetadata>,
     selected_version: Option<String>,
     versions: Option<Vec<String>>,
+    server_time: Option<Millis>,
 }
 
 impl Fields {
@@ -458,6 +474,7 @@ impl Fields {
                 target_id: need(self.target_id, "targetId")?,
                 peer_metadata: self.peer_metadata.unwrap_or_default(),
                 selected_protocol_version: need(self.selected_version, "selectedProtocolVersion")?,
+                server_time: self.server_time,
             },
             "error" => Message::Error {
                 sender_id: need(self.sender_id, "senderId")?,

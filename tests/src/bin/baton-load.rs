@@ -227,7 +227,7 @@ impl Device {
         let server = loop {
             match socket.next().await {
                 Some(Ok(WsMessage::Binary(bytes))) => {
-                    break read_peer(&peer, Message::decode(&bytes)?)?.0;
+                    break read_peer(&peer, Message::decode(&bytes)?)?.peer;
                 }
                 Some(Ok(_)) => continue,
                 other => return Err(format!("no handshake reply: {other:?}").into()),
