@@ -10,6 +10,8 @@
 //! - [`rules`]: what may happen to a task, in one place.
 //! - [`index`]: unit index documents, the server-written list of a unit's open tasks.
 //! - [`summary`]: a task's summary, the fields lists of tasks show and filter by.
+//! - [`worklist`]: a person's open work, filtered and ordered by risk.
+//! - [`view`]: a task as one person sees it, with what they may do now.
 //! - [`validate`]: the check every incoming change passes before it is stored or relayed.
 //! - [`policy`]: coverage (who is on) and escalation (what is due next).
 //! - [`hlc`]: the hybrid logical clock that orders events.
@@ -62,6 +64,8 @@ pub mod sync;
 pub mod template;
 pub mod time;
 pub mod validate;
+pub mod view;
+pub mod worklist;
 
 pub use doc::{Author, NewTask, Subject, TaskDoc, TaskMeta};
 pub use event::{Actor, Event, EventBody, EventKind, FieldValue};
