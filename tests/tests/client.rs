@@ -596,3 +596,117 @@ async fn a_refused_change_is_taken_out_and_the_document_syncs_on() {
         "{ids:?}"
     );
 }
+
+/// A client on a fresh store, signed in through `/api/v1/me` and online.
+async fn signed_in_fully(server: &TestServer, store: &Path, token: String) -> Client {
+    let client = Client::open(config(server.addr(), store, KEY))
+        .await
+        .unwrap();
+    client.sign_in(token).await.unwrap();
+    status_until(&client, |s| s.connection == Connection::Online).await;
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_act_on_tasks_through_the_worklist_and_task_view() {
+    use baton_core::client::OpenTask;
+    use baton_core::rules::Refusal;
+    use baton_core::view::Action;
+    use baton_core::worklist::{Filter, Scope};
+    use baton_core::{FieldValue, Subject};
+
+    let server = TestServer::start(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let nurse = signed_in_fully(&server, &dir.path().join("n.store"), nurse(&server, "n")).await;
+    let fox = signed_in_fully(
+        &server,
+        &dir.path().join("f.store"),
+        physician(&server, "f"),
+    )
+    .await;
+
+    // The nurse opens a stat consult; it reaches the server and the physician's worklist, ahead
+    // of the routine demo consult that arrived before it.
+    let (consult, _) = nurse
+        .open_task(OpenTask {
+            template: "consult".into(),
+            unit: "4W".into(),
+            subject: Subject {
+                reference: "enc-77".into(),
+                label: "Bed 7 · A.B.".into(),
+            },
+            acuity: Some("stat".into()),
+            note: None,
+        })
+        .unwrap();
+    status_until(&nurse, SyncStatus::is_synced).await;
+    let unowned = Filter {
+        scope: Scope::Unowned,
+        unit: Some("4W".into()),
+        role: None,
+    };
+    let list = tokio::time::timeout(WAIT, async {
+        loop {
+            let list = fox.my_worklist(&unowned).await.unwrap();
+            if list.iter().any(|i| i.id == consult.to_string()) {
+                return list;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let first_consult = list
+        .iter()
+        .find(|i| i.template.id.as_str() == "consult")
+        .unwrap();
+    assert_eq!(
+        first_consult.id,
+        consult.to_string(),
+        "stat first: {list:?}"
+    );
+
+    // What the physician may do, then doing it.
+    let view = fox.task(consult).await.unwrap();
+    let may: Vec<&Action> = view.may.iter().map(|m| &m.action).collect();
+    assert!(may.contains(&&Action::Acknowledge), "{may:?}");
+    fox.acknowledge(consult).await.unwrap();
+    // A step completed without its required fields is refused, naming the step and field.
+    let refused = fox
+        .complete_step(consult, "request".into(), Default::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused.refusal(),
+            Some(Refusal::MissingField { step, .. }) if step.as_str() == "request"
+        ),
+        "{refused:?}"
+    );
+    let fields = [
+        (
+            "question".to_owned(),
+            FieldValue::Text("Chest pain?".into()),
+        ),
+        ("urgency".to_owned(), FieldValue::Text("stat".into())),
+    ]
+    .into();
+    fox.complete_step(consult, "request".into(), fields)
+        .await
+        .unwrap();
+    status_until(&fox, SyncStatus::is_synced).await;
+
+    // The nurse sees it: owned by the physician, first step done.
+    let doc = events_until(&nurse, consult, 3).await;
+    let state = state_of(&doc);
+    assert_eq!(state.owner.unwrap().user.as_str(), "dr.fox");
+    let view = nurse.task(consult).await.unwrap();
+    assert!(view.steps[0].completed.is_some());
+    let mine = Filter {
+        scope: Scope::Mine,
+        ..Filter::default()
+    };
+    let fox_mine = fox.my_worklist(&mine).await.unwrap();
+    assert_eq!(fox_mine.len(), 1);
+    assert!(fox_mine[0].mine && fox_mine[0].acknowledged);
+}

@@ -6,6 +6,8 @@
 //! - `connection`: one WebSocket to the server at a time, reconnected with backoff and jitter.
 //! - [`clock`]: the server's time, which the client stamps its events in.
 //! - `rest`: who is signed in and the server's templates, from the REST API.
+//! - `tasks`: the task-shaped front door — my worklist by risk, a task view with what I may do,
+//!   and one method per action.
 //!
 //! A [`Client`] works offline: what it holds can be read and changed without a connection, and
 //! local changes go to the server when it is reachable again. Its [`SyncStatus`] says whether it
@@ -41,9 +43,11 @@ mod connection;
 mod rest;
 mod state;
 pub mod store;
+mod tasks;
 
 pub use clock::{SystemClock, WallClock};
 pub use rest::{Me, MeUnit};
+pub use tasks::OpenTask;
 
 use crate::doc::{AppendError, Author, DocError, NewTask};
 use crate::event::{Event, EventBody};
