@@ -651,6 +651,12 @@ impl Client {
 
     /// Stop syncing and wait until the connection is closed and the store released.
     pub async fn close(self) {
+        self.stop().await;
+    }
+
+    /// [`Client::close`] through a shared handle: syncing stops for good, and the store is
+    /// released once the last handle is dropped.
+    pub async fn stop(&self) {
         self.cancel.cancel();
         self.tasks.wait().await;
     }

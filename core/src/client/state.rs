@@ -625,6 +625,7 @@ impl State {
     /// Delete everything held, on the device and in memory. Listeners are closed.
     pub(crate) fn wipe(&mut self) -> Result<(), StoreError> {
         self.wiped = true;
+        self.me = None;
         self.docs.clear();
         self.listeners.clear();
         self.store.wipe()

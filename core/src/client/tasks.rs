@@ -50,7 +50,7 @@ impl ClientError {
 impl Client {
     /// The signed-in person, or [`ClientError::SignedOut`].
     fn signed_in(&self) -> Result<Me, ClientError> {
-        self.me().ok_or(ClientError::SignedOut)
+        self.live()?.me.clone().ok_or(ClientError::SignedOut)
     }
 
     /// The person's worklist across their units: open tasks that `filter` keeps, ordered by
