@@ -11,18 +11,22 @@ pub fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js")
 }
 
-static INSTALL: Mutex<bool> = Mutex::new(false);
+static INSTALL: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
-/// Install the pinned npm packages unless they are there already. `npm install` with the
-/// committed lock file installs exactly the locked versions and leaves the lock as it is;
-/// `npm ci` is not used because npm 11 refuses this lock (it omits the optional native
-/// packages of `cbor-extract`, whose install script npm no longer runs unapproved).
+/// Install the pinned npm packages of `tests/js` unless they are there already.
 pub fn ensure_installed() {
+    ensure_installed_in(&dir());
+}
+
+/// Install the pinned npm packages of `dir` unless they are there already. `npm install` with
+/// the committed lock file installs exactly the locked versions and leaves the lock as it is;
+/// `npm ci` is not used because npm 11 refuses the interop clients' lock (it omits the optional
+/// native packages of `cbor-extract`, whose install script npm no longer runs unapproved).
+pub fn ensure_installed_in(dir: &std::path::Path) {
     let mut done = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    if *done {
+    if done.iter().any(|d| d == dir) {
         return;
     }
-    let dir = dir();
     let stamp = dir.join("node_modules/.package-lock.json");
     let fresh = match (
         std::fs::metadata(&stamp),
@@ -34,12 +38,12 @@ pub fn ensure_installed() {
     if !fresh {
         let status = std::process::Command::new("npm")
             .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(&dir)
+            .current_dir(dir)
             .status()
-            .expect("npm (Node.js) is needed for the interop tests");
+            .expect("npm (Node.js) is needed for the interop and binding tests");
         assert!(status.success(), "npm install failed in {}", dir.display());
     }
-    *done = true;
+    done.push(dir.to_path_buf());
 }
 
 /// Run `tests/js/<script>` with `config` as `BATON_PHONE`; returns the JSON line it printed.

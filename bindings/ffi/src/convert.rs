@@ -25,13 +25,13 @@ pub struct Me {
     pub user: String,
     pub display_name: String,
     pub device: String,
-    pub units: Vec<Unit>,
+    pub units: Vec<CareUnit>,
     pub server_time: Option<i64>,
 }
 
 /// A unit the person works on, with their roles there.
 #[derive(Clone, Debug, uniffi::Record)]
-pub struct Unit {
+pub struct CareUnit {
     pub id: String,
     pub name: String,
     pub roles: Vec<String>,
@@ -46,7 +46,7 @@ impl From<client::Me> for Me {
             units: me
                 .units
                 .into_iter()
-                .map(|u| Unit {
+                .map(|u| CareUnit {
                     id: u.id.to_string(),
                     name: u.name,
                     roles: u.roles.iter().map(ToString::to_string).collect(),
@@ -367,7 +367,7 @@ impl TaskView {
     pub(crate) fn from_core(v: view::TaskView) -> Result<Self, BatonError> {
         let json = serde_json::to_string(&v).map_err(|e| BatonError::Internal {
             code: "json".into(),
-            message: e.to_string(),
+            reason: e.to_string(),
         })?;
         let s = v.state;
         Ok(TaskView {

@@ -1,5 +1,5 @@
 //! One error enum for every call, with a stable `code` in each variant that an app can switch
-//! on, and a `message` safe to show.
+//! on, and a `reason` safe to show (`message` would clash with Kotlin's `Throwable.message`).
 
 use baton_core::client::ClientError;
 use baton_core::doc::AppendError;
@@ -11,41 +11,41 @@ pub enum BatonError {
     /// The task's rules do not allow the action now. `code` names the rule (`missing_field`,
     /// `out_of_sequence`, `not_owner`, …); `step` and `field` say where, when the rule is about
     /// one.
-    #[error("{message}")]
+    #[error("{reason}")]
     Refused {
         code: String,
-        message: String,
+        reason: String,
         step: Option<String>,
         field: Option<String>,
     },
     /// The server would refuse the change (identity, unit, stamp, bounds). `code` names the
     /// check (`impersonation`, `unit_not_allowed`, …).
-    #[error("{message}")]
-    Invalid { code: String, message: String },
+    #[error("{reason}")]
+    Invalid { code: String, reason: String },
     /// The task is not on this device and the server cannot be reached, or did not answer in
     /// time.
-    #[error("{message}")]
-    Offline { code: String, message: String },
+    #[error("{reason}")]
+    Offline { code: String, reason: String },
     /// The server has no such task for this person.
-    #[error("{message}")]
-    NotFound { code: String, message: String },
+    #[error("{reason}")]
+    NotFound { code: String, reason: String },
     /// Nobody has signed in on this device yet.
-    #[error("{message}")]
-    SignedOut { code: String, message: String },
+    #[error("{reason}")]
+    SignedOut { code: String, reason: String },
     /// The device was wiped (revoked, or signed out).
-    #[error("{message}")]
-    Wiped { code: String, message: String },
+    #[error("{reason}")]
+    Wiped { code: String, reason: String },
     /// The server answered what the client cannot use (REST or sync).
-    #[error("{message}")]
-    Server { code: String, message: String },
+    #[error("{reason}")]
+    Server { code: String, reason: String },
     /// The store on the device cannot be read or written (a wrong key, a full disk).
-    #[error("{message}")]
-    Storage { code: String, message: String },
+    #[error("{reason}")]
+    Storage { code: String, reason: String },
     /// An argument is not usable (a malformed task id, a key of the wrong length).
-    #[error("{message}")]
-    InvalidArgument { code: String, message: String },
-    #[error("{message}")]
-    Internal { code: String, message: String },
+    #[error("{reason}")]
+    InvalidArgument { code: String, reason: String },
+    #[error("{reason}")]
+    Internal { code: String, reason: String },
 }
 
 /// The serde tag of a core error: its stable code.
@@ -56,12 +56,12 @@ fn tag(value: &impl serde::Serialize, key: &str) -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
-fn refused(refusal: &baton_core::rules::Refusal, message: String) -> BatonError {
+fn refused(refusal: &baton_core::rules::Refusal, reason: String) -> BatonError {
     let value = serde_json::to_value(refusal).unwrap_or_default();
     let text = |key: &str| value.get(key).and_then(|v| v.as_str()).map(str::to_owned);
     BatonError::Refused {
         code: tag(refusal, "refusal"),
-        message,
+        reason,
         step: text("step"),
         field: text("field"),
     }
@@ -69,53 +69,53 @@ fn refused(refusal: &baton_core::rules::Refusal, message: String) -> BatonError 
 
 impl From<ClientError> for BatonError {
     fn from(e: ClientError) -> Self {
-        let message = e.to_string();
+        let reason = e.to_string();
         let code = |c: &str| c.to_owned();
         match &e {
-            ClientError::Append(AppendError::Refused(refusal)) => refused(refusal, message),
+            ClientError::Append(AppendError::Refused(refusal)) => refused(refusal, reason),
             ClientError::Invalid(ValidationError::Refused { refusal, .. }) => {
-                refused(refusal, message)
+                refused(refusal, reason)
             }
             ClientError::Invalid(invalid) => BatonError::Invalid {
                 code: tag(invalid, "error"),
-                message,
+                reason,
             },
             ClientError::Offline(_) => BatonError::Offline {
                 code: code("offline"),
-                message,
+                reason,
             },
             ClientError::Timeout(_) => BatonError::Offline {
                 code: code("timeout"),
-                message,
+                reason,
             },
             ClientError::Unavailable(_) | ClientError::NotHeld(_) => BatonError::NotFound {
                 code: code("not_found"),
-                message,
+                reason,
             },
             ClientError::SignedOut => BatonError::SignedOut {
                 code: code("signed_out"),
-                message,
+                reason,
             },
             ClientError::Wiped => BatonError::Wiped {
                 code: code("wiped"),
-                message,
+                reason,
             },
             ClientError::Store(_) => BatonError::Storage {
                 code: code("store"),
-                message,
+                reason,
             },
             ClientError::Api(_) => BatonError::Server {
                 code: code("api"),
-                message,
+                reason,
             },
             ClientError::Protocol(_) | ClientError::Index(_) => BatonError::Server {
                 code: code("protocol"),
-                message,
+                reason,
             },
             ClientError::Document { .. } | ClientError::Doc(_) | ClientError::Append(_) => {
                 BatonError::Server {
                     code: code("document"),
-                    message,
+                    reason,
                 }
             }
         }

@@ -8,7 +8,7 @@
 //! The client's methods that talk to the network or wait for a document are `async` (Kotlin
 //! `suspend`, Swift `async`, Python `async def`); the rest return at once. Listeners are
 //! callback interfaces; subscribing returns a [`Listening`] handle that stops the listener when
-//! it is closed or dropped.
+//! it is stopped or freed.
 
 uniffi::setup_scaffolding!();
 
@@ -47,7 +47,7 @@ async fn run<T: Send + 'static>(
         .await
         .map_err(|e| BatonError::Internal {
             code: "task_failed".into(),
-            message: e.to_string(),
+            reason: e.to_string(),
         })?
 }
 
@@ -55,7 +55,7 @@ fn doc_id(id: &str) -> Result<DocumentId, BatonError> {
     let id = id.strip_prefix("automerge:").unwrap_or(id);
     id.parse().map_err(|_| BatonError::InvalidArgument {
         code: "bad_task_id".into(),
-        message: format!("`{id}` is not a task id"),
+        reason: format!("`{id}` is not a task id"),
     })
 }
 
@@ -95,7 +95,7 @@ impl BatonClient {
                 .try_into()
                 .map_err(|_| BatonError::InvalidArgument {
                     code: "bad_store_key".into(),
-                    message: "the store key must be 32 bytes".into(),
+                    reason: "the store key must be 32 bytes".into(),
                 })?;
         let config = ClientConfig::new(settings.sync_url, settings.store_path, key);
         let client = runtime().block_on(Client::open(config))?;
@@ -387,8 +387,9 @@ impl BatonClient {
         self.client.wipe();
     }
 
-    /// Stop syncing for good; the store is released when the client is freed.
-    pub async fn close(&self) {
+    /// Stop syncing for good; the store is released when the client is freed (Kotlin
+    /// `close()`, Swift deinit, Python garbage collection).
+    pub async fn shutdown(&self) {
         let client = self.client.clone();
         let _ = run(async move {
             client.stop().await;
@@ -456,8 +457,8 @@ impl Listening {
 
 #[uniffi::export]
 impl Listening {
-    /// Stop listening.
-    pub fn close(&self) {
+    /// Stop listening (freeing the handle does too: Kotlin `close()`, Swift deinit).
+    pub fn stop(&self) {
         let taken = self
             .task
             .lock()
@@ -479,6 +480,6 @@ impl Listening {
 
 impl Drop for Listening {
     fn drop(&mut self) {
-        self.close();
+        self.stop();
     }
 }

@@ -58,7 +58,7 @@ class Updates(typing.Generic[T]):
 
     def close(self) -> None:
         if self._listening is not None:
-            self._listening.close()
+            self._listening.stop()
 
     def __enter__(self) -> "Updates[T]":
         return self

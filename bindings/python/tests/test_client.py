@@ -53,7 +53,7 @@ def test_sign_in_and_worklist_by_risk(server, store):
     # Overdue work is never listed after work that is not.
     overdue = [i.overdue for i in items]
     assert overdue == sorted(overdue, reverse=True)
-    asyncio.run(nurse.close())
+    asyncio.run(nurse.shutdown())
 
 
 def test_acknowledge_offline_then_another_device_sees_it(server, store):
@@ -83,8 +83,8 @@ def test_acknowledge_offline_then_another_device_sees_it(server, store):
     view = asyncio.run(nurse.task(task))
     assert view.acknowledged_by == "dr.fox"
     assert view.owner == "dr.fox"
-    asyncio.run(fox.close())
-    asyncio.run(nurse.close())
+    asyncio.run(fox.shutdown())
+    asyncio.run(nurse.shutdown())
 
 
 def test_a_step_needs_its_fields_and_a_refusal_is_typed(server, store):
@@ -98,7 +98,7 @@ def test_a_step_needs_its_fields_and_a_refusal_is_typed(server, store):
     # The nurse may not acknowledge a physician's consult: refused, naming the rule.
     with pytest.raises(BatonError.Refused) as refused:
         asyncio.run(nurse.acknowledge(task))
-    assert refused.value.code == "not_permitted", refused.value
+    assert refused.value.code == "not_permitted", refused.value.reason
 
     view = asyncio.run(fox.task(task))
     request = view.steps[0]
@@ -119,8 +119,8 @@ def test_a_step_needs_its_fields_and_a_refusal_is_typed(server, store):
         updates.until(lambda s: s.synced, WAIT)
     done = wait_until(lambda: asyncio.run(nurse.task(task)).steps[0].completed_by)
     assert done == "dr.fox"
-    asyncio.run(fox.close())
-    asyncio.run(nurse.close())
+    asyncio.run(fox.shutdown())
+    asyncio.run(nurse.shutdown())
 
 
 def test_an_escalation_reaches_the_phone(server, store):
@@ -137,7 +137,7 @@ def test_an_escalation_reaches_the_phone(server, store):
         )
     view = asyncio.run(nurse.task(task))
     assert any(h.kind == "escalated" and h.user == "baton" for h in view.history)
-    asyncio.run(nurse.close())
+    asyncio.run(nurse.shutdown())
 
 
 def test_a_revoked_device_is_wiped(server, store):
