@@ -88,7 +88,7 @@ const JARS: [&str; 3] = [
 ];
 
 #[test]
-fn the_kotlin_bindings_pass_their_suite_on_the_jvm_against_a_real_server() {
+fn the_kotlin_bindings_and_the_android_view_models_pass_their_suites_on_the_jvm() {
     for jar in JARS {
         assert!(
             Path::new(jar).exists(),
@@ -96,6 +96,7 @@ fn the_kotlin_bindings_pass_their_suite_on_the_jvm_against_a_real_server() {
         );
     }
     let kotlin = repo().join("bindings/kotlin");
+    let android = repo().join("mobile-examples/android");
     baton_e2e::js::ensure_installed_in(&kotlin);
     let compiler = kotlin.join("node_modules/kotlin-compiler");
     let library = library();
@@ -117,7 +118,11 @@ fn the_kotlin_bindings_pass_their_suite_on_the_jvm_against_a_real_server() {
         .arg(generated.join("health/baton/ffi/baton_ffi.kt"))
         .arg(kotlin.join("shim/DelicateCoroutinesApi.kt"))
         .arg(kotlin.join("src/health/baton/Updates.kt"))
+        .arg(kotlin.join("test/Harness.kt"))
         .arg(kotlin.join("test/BindingsTest.kt"))
+        // The Android sample's view-model layer and its test, in plain Kotlin.
+        .arg(android.join("app/src/main/java/health/baton/example/model/Models.kt"))
+        .arg(android.join("model-test/ModelTest.kt"))
         .arg("-d")
         .arg(&classes)
         .output()
@@ -136,15 +141,20 @@ fn the_kotlin_bindings_pass_their_suite_on_the_jvm_against_a_real_server() {
     .chain(JARS.iter().map(|j| (*j).to_owned()))
     .collect::<Vec<_>>()
     .join(":");
-    let run = Command::new("java")
-        .arg(format!("-Djna.library.path={}", native.display()))
-        .arg("-cp")
-        .arg(classpath)
-        .arg("BindingsTestKt")
-        .env("BATON_SERVER_BIN", env!("CARGO_BIN_EXE_baton-server-e2e"))
-        .output()
-        .expect("java runs");
-    let report = report(&run);
-    assert!(run.status.success(), "the Kotlin suite failed:\n{report}");
-    assert!(report.contains("all checks passed"), "{report}");
+    for (main, suite) in [
+        ("BindingsTestKt", "the Kotlin bindings' suite"),
+        ("ModelTestKt", "the Android sample's view-model suite"),
+    ] {
+        let run = Command::new("java")
+            .arg(format!("-Djna.library.path={}", native.display()))
+            .arg("-cp")
+            .arg(&classpath)
+            .arg(main)
+            .env("BATON_SERVER_BIN", env!("CARGO_BIN_EXE_baton-server-e2e"))
+            .output()
+            .expect("java runs");
+        let report = report(&run);
+        assert!(run.status.success(), "{suite} failed:\n{report}");
+        assert!(report.contains("all checks passed"), "{report}");
+    }
 }
