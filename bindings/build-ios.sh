@@ -6,7 +6,8 @@
 # Needs macOS with Xcode, and the Rust targets:
 #   rustup target add aarch64-apple-ios aarch64-apple-ios-sim x86_64-apple-ios
 # Writes OUT_DIR/BatonFFI.xcframework (the static library and the generated C header for each
-# platform) and OUT_DIR/swift/BatonFFI.swift, the Swift API to add to the app target.
+# platform) and OUT_DIR/swift: BatonFFI.swift (the Swift API) and BatonUpdates.swift (its
+# listeners as AsyncStreams), to add to the app target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +22,7 @@ bindings/generate.sh "$out/generated" --release
 mkdir -p "$out/headers" "$out/swift"
 cp "$out/generated/swift/BatonFFIFFI.h" "$out/headers/"
 cp "$out/generated/swift/BatonFFIFFI.modulemap" "$out/headers/module.modulemap"
-cp "$out/generated/swift/BatonFFI.swift" "$out/swift/"
+cp "$out/generated/swift/BatonFFI.swift" bindings/swift/BatonUpdates.swift "$out/swift/"
 
 # One library for both simulator architectures.
 mkdir -p "$out/sim"

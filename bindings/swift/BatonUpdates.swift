@@ -1,5 +1,6 @@
 // The client's listeners as AsyncSequences: `for await status in client.statusUpdates()`.
-// Ending the loop (or cancelling its task) stops the listener.
+// Ending the loop (or cancelling its task) stops the listener. Add this file to the app target
+// beside the generated `BatonFFI.swift`.
 import BatonFFI
 
 private final class StatusRelay: StatusListener, @unchecked Sendable {
