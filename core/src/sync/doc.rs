@@ -85,8 +85,9 @@ pub enum ReceiveError<E> {
     Blocked,
 }
 
-/// The most refused changes remembered per peer and document; a peer past it is blocked.
-const MAX_REFUSED: usize = 10_000;
+/// The most refused changes remembered per peer and document (an honest client is refused a
+/// handful at most); a peer past it is blocked, so what a connection keeps stays small.
+const MAX_REFUSED: usize = 256;
 
 #[derive(Debug)]
 struct PeerState {
