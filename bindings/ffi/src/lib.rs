@@ -124,6 +124,20 @@ impl BatonClient {
         self.client.status().borrow().clone().into()
     }
 
+    /// Wait (at most `timeout_ms`) until the device is online, the server has its changes, and
+    /// what it holds is what the server holds; false if not in time. For one-shot readers (a
+    /// widget, a notification handler) before they read.
+    pub async fn caught_up(&self, timeout_ms: u64) -> bool {
+        let client = self.client.clone();
+        run(async move {
+            Ok(client
+                .caught_up(std::time::Duration::from_millis(timeout_ms))
+                .await)
+        })
+        .await
+        .unwrap_or(false)
+    }
+
     /// The server's time now (ms since 1970), as well as the device knows it.
     pub fn server_now(&self) -> i64 {
         self.client.server_now()

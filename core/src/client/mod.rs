@@ -577,6 +577,40 @@ impl Client {
         }
     }
 
+    /// Wait (at most `timeout`) until the device is online, the server has every local change,
+    /// and every document on the device is as the server holds it: what a one-shot reader (a
+    /// widget, a script) waits for before it trusts what it reads. False if that did not happen
+    /// in time.
+    pub async fn caught_up(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut status = self.status();
+        loop {
+            let changed = self.shared.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let online = status.borrow_and_update().is_synced();
+                let state = self.shared.state();
+                if state.wiped {
+                    return false;
+                }
+                let all_in_sync = state
+                    .docs
+                    .values()
+                    .filter(|r| !r.is_empty() && !r.unavailable)
+                    .all(state::Replica::in_sync);
+                if online && all_in_sync {
+                    return true;
+                }
+            }
+            tokio::select! {
+                () = changed => {}
+                _ = status.changed() => {}
+                () = tokio::time::sleep_until(deadline) => return false,
+            }
+        }
+    }
+
     /// A unit's worklist, read from its index document; every task it lists is fetched too, so
     /// the whole worklist stays on the device.
     pub async fn worklist(&self, index_id: DocumentId) -> Result<UnitIndex, ClientError> {

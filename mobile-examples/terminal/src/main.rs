@@ -206,12 +206,10 @@ async fn run(args: Args) -> Result<(), String> {
     result
 }
 
-/// Wait (at most `wait`) until the phone is online and the server has everything it wrote.
+/// Wait (at most `wait`) until the phone is online, the server has everything it wrote, and
+/// what it holds is what the server holds.
 async fn settle(client: &Client, wait: Duration) -> bool {
-    let mut status = client.status();
-    tokio::time::timeout(wait, status.wait_for(SyncStatus::is_synced))
-        .await
-        .is_ok_and(|r| r.is_ok())
+    client.caught_up(wait).await
 }
 
 fn banner(text: &str) {

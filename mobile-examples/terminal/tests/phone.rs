@@ -52,6 +52,16 @@ async fn a_script_drives_the_terminal_phone() {
         .unwrap()
         .to_owned();
 
+    // A nurse's phone reads the consult before the physician acts, so it holds a copy.
+    let nurse_store = tempfile::tempdir().unwrap();
+    let nurse = server.token("rn.evans", "terminal-2", &["nurse"], &["4W"]);
+    let before = stdout(&phone(
+        &url,
+        nurse_store.path(),
+        &["--token", &nurse, "task", &consult, "--json"],
+    ));
+    assert!(before.contains("\"acknowledged\":null"), "{before}");
+
     // Acknowledge: written, synced, and the server has it.
     let acked = stdout(&phone(&url, store.path(), &["acknowledge", &consult]));
     assert!(
@@ -66,6 +76,14 @@ async fn a_script_drives_the_terminal_phone() {
         .await;
     assert_eq!(status, 200);
     assert_eq!(view["state"]["acknowledged"]["user"], "dr.fox", "{view}");
+    // The nurse's next run catches up with the server before it shows the task.
+    let after: serde_json::Value = serde_json::from_str(&stdout(&phone(
+        &url,
+        nurse_store.path(),
+        &["task", &consult, "--json"],
+    )))
+    .unwrap();
+    assert_eq!(after["state"]["acknowledged"]["user"], "dr.fox", "{after}");
 
     // A refusal names the rule and fails the command.
     let refused = phone(&url, store.path(), &["complete-step", &consult, "request"]);
