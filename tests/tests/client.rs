@@ -103,6 +103,15 @@ fn fox(device: &str) -> Author {
     Author::new("dr.fox", "physician", device)
 }
 
+/// How many events the server's view of `task` holds.
+async fn history_len(server: &TestServer, task: DocumentId) -> usize {
+    let (status, view) = server
+        .get(&format!("/api/v1/tasks/{task}"), Some(&nurse(server, "x")))
+        .await;
+    assert_eq!(status, 200, "{view}");
+    view["state"]["history"].as_array().unwrap().len()
+}
+
 /// Stop the server gracefully; returns the address it listened on.
 async fn stop(server: &mut TestServer) -> SocketAddr {
     let running = server.server.take().unwrap();
@@ -163,14 +172,7 @@ async fn a_signed_in_client_gets_its_worklist_and_another_client_sees_its_event(
     let state = state_of(&doc);
     assert!(state.history.iter().any(|h| h.event == event.id));
 
-    let (status, view) = server
-        .get(
-            &format!("/api/v1/tasks/{consult}"),
-            Some(&nurse(&server, "x")),
-        )
-        .await;
-    assert_eq!(status, 200, "{view}");
-    assert_eq!(view["state"]["history"].as_array().unwrap().len(), 2);
+    assert_eq!(history_len(&server, consult).await, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -446,14 +448,7 @@ async fn a_phone_whose_clock_is_two_hours_fast_stamps_in_server_time() {
     status_until(&client, SyncStatus::is_synced).await;
     assert!(second.hlc > first.hlc);
     assert!(refusals.try_recv().is_err(), "nothing was refused");
-    let (status, view) = server
-        .get(
-            &format!("/api/v1/tasks/{consult}"),
-            Some(&nurse(&server, "x")),
-        )
-        .await;
-    assert_eq!(status, 200, "{view}");
-    assert_eq!(view["state"]["history"].as_array().unwrap().len(), 3);
+    assert_eq!(history_len(&server, consult).await, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

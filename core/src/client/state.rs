@@ -378,15 +378,7 @@ impl State {
         task.set_actor(self.actor.clone());
         let event =
             task.append_on_device(&template, author, &mut self.clock, now, device_time, body)?;
-        let auth = self.auth_for(&task.meta().unit, author);
-        validate::validate_changes(
-            &replica.doc,
-            task.automerge(),
-            &auth,
-            &self.templates,
-            now,
-            &Limits::default(),
-        )?;
+        self.validate(&replica.doc, &task, author, now)?;
         let doc = task.into_automerge();
         let changes = doc.get_changes(&before);
         self.commit_local(id, doc, &changes)?;
@@ -402,7 +394,6 @@ impl State {
         now: Millis,
     ) -> Result<(DocumentId, Event), ClientError> {
         let template = self.template(template)?;
-        let auth = self.auth_for(&new.unit, author);
         let (task, event) = TaskDoc::create(
             &template,
             new,
@@ -411,14 +402,7 @@ impl State {
             now,
             self.actor.clone(),
         )?;
-        validate::validate_changes(
-            &Automerge::new(),
-            task.automerge(),
-            &auth,
-            &self.templates,
-            now,
-            &Limits::default(),
-        )?;
+        self.validate(&Automerge::new(), &task, author, now)?;
         let id = DocumentId::random();
         let doc = task.into_automerge();
         let changes = doc.get_changes(&[]);
@@ -428,6 +412,27 @@ impl State {
             return Err(e);
         }
         Ok((id, event))
+    }
+
+    /// The server's whole validation of `author`'s changes that turn `before` into `task`, as the
+    /// server will run it at `now`.
+    fn validate(
+        &self,
+        before: &Automerge,
+        task: &TaskDoc,
+        author: &Author,
+        now: Millis,
+    ) -> Result<(), ClientError> {
+        let auth = self.auth_for(&task.meta().unit, author);
+        validate::validate_changes(
+            before,
+            task.automerge(),
+            &auth,
+            &self.templates,
+            now,
+            &Limits::default(),
+        )?;
+        Ok(())
     }
 
     /// Make `doc` (the held copy of `id` plus this device's new `changes`) the held copy:
