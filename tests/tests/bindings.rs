@@ -68,6 +68,7 @@ fn the_python_bindings_pass_their_suite_against_a_real_server() {
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
         .arg(repo().join("bindings/python/tests"))
         .env("PYTHONPATH", python_path)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("BATON_SERVER_BIN", env!("CARGO_BIN_EXE_baton-server-e2e"))
         .output()
         .expect("python3 runs (pytest: python3 -m pip install pytest)");
