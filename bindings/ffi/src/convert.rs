@@ -19,6 +19,19 @@ fn name(value: &impl serde::Serialize) -> String {
     }
 }
 
+/// The text fields of a core value as serde writes it (tags, ids, names), read by key.
+pub(crate) struct Fields(serde_json::Value);
+
+impl Fields {
+    pub(crate) fn of(value: &impl serde::Serialize) -> Self {
+        Fields(serde_json::to_value(value).unwrap_or_default())
+    }
+
+    pub(crate) fn text(&self, key: &str) -> Option<String> {
+        self.0.get(key).and_then(|v| v.as_str()).map(str::to_owned)
+    }
+}
+
 /// The signed-in person.
 #[derive(Clone, Debug, uniffi::Record)]
 pub struct Me {
@@ -319,8 +332,8 @@ pub struct MayDo {
 
 impl From<view::MayDo> for MayDo {
     fn from(m: view::MayDo) -> Self {
-        let value = serde_json::to_value(&m).unwrap_or_default();
-        let text = |key: &str| value.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+        let fields = Fields::of(&m);
+        let text = |key: &str| fields.text(key);
         MayDo {
             action: text("action").unwrap_or_default(),
             role: m.role.to_string(),

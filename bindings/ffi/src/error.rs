@@ -1,6 +1,7 @@
 //! One error enum for every call, with a stable `code` in each variant that an app can switch
 //! on, and a `reason` safe to show (`message` would clash with Kotlin's `Throwable.message`).
 
+use crate::convert::Fields;
 use baton_core::client::ClientError;
 use baton_core::doc::AppendError;
 use baton_core::validate::ValidationError;
@@ -50,17 +51,18 @@ pub enum BatonError {
 
 /// The serde tag of a core error: its stable code.
 fn tag(value: &impl serde::Serialize, key: &str) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.get(key).and_then(|t| t.as_str()).map(str::to_owned))
+    Fields::of(value)
+        .text(key)
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
 fn refused(refusal: &baton_core::rules::Refusal, reason: String) -> BatonError {
-    let value = serde_json::to_value(refusal).unwrap_or_default();
-    let text = |key: &str| value.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+    let fields = Fields::of(refusal);
+    let text = |key: &str| fields.text(key);
     BatonError::Refused {
-        code: tag(refusal, "refusal"),
+        code: fields
+            .text("refusal")
+            .unwrap_or_else(|| "unknown".to_owned()),
         reason,
         step: text("step"),
         field: text("field"),

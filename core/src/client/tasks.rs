@@ -128,18 +128,11 @@ impl Client {
                     version: 0,
                 }))
             })?;
-        let roles = me.roles_on(&open.unit);
-        let role = roles
+        let fits = me
+            .roles_on(&open.unit)
             .iter()
-            .find(|r| crate::rules::is_permitted(&template, crate::event::EventKind::Created, r))
-            .or_else(|| roles.first())
-            .cloned()
-            .ok_or_else(|| {
-                ClientError::Invalid(crate::validate::ValidationError::UnitNotAllowed {
-                    unit: open.unit.clone(),
-                })
-            })?;
-        let author = Author::new(me.user.clone(), role, me.device.clone());
+            .find(|r| crate::rules::is_permitted(&template, crate::event::EventKind::Created, r));
+        let author = author_on(&me, &open.unit, fits)?;
         let new = NewTask {
             unit: open.unit,
             subject: open.subject,
@@ -224,14 +217,17 @@ impl Client {
         to: UserId,
         note: Option<String>,
     ) -> Result<Event, ClientError> {
-        let role = self.held(task).await?.map(|h| h.state.owner_role);
-        let role = role.ok_or(ClientError::Unavailable(task))?;
-        let body = EventBody::HandoffOffered {
-            to: Actor { user: to, role },
-            item: None,
-            note,
-        };
-        self.act(task, body).await
+        self.act_with(task, |held| {
+            Ok(EventBody::HandoffOffered {
+                to: Actor {
+                    user: to,
+                    role: held.state.owner_role.clone(),
+                },
+                item: None,
+                note,
+            })
+        })
+        .await
     }
 
     pub async fn accept_handoff(
@@ -254,17 +250,15 @@ impl Client {
 
     /// Escalate to the chain's next level now.
     pub async fn escalate(&self, task: DocumentId) -> Result<Event, ClientError> {
-        let held = self
-            .held(task)
-            .await?
-            .ok_or(ClientError::Unavailable(task))?;
-        let body = view::manual_escalation(&held.template, &held.state).ok_or(
-            ClientError::Append(AppendError::Refused(Refusal::BadEscalationLevel {
-                level: held.state.escalation_level + 1,
-                levels: u32::try_from(held.template.escalation.len()).unwrap_or(u32::MAX),
-            })),
-        )?;
-        self.act(task, body).await
+        self.act_with(task, |held| {
+            view::manual_escalation(&held.template, &held.state).ok_or(ClientError::Append(
+                AppendError::Refused(Refusal::BadEscalationLevel {
+                    level: held.state.escalation_level + 1,
+                    levels: u32::try_from(held.template.escalation.len()).unwrap_or(u32::MAX),
+                }),
+            ))
+        })
+        .await
     }
 
     pub async fn raise_exception(
@@ -315,28 +309,32 @@ impl Client {
     /// Write `body` on `task` as the signed-in person, in the first of their roles there that
     /// the rules allow (or their first role, to be refused in it).
     async fn act(&self, task: DocumentId, body: EventBody) -> Result<Event, ClientError> {
+        self.act_with(task, |_| Ok(body)).await
+    }
+
+    /// [`Client::act`] with the body made from the task as the device holds it, so the task
+    /// is read and folded once.
+    async fn act_with(
+        &self,
+        task: DocumentId,
+        body: impl FnOnce(&Held) -> Result<EventBody, ClientError>,
+    ) -> Result<Event, ClientError> {
         let me = self.signed_in()?;
         let held = self
             .held(task)
             .await?
             .ok_or(ClientError::Unavailable(task))?;
-        let roles = me.roles_on(&held.task.meta().unit);
-        let role = view::role_for(
+        let body = body(&held)?;
+        let unit = &held.task.meta().unit;
+        let fits = view::role_for(
             &held.state,
             &held.template,
             &me.user,
-            roles,
+            me.roles_on(unit),
             self.server_now(),
             &body,
-        )
-        .or_else(|| roles.first())
-        .cloned()
-        .ok_or_else(|| {
-            ClientError::Invalid(crate::validate::ValidationError::UnitNotAllowed {
-                unit: held.task.meta().unit.clone(),
-            })
-        })?;
-        let author = Author::new(me.user, role, me.device);
+        );
+        let author = author_on(&me, unit, fits)?;
         self.append(task, &author, body).await
     }
 
@@ -355,6 +353,20 @@ impl Client {
             state,
         }))
     }
+}
+
+/// The signed-in person acting on `unit` in `role` (the one the rules allow), else in their first
+/// role there, to be refused in it; refused at once if they have no role there.
+fn author_on(me: &Me, unit: &UnitId, role: Option<&Role>) -> Result<Author, ClientError> {
+    let role = role
+        .or_else(|| me.roles_on(unit).first())
+        .cloned()
+        .ok_or_else(|| {
+            ClientError::Invalid(crate::validate::ValidationError::UnitNotAllowed {
+                unit: unit.clone(),
+            })
+        })?;
+    Ok(Author::new(me.user.clone(), role, me.device.clone()))
 }
 
 /// The person as a worklist sees them.
