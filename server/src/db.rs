@@ -91,7 +91,8 @@ pub struct AuditRecord<'a> {
 }
 
 /// A stored audit record.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = AuditRecord)]
 pub struct StoredAudit {
     pub id: String,
     pub at: i64,
@@ -1001,6 +1002,14 @@ impl Db {
              FROM task_summaries{filter} ORDER BY created_at, doc_id LIMIT {limit}"
         );
         // Safe: the statement is made of fixed text and numbered placeholders only.
+        // No stored text holds a NUL (Postgres cannot store one), so a filter with one matches
+        // nothing; said here, since Postgres would refuse the query instead.
+        if values
+            .iter()
+            .any(|v| matches!(v, Value::Text(t) if t.contains('\0')))
+        {
+            return Ok(Vec::new());
+        }
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for value in values {
             query = match value {
@@ -1437,6 +1446,14 @@ impl Db {
              ORDER BY at DESC, id DESC LIMIT {limit}"
         );
         // Safe: the statement is made of fixed text and numbered placeholders only.
+        // No stored text holds a NUL (Postgres cannot store one), so a filter with one matches
+        // nothing; said here, since Postgres would refuse the query instead.
+        if values
+            .iter()
+            .any(|v| matches!(v, Value::Text(t) if t.contains('\0')))
+        {
+            return Ok(Vec::new());
+        }
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for value in values {
             query = match value {

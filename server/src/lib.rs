@@ -7,17 +7,16 @@
 //! [`Server::start`] builds and runs the whole server from a [`Config`]; `main.rs` only parses
 //! flags. Tests start the real server in-process on port 0.
 
-pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod commit;
 pub mod config;
 pub mod db;
 pub mod demo;
+pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod notify;
-pub mod openapi;
 pub mod serve;
 pub mod timers;
 pub mod triggers;
@@ -27,7 +26,6 @@ pub use config::{Config, Storage};
 
 use auth::{AuthError, Integration, Keys, Session, Verifier};
 use axum::Router;
-use axum::routing::{get, post, put};
 use baton_core::{Template, TemplateRegistry};
 use db::{AuditRecord, Db};
 use hub::Hub;
@@ -183,30 +181,7 @@ impl AppState {
 
 /// The HTTP routes.
 pub fn router(app: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(api::healthz))
-        .route("/readyz", get(api::readyz))
-        .route("/metrics", get(api::metrics))
-        .route("/sync", get(ws::upgrade))
-        .route("/api/v1/me", get(api::me))
-        .route("/api/v1/templates", get(api::templates))
-        .route("/api/v1/triggers", post(triggers::trigger))
-        .route("/api/v1/tasks", get(api::tasks))
-        .route("/api/v1/tasks/{id}", get(api::task))
-        .route("/api/v1/devices/{id}/revoke", post(api::revoke_device))
-        .route("/api/v1/users/{id}/disable", post(api::disable_user))
-        .route(
-            "/api/v1/users/{id}/memberships/{unit}/{role}",
-            put(api::grant_membership).delete(api::revoke_membership),
-        )
-        .route("/api/v1/audit/security", get(api::security_audit))
-        .route("/api/v1/notifications/dead", get(api::dead_letters))
-        .route(
-            "/api/v1/devices/me/push",
-            put(api::register_push).delete(api::unregister_push),
-        )
-        .route("/api/v1/openapi.json", get(api::openapi))
-        .with_state(app)
+    http::router(app)
 }
 
 /// A running server.

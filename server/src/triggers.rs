@@ -9,8 +9,8 @@
 //! with another request is refused, since the caller has mixed up two requests.
 
 use crate::AppState;
-use crate::api::{ApiError, PeerAddr};
 use crate::db::{TriggerRow, Written};
+use crate::http::{ApiError, PeerAddr};
 use crate::ws::bearer;
 use axum::Json;
 use axum::body::Body;
@@ -21,7 +21,7 @@ use baton_core::ids::UnitId;
 use baton_core::sync::DocumentId;
 use baton_core::{Author, HlcClock, NewTask, Subject, TaskDoc};
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 /// The largest request body read, in bytes.
@@ -187,12 +187,89 @@ fn optional(
     Ok(Some(text.clone()))
 }
 
+/// What [`optional`] accepts on one line: no control characters, not only spaces.
+const ONE_LINE: &str = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$";
+/// What [`optional`] accepts where `multiline`: line breaks and tabs too.
+const MULTILINE: &str = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$";
+
+/// The schema of a text field [`optional`] reads: 1 to `max` characters, on one line or not.
+fn text_schema(max: usize, multiline: bool) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .min_length(Some(1))
+        .max_length(Some(max))
+        .pattern(Some(if multiline { MULTILINE } else { ONE_LINE }))
+        .build()
+}
+
+fn id_text() -> utoipa::openapi::Object {
+    text_schema(MAX_ID_CHARS, false)
+}
+
+fn subject_text() -> utoipa::openapi::Object {
+    text_schema(MAX_SUBJECT_CHARS, false)
+}
+
+fn note_text() -> utoipa::openapi::Object {
+    text_schema(MAX_NOTE_CHARS, true)
+}
+
+/// A trigger's body, as the OpenAPI document describes it. [`Trigger::read`] reads it field by
+/// field, to name the field a refusal is about.
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(as = Trigger)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Only describes the body.
+pub(crate) struct TriggerRequest {
+    /// A template id; its latest version is used.
+    #[schema(schema_with = id_text)]
+    template: String,
+    /// A unit the token covers.
+    #[schema(schema_with = id_text)]
+    unit: String,
+    subject: TriggerSubject,
+    /// One of the template's acuity levels; its first by default.
+    #[schema(schema_with = id_text)]
+    acuity: Option<String>,
+    /// Free text; line breaks and tabs allowed.
+    #[schema(schema_with = note_text)]
+    note: Option<String>,
+    /// The same key again answers with the same task.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
+    idempotency_key: String,
+}
+
+/// Whom a triggered task is about: references, never a record.
+#[derive(Debug, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Only describes the body.
+pub(crate) struct TriggerSubject {
+    /// An opaque patient or encounter reference.
+    #[schema(rename = "ref", schema_with = subject_text)]
+    reference: String,
+    /// A minimal display label.
+    #[schema(schema_with = subject_text)]
+    label: String,
+}
+
+/// The task a trigger opened.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct TriggerOpened {
+    /// The task document's bare id.
+    task_id: String,
+    /// Its `automerge:` URL.
+    url: String,
+}
+
 /// `201 {task_id, url}`: the task a trigger opened, whether now or before.
 fn opened(doc: &str) -> Result<Response, ApiError> {
     let id: DocumentId = doc
         .parse()
         .map_err(|e| ApiError::internal(format!("a trigger names document `{doc}`: {e}")))?;
-    let body = json!({ "task_id": id.to_string(), "url": id.url() });
+    let body = TriggerOpened {
+        task_id: id.to_string(),
+        url: id.url(),
+    };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
@@ -208,7 +285,17 @@ fn replay(taken: &TriggerRow, fingerprint: &str) -> Result<Response, ApiError> {
     opened(&taken.doc)
 }
 
-/// `POST /api/v1/triggers` (integration tokens only): open a task from `template` on `unit`.
+/// Open a task from a template, as the system, for an integration (the EHR). Needs an
+/// integration token (`baton-server token issue --integration NAME --unit U`) that covers the
+/// unit; user and admin tokens are refused with `403 not_integration`. Sent again with the same
+/// key and the same request, it answers the same `201` with the same task; with another request,
+/// `409 idempotency_key_reused`.
+#[utoipa::path(post, path = "/api/v1/triggers", tag = "integrations", security(("bearer" = [])),
+    request_body = TriggerRequest,
+    responses(
+        (status = 201, description = "the task the trigger opened (now or before, for this key)", body = TriggerOpened),
+        (status = "default", description = "an error", body = crate::http::ErrorBody),
+))]
 pub(crate) async fn trigger(
     State(app): State<AppState>,
     PeerAddr(from): PeerAddr,
@@ -234,7 +321,7 @@ pub(crate) async fn trigger(
         .templates
         .latest(&trigger.template.as_str().into())
         .ok_or_else(|| {
-            ApiError::invalid_field(
+            ApiError::unknown(
                 "template",
                 format!("there is no template `{}`", trigger.template),
             )
@@ -244,7 +331,7 @@ pub(crate) async fn trigger(
         && template.acuity_level(acuity).is_none()
     {
         let levels: Vec<&str> = template.acuity.iter().map(|a| a.id.as_str()).collect();
-        return Err(ApiError::invalid_field(
+        return Err(ApiError::unknown(
             "acuity",
             format!(
                 "`{acuity}` is not an acuity level of template `{}` ({})",
@@ -254,7 +341,7 @@ pub(crate) async fn trigger(
         ));
     }
     if !app.db.unit_exists(&trigger.unit).await? {
-        return Err(ApiError::invalid_field(
+        return Err(ApiError::unknown(
             "unit",
             format!("there is no unit `{}`", trigger.unit),
         ));
@@ -318,6 +405,7 @@ pub(crate) async fn trigger(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn read(body: Value) -> Result<Trigger, ApiError> {
         // Through text, as a body arrives.

@@ -7,10 +7,10 @@
 //! bounded queue, and a connection that cannot keep up is dropped rather than allowed to grow.
 
 use crate::AppState;
-use crate::api::{ApiError, PeerAddr};
 use crate::auth::{AuthError, Session};
 use crate::config::ConnectionLimits;
 use crate::db::DbError;
+use crate::http::{ApiError, PeerAddr};
 use crate::hub::{Conn, Outbound};
 use crate::now_ms;
 use axum::body::Bytes;

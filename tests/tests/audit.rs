@@ -169,5 +169,9 @@ async fn the_audit_api_filters_and_pages(backend: Backend) {
     let (status, body) = server
         .get("/api/v1/audit/security?cursor=not-a-cursor", Some(&admin))
         .await;
-    assert_eq!((status, &body["error"]), (400, &"bad_cursor".into()));
+    assert_eq!(
+        (status, &body["error"]),
+        (422, &"invalid_parameter".into()),
+        "{body}"
+    );
 }

@@ -355,7 +355,7 @@ async fn an_integration_triggers_only_on_its_units(backend: Backend) {
     let (status, answer) = trigger(&server, &on_5e, &unknown).await;
     assert_eq!(
         (status, answer["field"].clone()),
-        (422, json!("unit")),
+        (404, json!("unit")),
         "{answer}"
     );
     assert_eq!(task_count(&server).await, before + 1);
@@ -413,12 +413,10 @@ async fn bad_triggers_are_refused_naming_the_field(backend: Backend) {
     let ehr = server.integration_token("epic", &["4W"]);
     let before = task_count(&server).await;
     type Edit = fn(&mut Value);
-    let cases: [(&str, Edit); 12] = [
-        ("template", |b| b["template"] = json!("no_such_template")),
+    let cases: [(&str, Edit); 10] = [
         ("template", |b| {
             b.as_object_mut().unwrap().remove("template");
         }),
-        ("acuity", |b| b["acuity"] = json!("critical")),
         ("unit", |b| b["unit"] = json!(["4W"])),
         ("subject", |b| {
             b.as_object_mut().unwrap().remove("subject");
@@ -441,6 +439,19 @@ async fn bad_triggers_are_refused_naming_the_field(backend: Backend) {
         let (status, answer) = trigger(&server, &ehr, &body).await;
         assert_eq!(status, 422, "{field}: {answer}");
         assert_eq!(answer["error"], "invalid_field", "{field}: {answer}");
+        assert_eq!(answer["field"], field, "{answer}");
+    }
+    // Well-formed, but naming what does not exist.
+    let unknown: [(&str, Edit); 2] = [
+        ("template", |b| b["template"] = json!("no_such_template")),
+        ("acuity", |b| b["acuity"] = json!("critical")),
+    ];
+    for (field, edit) in unknown {
+        let mut body = consult("ehr-11", "Bed 11");
+        edit(&mut body);
+        let (status, answer) = trigger(&server, &ehr, &body).await;
+        assert_eq!(status, 404, "{field}: {answer}");
+        assert_eq!(answer["error"], "not_found", "{field}: {answer}");
         assert_eq!(answer["field"], field, "{answer}");
     }
     let addr = server.addr();
@@ -688,6 +699,8 @@ async fn bad_list_parameters_are_refused_naming_them(backend: Backend) {
         ("escalated=1", "escalated"),
         ("cursor=zz", "cursor"),
         ("cursor=2e", "cursor"),
+        ("status=", "status"),
+        ("limit=", "limit"),
         ("colour=red", "colour"),
         ("unit=4W&unit=ICU", "unit"),
     ] {
@@ -698,8 +711,8 @@ async fn bad_list_parameters_are_refused_naming_them(backend: Backend) {
         assert_eq!(answer["error"], "invalid_parameter", "{query}");
         assert_eq!(answer["field"], param, "{query}: {answer}");
     }
-    // The bounds themselves are fine, and an empty value is no filter.
-    let page = list(&server, &token, "limit=200&status=&overdue=false").await;
+    // The bounds themselves are fine, and an empty name is no filter.
+    let page = list(&server, &token, "limit=200&owner=&overdue=false").await;
     assert_eq!(ids(&page).len(), 3, "the demo's three 4W tasks: {page}");
     let page = list(&server, &token, "limit=1").await;
     assert_eq!(ids(&page).len(), 1);

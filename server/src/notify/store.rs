@@ -39,7 +39,7 @@ pub struct Delivery {
 }
 
 /// A delivery that was given up.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct DeadLetter {
     pub id: String,
     pub task_id: String,

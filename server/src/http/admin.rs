@@ -1,0 +1,320 @@
+//! Administration: devices, users, memberships, the security audit, dead letters.
+//! Every change an admin makes is written to the security audit.
+
+use super::page::{Cursor, Params, encode_cursor, page_after, page_limit};
+use super::{Admin, ApiError, ErrorBody};
+use crate::AppState;
+use crate::db::{AuditFilter, StoredAudit};
+use crate::notify::store::DeadLetter;
+use crate::now_ms;
+use crate::ws::follow_memberships;
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// A device, revoked.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DeviceRevoked {
+    device: String,
+    revoked: bool,
+    /// Its sync connections, closed and told to wipe.
+    connections_closed: usize,
+}
+
+/// A user, disabled.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct UserDisabled {
+    user: String,
+    disabled: bool,
+    connections_closed: usize,
+    /// Their open tasks, handed to whoever covers (or raised as nobody covering).
+    tasks_rerouted: usize,
+}
+
+/// A membership, as it now stands.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Membership {
+    user: String,
+    unit: String,
+    role: String,
+    /// Whether the user now holds the role on the unit.
+    member: bool,
+    /// The user's open connections that follow the change at once.
+    connections_updated: usize,
+}
+
+/// Refuse a device from now on and tell its open connections to wipe.
+#[utoipa::path(post, path = "/api/v1/devices/{id}/revoke", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "the device")),
+    responses(
+        (status = 200, description = "the device, revoked", body = DeviceRevoked),
+        (status = "default", description = "an error", body = ErrorBody),
+))]
+pub(crate) async fn revoke_device(
+    State(app): State<AppState>,
+    Admin(admin): Admin,
+    Path(device): Path<String>,
+) -> Result<Json<DeviceRevoked>, ApiError> {
+    if device == admin.device.as_str() {
+        return Err(ApiError::self_lockout(
+            "an admin cannot revoke the device they call from",
+        ));
+    }
+    if !app.db.revoke_device(&device, now_ms()).await? {
+        return Err(ApiError::not_found());
+    }
+    let closed = app.connections.kick_device(&device, true);
+    app.auditor
+        .admin_action(
+            &admin,
+            "device_revoked",
+            format!("device {device}; {closed} connection(s) closed"),
+        )
+        .await;
+    Ok(Json(DeviceRevoked {
+        device,
+        revoked: true,
+        connections_closed: closed,
+    }))
+}
+
+/// Refuse a user from now on, on every device, close their open connections, and re-route
+/// their open tasks at once.
+#[utoipa::path(post, path = "/api/v1/users/{id}/disable", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "the user")),
+    responses(
+        (status = 200, description = "the user, disabled", body = UserDisabled),
+        (status = "default", description = "an error", body = ErrorBody),
+))]
+pub(crate) async fn disable_user(
+    State(app): State<AppState>,
+    Admin(admin): Admin,
+    Path(user): Path<String>,
+) -> Result<Json<UserDisabled>, ApiError> {
+    if user == admin.user.as_str() {
+        return Err(ApiError::self_lockout("an admin cannot disable themselves"));
+    }
+    if !app.db.set_user_disabled(&user, Some(now_ms())).await? {
+        return Err(ApiError::not_found());
+    }
+    let closed = app.connections.kick_user(&user);
+    // Their open tasks go to whoever covers, or raise that nobody does, at once.
+    let rerouted = app.scheduler.reroute(&user).await?;
+    // Off the rosters phones show.
+    let mut units: Vec<_> = app
+        .db
+        .memberships(&user)
+        .await?
+        .into_iter()
+        .map(|(u, _)| u)
+        .collect();
+    units.dedup();
+    for unit in units {
+        app.hub.refresh_roster(unit.as_str()).await?;
+    }
+    app.auditor
+        .admin_action(
+            &admin,
+            "user_disabled",
+            format!(
+                "user {user}; {closed} connection(s) closed; {rerouted} open task(s) re-routed"
+            ),
+        )
+        .await;
+    Ok(Json(UserDisabled {
+        user,
+        disabled: true,
+        connections_closed: closed,
+        tasks_rerouted: rerouted,
+    }))
+}
+
+/// Grant a user a role on a unit. Takes effect at once, on the user's open connections too.
+#[utoipa::path(put, path = "/api/v1/users/{id}/memberships/{unit}/{role}", tag = "admin", security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "the user"),
+        ("unit" = String, Path, description = "the unit"),
+        ("role" = String, Path, description = "the role"),
+    ),
+    responses(
+        (status = 200, description = "the membership as it now stands", body = Membership),
+        (status = "default", description = "an error", body = ErrorBody),
+))]
+pub(crate) async fn grant_membership(
+    State(app): State<AppState>,
+    Admin(admin): Admin,
+    Path((user, unit, role)): Path<(String, String, String)>,
+) -> Result<Json<Membership>, ApiError> {
+    if app.db.user(&user).await?.is_none()
+        || !app.db.unit_exists(&unit).await?
+        || !app.db.role_exists(&role).await?
+    {
+        return Err(ApiError::not_found());
+    }
+    app.db.add_membership(&user, &unit, &role).await?;
+    let updated = follow_memberships(&app, &user).await?;
+    app.hub.refresh_roster(&unit).await?;
+    app.auditor
+        .admin_action(
+            &admin,
+            "membership_granted",
+            format!("user {user}: {role} on {unit}; {updated} connection(s) updated"),
+        )
+        .await;
+    Ok(Json(Membership {
+        user,
+        unit,
+        role,
+        member: true,
+        connections_updated: updated,
+    }))
+}
+
+/// Take a role on a unit from a user. Takes effect at once: a unit the user no longer holds any
+/// role on stops reaching their open connections.
+#[utoipa::path(delete, path = "/api/v1/users/{id}/memberships/{unit}/{role}", tag = "admin", security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "the user"),
+        ("unit" = String, Path, description = "the unit"),
+        ("role" = String, Path, description = "the role"),
+    ),
+    responses(
+        (status = 200, description = "the membership as it now stands", body = Membership),
+        (status = "default", description = "an error", body = ErrorBody),
+))]
+pub(crate) async fn revoke_membership(
+    State(app): State<AppState>,
+    Admin(admin): Admin,
+    Path((user, unit, role)): Path<(String, String, String)>,
+) -> Result<Json<Membership>, ApiError> {
+    if !app.db.remove_membership(&user, &unit, &role).await? {
+        return Err(ApiError::not_found());
+    }
+    let updated = follow_memberships(&app, &user).await?;
+    app.hub.refresh_roster(&unit).await?;
+    app.auditor
+        .admin_action(
+            &admin,
+            "membership_revoked",
+            format!("user {user}: {role} on {unit}; {updated} connection(s) updated"),
+        )
+        .await;
+    Ok(Json(Membership {
+        user,
+        unit,
+        role,
+        member: false,
+        connections_updated: updated,
+    }))
+}
+
+/// What `GET /api/v1/audit/security` may be asked.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct AuditQuery {
+    /// Records per page.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
+    limit: Option<i64>,
+    /// Only records of this kind (`refused_token`, `invalid_change`, `device_revoked`, …).
+    kind: Option<String>,
+    /// Only records about this user.
+    user: Option<String>,
+    /// Only records about this device.
+    device: Option<String>,
+    /// Only records at or after this time (Unix ms).
+    since: Option<i64>,
+    /// Only records before this time (Unix ms).
+    until: Option<i64>,
+    /// The `next_cursor` of the previous page: the records after it.
+    cursor: Option<Cursor>,
+}
+
+/// A page of security audit records.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AuditPage {
+    records: Vec<StoredAudit>,
+    /// Pass as `cursor` for the next page; null on the last.
+    next_cursor: Option<String>,
+}
+
+/// Security audit records, newest first (by time, then id), filtered and paged.
+#[utoipa::path(get, path = "/api/v1/audit/security", tag = "audit", security(("bearer" = [])),
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "a page of records", body = AuditPage),
+        (status = "default", description = "an error", body = ErrorBody),
+))]
+pub(crate) async fn security_audit(
+    State(app): State<AppState>,
+    Admin(_): Admin,
+    Params(query): Params<AuditQuery>,
+) -> Result<Json<AuditPage>, ApiError> {
+    let after = page_after(query.cursor.as_ref());
+    let filter = AuditFilter {
+        kind: query.kind,
+        user: query.user,
+        device: query.device,
+        since: query.since,
+        until: query.until,
+        after,
+    };
+    let limit = page_limit(query.limit, 100, 1_000)?;
+    let records = app.db.audit_records(&filter, limit).await?;
+    let next_cursor = if records.len() as i64 == limit {
+        records.last().map(|r| encode_cursor(r.at, &r.id))
+    } else {
+        None
+    };
+    Ok(Json(AuditPage {
+        records,
+        next_cursor,
+    }))
+}
+
+/// What `GET /api/v1/notifications/dead` may be asked.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct DeadLetterQuery {
+    /// Dead letters per page.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
+    limit: Option<i64>,
+    /// The previous page's `next_cursor`.
+    cursor: Option<Cursor>,
+}
+
+/// A page of dead letters.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DeadLetterPage {
+    notifications: Vec<DeadLetter>,
+    /// Pass as `cursor` for the next page; null on the last.
+    next_cursor: Option<String>,
+}
+
+/// Notifications given up after every try (dead letters), newest first, paged.
+#[utoipa::path(get, path = "/api/v1/notifications/dead", tag = "admin", security(("bearer" = [])),
+    params(DeadLetterQuery),
+    responses(
+        (status = 200, description = "a page of dead letters", body = DeadLetterPage),
+        (status = "default", description = "an error", body = ErrorBody),
+))]
+pub(crate) async fn dead_letters(
+    State(app): State<AppState>,
+    Admin(_): Admin,
+    Params(query): Params<DeadLetterQuery>,
+) -> Result<Json<DeadLetterPage>, ApiError> {
+    let after = page_after(query.cursor.as_ref());
+    let limit = page_limit(query.limit, 100, 1_000)?;
+    let dead = crate::notify::store::dead_letters(&app.db, after, limit).await?;
+    let next_cursor = if dead.len() as i64 == limit {
+        dead.last().map(|d| encode_cursor(d.dead_at, &d.id))
+    } else {
+        None
+    };
+    Ok(Json(DeadLetterPage {
+        notifications: dead,
+        next_cursor,
+    }))
+}

@@ -1,0 +1,52 @@
+//! Who is calling: the address a request came from, and the session its token opens.
+
+use super::ApiError;
+use crate::AppState;
+use crate::auth::{AuthError, Session};
+use crate::ws::bearer;
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+
+/// The address a request came from, when the server knows it.
+pub(crate) struct PeerAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let addr = parts
+            .extensions
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0.ip());
+        Ok(PeerAddr(addr))
+    }
+}
+
+/// The authenticated caller of a REST endpoint.
+pub(crate) struct Caller(pub Session);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let Ok(PeerAddr(from)) = PeerAddr::from_request_parts(parts, app).await;
+        Ok(Caller(
+            app.session(bearer(&parts.headers, None), from).await?,
+        ))
+    }
+}
+
+/// An authenticated caller who is an administrator.
+pub(crate) struct Admin(pub Session);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let Caller(session) = Caller::from_request_parts(parts, app).await?;
+        if !session.admin {
+            return Err(AuthError::NotAdmin.into());
+        }
+        Ok(Admin(session))
+    }
+}
