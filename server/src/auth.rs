@@ -16,6 +16,7 @@
 //! user's door ([`Session::establish`]) refuses it, and the trigger endpoint refuses a user's.
 
 use crate::config::TokenConfig;
+use crate::db::AdminScope;
 use crate::db::{Db, DbError};
 use baton_core::ids::{DeviceId, Role, UnitId, UserId};
 use baton_core::validate::AuthContext;
@@ -545,8 +546,9 @@ pub struct Session {
     pub user: UserId,
     pub display_name: String,
     pub device: DeviceId,
-    /// The token claims admin rights **and** the server's records list the user as an admin.
-    pub admin: bool,
+    /// What the user administers: nothing unless the token claims admin rights, and then what
+    /// the server's records list (the server, some units, or nothing).
+    pub admin: AdminScope,
     /// The address the session was established from, when known.
     pub address: Option<IpAddr>,
     /// What the token names.
@@ -590,8 +592,12 @@ impl Session {
         };
         let grants = scope.narrow(db.memberships(&claims.sub).await?);
         // Admin rights need the claim and the record: a token alone makes no one an admin.
-        let admin = claims.admin && db.is_admin(&claims.sub).await?;
-        if grants.is_empty() && !admin {
+        let admin = if claims.admin {
+            db.admin_scope(&claims.sub).await?
+        } else {
+            AdminScope::None
+        };
+        if grants.is_empty() && !admin.is_admin() {
             return Err(AuthError::NoAccess);
         }
         db.touch_device(&claims.device, &claims.sub, now_ms).await?;
@@ -667,6 +673,22 @@ impl Session {
         let mut units: Vec<UnitId> = self.grants().into_iter().map(|(u, _)| u).collect();
         units.dedup();
         units
+    }
+
+    /// Whether the session may read `unit`'s tasks over REST: it holds a role there, or
+    /// administers it.
+    pub fn may_read(&self, unit: &UnitId) -> bool {
+        self.admin.administers(unit) || self.may_see(unit)
+    }
+
+    /// The units whose tasks the session may read over REST, or `None` for every unit.
+    pub fn readable_units(&self) -> Option<Vec<UnitId>> {
+        let administered = self.admin.units()?;
+        let mut units = self.units();
+        units.extend(administered.iter().cloned());
+        units.sort();
+        units.dedup();
+        Some(units)
     }
 
     pub fn may_see(&self, unit: &UnitId) -> bool {

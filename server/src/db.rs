@@ -90,6 +90,43 @@ pub struct AuditRecord<'a> {
     pub detail: String,
 }
 
+/// What a user administers, by the server's records.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum AdminScope {
+    /// Nothing.
+    #[default]
+    None,
+    /// These units (sorted): their memberships, users, devices, tasks and notifications.
+    Units(Vec<UnitId>),
+    /// The server: every unit, and what belongs to no unit.
+    Server,
+}
+
+impl AdminScope {
+    /// Whether this administers anything.
+    pub fn is_admin(&self) -> bool {
+        !matches!(self, AdminScope::None)
+    }
+
+    /// Whether this administers `unit`.
+    pub fn administers(&self, unit: &UnitId) -> bool {
+        match self {
+            AdminScope::None => false,
+            AdminScope::Units(units) => units.contains(unit),
+            AdminScope::Server => true,
+        }
+    }
+
+    /// The units administered, or `None` for every unit.
+    pub fn units(&self) -> Option<&[UnitId]> {
+        match self {
+            AdminScope::None => Some(&[]),
+            AdminScope::Units(units) => Some(units),
+            AdminScope::Server => None,
+        }
+    }
+}
+
 /// A stored audit record.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[schema(as = AuditRecord)]
@@ -614,7 +651,7 @@ impl Db {
         Ok(row.is_some())
     }
 
-    /// Record `user` as an administrator (of every unit).
+    /// Record `user` as an administrator of the server (every unit).
     pub async fn add_admin(&self, user: &str, now: i64) -> Result<(), DbError> {
         sqlx::query(
             "INSERT INTO admins (user_id, granted_at) VALUES ($1, $2)
@@ -627,13 +664,43 @@ impl Db {
         Ok(())
     }
 
-    /// Whether the records list `user` as an administrator.
-    pub async fn is_admin(&self, user: &str) -> Result<bool, DbError> {
-        let row = sqlx::query("SELECT 1 FROM admins WHERE user_id = $1")
+    /// Record `user` as an administrator of `unit`.
+    pub async fn add_unit_admin(&self, user: &str, unit: &str, now: i64) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO unit_admins (user_id, unit_id, granted_at) VALUES ($1, $2, $3)
+             ON CONFLICT (user_id, unit_id) DO NOTHING",
+        )
+        .bind(user)
+        .bind(unit)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// What the records make `user` an administrator of: the server, some units, or nothing.
+    pub async fn admin_scope(&self, user: &str) -> Result<AdminScope, DbError> {
+        let server = sqlx::query("SELECT 1 FROM admins WHERE user_id = $1")
             .bind(user)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.is_some())
+        if server.is_some() {
+            return Ok(AdminScope::Server);
+        }
+        let rows =
+            sqlx::query("SELECT unit_id FROM unit_admins WHERE user_id = $1 ORDER BY unit_id")
+                .bind(user)
+                .fetch_all(&self.pool)
+                .await?;
+        let units = rows
+            .iter()
+            .map(|row| row.try_get::<String, _>(0).map(UnitId::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(if units.is_empty() {
+            AdminScope::None
+        } else {
+            AdminScope::Units(units)
+        })
     }
 
     /// The units of those of `ids` that are stored documents: (id, unit).

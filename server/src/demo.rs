@@ -36,7 +36,7 @@ pub type Person = (
 );
 
 /// The demo's people.
-pub const PEOPLE: [Person; 10] = [
+pub const PEOPLE: [Person; 11] = [
     ("rn.evans", "Riley Evans", &[("4W", "nurse")]),
     ("rn.okafor", "Chidi Okafor", &[("4W", "nurse")]),
     ("rn.silva", "Ana Silva", &[("ICU", "nurse")]),
@@ -67,10 +67,14 @@ pub const PEOPLE: [Person; 10] = [
         &[("4W", "transport"), ("ICU", "transport")],
     ),
     ("admin", "Baton administrator", &[]),
+    ("admin.4w", "4W unit administrator", &[]),
 ];
 
-/// The demo's administrator: an admin of every unit in the records.
+/// The demo's administrator: an admin of the server (every unit) in the records.
 pub const ADMIN: &str = "admin";
+
+/// The demo's administrator of 4W alone.
+pub const UNIT_ADMIN: &str = "admin.4w";
 
 /// The demo hospital's time zone.
 pub const ZONE: &str = "America/New_York";
@@ -168,8 +172,9 @@ pub async fn seed(app: &AppState) -> Result<(), SeedError> {
     for (unit, _) in UNITS {
         db.set_unit_zone(unit, ZONE).await?;
     }
-    // The demo's administrator, in the records (admins administer every unit).
+    // The demo's administrators, in the records: one of the server (every unit), one of 4W.
     db.add_admin(ADMIN, now).await?;
+    db.add_unit_admin(UNIT_ADMIN, "4W", now).await?;
     for (unit, role, shift, primary) in ROTATIONS {
         let rotation = Rotation {
             unit: unit.into(),
@@ -246,7 +251,8 @@ pub fn banner(addr: std::net::SocketAddr, data_dir: &std::path::Path, time_scale
          \n\
          Units: 4W (medical-surgical) and ICU. People: rn.evans, rn.okafor (4W nurses), rn.silva,\n\
          rn.moreau (ICU nurses), cn.patel (charge nurse), dr.fox (physician), ph.nguyen (pharmacist),\n\
-         cm.garcia (case manager), tr.kim (transport), admin. Nurses rotate days (07:00-19:00\n\
+         cm.garcia (case manager), tr.kim (transport); admin (the server's administrator) and\n\
+         admin.4w (4W's). Nurses rotate days (07:00-19:00\n\
          New York time) and nights: rn.evans and rn.okafor on 4W, rn.silva and rn.moreau on ICU.\n\
          \n\
          Issue a token for a phone:\n\

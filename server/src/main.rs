@@ -27,6 +27,35 @@ enum Command {
     /// Tokens of the embedded issuer.
     #[command(subcommand)]
     Token(Token),
+    /// Who administers the server, in its records.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Record a user as an administrator: of the server (every unit), or with --unit of those
+    /// units only. Creates the user when the records do not have them. Their tokens must also
+    /// claim `admin` (`token issue --admin`).
+    Grant(Grant),
+}
+
+#[derive(Args)]
+struct Grant {
+    #[command(flatten)]
+    common: Common,
+    /// A Postgres URL (`postgres://…`); without it the SQLite database in --data-dir.
+    #[arg(long, env = "BATON_DATABASE_URL")]
+    database_url: Option<String>,
+    /// The user.
+    #[arg(long)]
+    user: String,
+    /// Their name as people see it, when the user is new (the user id otherwise).
+    #[arg(long)]
+    display_name: Option<String>,
+    /// A unit they administer (repeat for several); none: the server.
+    #[arg(long = "unit")]
+    units: Vec<String>,
 }
 
 #[derive(Args)]
@@ -180,6 +209,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(serve) => run(*serve),
         Command::Token(Token::Issue(issue)) => issue_token(issue),
+        Command::Admin(AdminCommand::Grant(grant)) => grant_admin(grant),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -234,6 +264,43 @@ fn issue_token(issue: Issue) -> Result<(), Box<dyn std::error::Error>> {
     };
     println!("{}", keys.issue(&claims)?);
     Ok(())
+}
+
+fn grant_admin(grant: Grant) -> Result<(), Box<dyn std::error::Error>> {
+    if grant.user.is_empty() || grant.user.len() > 128 {
+        return Err("--user is 1 to 128 bytes".into());
+    }
+    let storage = match grant.database_url {
+        Some(url) => Storage::Postgres(url),
+        None => Storage::Sqlite,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let db = baton_server::db::Db::open(&storage, &grant.common.data_dir).await?;
+        let now = baton_server::now_ms();
+        if db.user(&grant.user).await?.is_none() {
+            let name = grant.display_name.as_deref().unwrap_or(&grant.user);
+            db.upsert_user(&grant.user, name, now).await?;
+        }
+        for unit in &grant.units {
+            if !db.unit_exists(unit).await? {
+                return Err(format!("there is no unit `{unit}`").into());
+            }
+        }
+        if grant.units.is_empty() {
+            db.add_admin(&grant.user, now).await?;
+            println!("{} administers the server", grant.user);
+        } else {
+            for unit in &grant.units {
+                db.add_unit_admin(&grant.user, unit, now).await?;
+            }
+            println!("{} administers {}", grant.user, grant.units.join(", "));
+        }
+        db.close().await;
+        Ok::<(), Box<dyn std::error::Error>>(())
+    })
 }
 
 fn run(serve: Serve) -> Result<(), Box<dyn std::error::Error>> {

@@ -2,16 +2,67 @@
 //! Every change an admin makes is written to the security audit.
 
 use super::page::{Cursor, Params, encode_cursor, page_after, page_limit};
-use super::{Admin, ApiError, ErrorBody};
+use super::{Admin, ApiError, ErrorBody, ServerAdmin};
 use crate::AppState;
-use crate::db::{AuditFilter, StoredAudit};
+use crate::auth::Session;
+use crate::db::{AdminScope, AuditFilter, StoredAudit};
 use crate::notify::store::DeadLetter;
 use crate::now_ms;
 use crate::ws::follow_memberships;
 use axum::Json;
 use axum::extract::{Path, State};
+use baton_core::ids::UnitId;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+
+/// How far a unit's admin must reach to act on a user: some of the user's units, or all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reach {
+    Some,
+    All,
+}
+
+/// Refuse an action by `admin` on `user` unless `admin` administers the server, or (`reach`)
+/// some or all of the units `user` holds roles on and `user` administers nothing beyond
+/// `admin`. A user `admin` has no business with is answered as one that does not exist.
+async fn managed_user(
+    app: &AppState,
+    admin: &Session,
+    user: &str,
+    reach: Reach,
+) -> Result<(), ApiError> {
+    if app.db.user(user).await?.is_none() {
+        return Err(ApiError::not_found());
+    }
+    let Some(administered) = admin.admin.units() else {
+        return Ok(());
+    };
+    let mut units: Vec<UnitId> = app
+        .db
+        .memberships(user)
+        .await?
+        .into_iter()
+        .map(|(unit, _)| unit)
+        .collect();
+    units.dedup();
+    if !units.iter().any(|u| administered.contains(u)) {
+        return Err(ApiError::not_found());
+    }
+    if let Some(outside) = units.iter().find(|u| !administered.contains(u))
+        && reach == Reach::All
+    {
+        return Err(ApiError::not_unit_admin(outside.as_str()));
+    }
+    // Nobody acts on an admin wider than themselves.
+    match app.db.admin_scope(user).await? {
+        AdminScope::Server => Err(ApiError::not_server_admin()),
+        AdminScope::Units(theirs) => match theirs.iter().find(|u| !administered.contains(u)) {
+            Some(outside) => Err(ApiError::not_unit_admin(outside.as_str())),
+            None => Ok(()),
+        },
+        AdminScope::None => Ok(()),
+    }
+}
 
 /// A device, revoked.
 #[derive(Debug, Serialize, ToSchema)]
@@ -53,21 +104,29 @@ pub(crate) struct Membership {
 ))]
 pub(crate) async fn revoke_device(
     State(app): State<AppState>,
-    Admin(admin): Admin,
+    admin: Admin,
     Path(device): Path<String>,
 ) -> Result<Json<DeviceRevoked>, ApiError> {
-    if device == admin.device.as_str() {
+    if device == admin.0.device.as_str() {
         return Err(ApiError::self_lockout(
             "an admin cannot revoke the device they call from",
         ));
     }
+    // A unit's admin may revoke a device last used by someone of their units (a lost phone
+    // on their ward); the server's admins, any.
+    let record = app
+        .db
+        .device(&device)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    managed_user(&app, &admin.0, record.last_user.as_str(), Reach::Some).await?;
     if !app.db.revoke_device(&device, now_ms()).await? {
         return Err(ApiError::not_found());
     }
     let closed = app.connections.kick_device(&device, true);
     app.auditor
         .admin_action(
-            &admin,
+            &admin.0,
             "device_revoked",
             format!("device {device}; {closed} connection(s) closed"),
         )
@@ -89,12 +148,15 @@ pub(crate) async fn revoke_device(
 ))]
 pub(crate) async fn disable_user(
     State(app): State<AppState>,
-    Admin(admin): Admin,
+    admin: Admin,
     Path(user): Path<String>,
 ) -> Result<Json<UserDisabled>, ApiError> {
-    if user == admin.user.as_str() {
+    if user == admin.0.user.as_str() {
         return Err(ApiError::self_lockout("an admin cannot disable themselves"));
     }
+    // Disabling reaches every unit the user works on: a unit's admin may do it only when those
+    // are all theirs.
+    managed_user(&app, &admin.0, &user, Reach::All).await?;
     if !app.db.set_user_disabled(&user, Some(now_ms())).await? {
         return Err(ApiError::not_found());
     }
@@ -115,7 +177,7 @@ pub(crate) async fn disable_user(
     }
     app.auditor
         .admin_action(
-            &admin,
+            &admin.0,
             "user_disabled",
             format!(
                 "user {user}; {closed} connection(s) closed; {rerouted} open task(s) re-routed"
@@ -143,9 +205,10 @@ pub(crate) async fn disable_user(
 ))]
 pub(crate) async fn grant_membership(
     State(app): State<AppState>,
-    Admin(admin): Admin,
+    admin: Admin,
     Path((user, unit, role)): Path<(String, String, String)>,
 ) -> Result<Json<Membership>, ApiError> {
+    admin.of(&UnitId::new(unit.clone()))?;
     if app.db.user(&user).await?.is_none()
         || !app.db.unit_exists(&unit).await?
         || !app.db.role_exists(&role).await?
@@ -157,7 +220,7 @@ pub(crate) async fn grant_membership(
     app.hub.refresh_roster(&unit).await?;
     app.auditor
         .admin_action(
-            &admin,
+            &admin.0,
             "membership_granted",
             format!("user {user}: {role} on {unit}; {updated} connection(s) updated"),
         )
@@ -185,9 +248,10 @@ pub(crate) async fn grant_membership(
 ))]
 pub(crate) async fn revoke_membership(
     State(app): State<AppState>,
-    Admin(admin): Admin,
+    admin: Admin,
     Path((user, unit, role)): Path<(String, String, String)>,
 ) -> Result<Json<Membership>, ApiError> {
+    admin.of(&UnitId::new(unit.clone()))?;
     if !app.db.remove_membership(&user, &unit, &role).await? {
         return Err(ApiError::not_found());
     }
@@ -195,7 +259,7 @@ pub(crate) async fn revoke_membership(
     app.hub.refresh_roster(&unit).await?;
     app.auditor
         .admin_action(
-            &admin,
+            &admin.0,
             "membership_revoked",
             format!("user {user}: {role} on {unit}; {updated} connection(s) updated"),
         )
@@ -248,7 +312,7 @@ pub(crate) struct AuditPage {
 ))]
 pub(crate) async fn security_audit(
     State(app): State<AppState>,
-    Admin(_): Admin,
+    ServerAdmin(_): ServerAdmin,
     Params(query): Params<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
     let after = page_after(query.cursor.as_ref());
@@ -302,12 +366,13 @@ pub(crate) struct DeadLetterPage {
 ))]
 pub(crate) async fn dead_letters(
     State(app): State<AppState>,
-    Admin(_): Admin,
+    admin: Admin,
     Params(query): Params<DeadLetterQuery>,
 ) -> Result<Json<DeadLetterPage>, ApiError> {
     let after = page_after(query.cursor.as_ref());
     let limit = page_limit(query.limit, 100, 1_000)?;
-    let dead = crate::notify::store::dead_letters(&app.db, after, limit).await?;
+    let units = admin.0.admin.units().map(<[UnitId]>::to_vec);
+    let dead = crate::notify::store::dead_letters(&app.db, units.as_deref(), after, limit).await?;
     let next_cursor = if dead.len() as i64 == limit {
         dead.last().map(|d| encode_cursor(d.dead_at, &d.id))
     } else {

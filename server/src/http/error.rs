@@ -89,6 +89,27 @@ impl ApiError {
         }
     }
 
+    /// `403 not_unit_admin`: the caller administers other units, not this one.
+    pub(crate) fn not_unit_admin(unit: &str) -> Self {
+        ApiError {
+            field: Some("unit".to_owned()),
+            ..ApiError::new(
+                StatusCode::FORBIDDEN,
+                "not_unit_admin",
+                format!("you do not administer unit `{unit}`"),
+            )
+        }
+    }
+
+    /// `403 not_server_admin`: only the server's admins (not a unit's) may do this.
+    pub(crate) fn not_server_admin() -> Self {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_server_admin",
+            "only an administrator of the server may do this",
+        )
+    }
+
     /// `409 self_lockout`: an admin asked to shut themselves out.
     pub(crate) fn self_lockout(message: &str) -> Self {
         ApiError::new(StatusCode::CONFLICT, "self_lockout", message)

@@ -2,6 +2,7 @@
 
 use super::{ApiError, Caller, ErrorBody};
 use crate::AppState;
+use crate::db::AdminScope;
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
@@ -24,8 +25,12 @@ pub(crate) struct Me {
     user: String,
     display_name: String,
     device: String,
-    /// Whether the caller administers any unit.
+    /// Whether the caller administers anything (this token claims it, and the records agree).
     admin: bool,
+    /// Whether the caller administers the server: every unit, and what belongs to none.
+    server_admin: bool,
+    /// The units the caller administers (every unit, for the server's admins).
+    admin_units: Vec<String>,
     units: Vec<MeUnit>,
     /// Where to sync (WebSocket, automerge-repo protocol).
     sync_path: &'static str,
@@ -66,7 +71,12 @@ pub(crate) async fn me(
         user: session.user.to_string(),
         display_name: session.display_name,
         device: session.device.to_string(),
-        admin: session.admin,
+        admin: session.admin.is_admin(),
+        server_admin: session.admin == AdminScope::Server,
+        admin_units: match session.admin.units() {
+            Some(units) => units.iter().map(ToString::to_string).collect(),
+            None => names.iter().map(|(id, _)| id.to_string()).collect(),
+        },
         units,
         sync_path: "/sync",
         server_time: app.clock.now(),

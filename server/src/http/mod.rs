@@ -16,7 +16,7 @@ pub(crate) mod page;
 mod tasks;
 
 pub use error::{ApiError, ErrorBody};
-pub(crate) use extract::{Admin, Caller, PeerAddr};
+pub(crate) use extract::{Admin, Caller, PeerAddr, ServerAdmin};
 pub use tasks::{MAX_TASKS_PER_PAGE, TASKS_PER_PAGE};
 
 use crate::AppState;

@@ -62,7 +62,7 @@ pub(crate) async fn task(
         .await?
         .filter(|r| r.kind == crate::db::DocKind::Task)
         .ok_or_else(ApiError::not_found)?;
-    if !(session.admin || session.may_see(&record.unit)) {
+    if !session.may_read(&record.unit) {
         // Answered like a task that does not exist, and recorded like the same request over sync.
         let detail = format!("requested a document of unit {} over REST", record.unit);
         app.auditor
@@ -285,7 +285,8 @@ impl TaskQuery {
     }
 }
 
-/// The tasks of the caller's units (every unit, for an admin), oldest first (by when the server
+/// The tasks of the caller's units (those they hold a role on or administer; every unit, for
+/// the server's admins), oldest first (by when the server
 /// first stored them, then id), filtered and paged. Not for integration tokens.
 #[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks", security(("bearer" = [])),
     params(TaskListParams),
@@ -304,7 +305,7 @@ pub(crate) async fn tasks(
     let query = TaskQuery::parse(pairs)?;
     let units = match &query.unit {
         Some(unit) => {
-            if !(session.admin || session.may_see(&UnitId::new(unit.clone()))) {
+            if !session.may_read(&UnitId::new(unit.clone())) {
                 let detail = format!("listed the tasks of unit {unit} over REST");
                 app.auditor
                     .session_record(&session, "document_outside_units", None, detail)
@@ -313,9 +314,10 @@ pub(crate) async fn tasks(
             }
             Some(vec![unit.clone()])
         }
-        // Admins see every unit's tasks.
-        None if session.admin => None,
-        None => Some(session.units().iter().map(ToString::to_string).collect()),
+        // The units the caller holds a role on or administers; the server's admins, every unit.
+        None => session
+            .readable_units()
+            .map(|units| units.iter().map(ToString::to_string).collect()),
     };
     let now = app.clock.now();
     let filter = TaskFilter {
@@ -339,7 +341,7 @@ pub(crate) async fn tasks(
     // Access checked again on the way out: only tasks of units the session may see leave.
     let tasks = rows
         .iter()
-        .filter(|r| session.admin || session.may_see(&UnitId::new(r.row.unit.clone())))
+        .filter(|r| session.may_read(&UnitId::new(r.row.unit.clone())))
         .map(|r| summary(r, now))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Json(TaskList { tasks, next_cursor }))

@@ -1,6 +1,7 @@
 //! The outbox's rows: written with a commit, claimed, and settled.
 
 use crate::db::{AnyQuery, Backend, Db, DbError, in_multi_row_statements, placeholders};
+use baton_core::ids::UnitId;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
@@ -51,6 +52,8 @@ pub struct DeadLetter {
     pub created_at: i64,
     pub dead_at: i64,
     pub last_error: Option<String>,
+    /// The task's unit.
+    pub unit: String,
 }
 
 /// A delivery's stable id: the same for the same event and channel however often the event is
@@ -250,22 +253,38 @@ pub(crate) async fn counts(db: &Db) -> Result<(i64, i64), DbError> {
 /// Dead letters, newest first, after the cursor `(dead_at, id)` of the last one seen.
 pub async fn dead_letters(
     db: &Db,
+    units: Option<&[UnitId]>,
     after: Option<(i64, String)>,
     limit: i64,
 ) -> Result<Vec<DeadLetter>, DbError> {
     let (at, id) = after.unwrap_or((i64::MAX, String::new()));
-    let rows = sqlx::query(
-        "SELECT id, doc_id, event_id, kind, channel, recipient, attempts, created_at, dead_at,
-             last_error
-         FROM notifications
-         WHERE dead_at IS NOT NULL AND (dead_at < $1 OR (dead_at = $1 AND id > $2))
-         ORDER BY dead_at DESC, id LIMIT $3",
-    )
-    .bind(at)
-    .bind(id)
-    .bind(limit)
-    .fetch_all(db.pool())
-    .await?;
+    // Only the tasks of `units`, when given.
+    let of_units = match units {
+        None => String::new(),
+        Some([]) => return Ok(Vec::new()),
+        Some(units) => format!(
+            " AND d.unit_id IN ({})",
+            (4..4 + units.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let sql = format!(
+        "SELECT n.id, n.doc_id, n.event_id, n.kind, n.channel, n.recipient, n.attempts,
+             n.created_at, n.dead_at, n.last_error, d.unit_id
+         FROM notifications n JOIN documents d ON d.id = n.doc_id
+         WHERE n.dead_at IS NOT NULL AND (n.dead_at < $1 OR (n.dead_at = $1 AND n.id > $2)){of_units}
+         ORDER BY n.dead_at DESC, n.id LIMIT $3"
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(at)
+        .bind(id)
+        .bind(limit);
+    for unit in units.unwrap_or_default() {
+        query = query.bind(unit.as_str().to_owned());
+    }
+    let rows = query.fetch_all(db.pool()).await?;
     rows.iter()
         .map(|r| {
             Ok(DeadLetter {
@@ -279,6 +298,7 @@ pub async fn dead_letters(
                 created_at: r.try_get(7)?,
                 dead_at: r.try_get(8)?,
                 last_error: r.try_get(9)?,
+                unit: r.try_get(10)?,
             })
         })
         .collect::<Result<_, sqlx::Error>>()
