@@ -9,7 +9,10 @@
 
 use crate::auth::Session;
 use crate::db::{AuditRecord, Db};
+use crate::metrics::{self, Figures};
 use crate::now_ms;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -186,6 +189,10 @@ impl State {
 pub struct Auditor {
     db: Db,
     throttle: Throttle,
+    /// Records not written for the throttle, by kind.
+    unrecorded: metrics::Labelled,
+    /// Tokens refused, recorded or not.
+    refused_tokens: Counter,
 }
 
 impl Auditor {
@@ -193,16 +200,22 @@ impl Auditor {
         Auditor {
             db,
             throttle: Throttle::default(),
+            unrecorded: metrics::Labelled::default(),
+            refused_tokens: Counter::default(),
         }
     }
 
     /// Record `record`, provoked from `from`, unless its device or address has used up its
     /// allowance for its kind in this window (then it is only counted).
     pub async fn record(&self, mut record: AuditRecord<'_>, from: Option<IpAddr>) {
+        if record.kind == "refused_token" {
+            self.refused_tokens.inc();
+        }
         let Some(note) = self
             .throttle
             .admit(record.kind, record.device, from, Instant::now())
         else {
+            metrics::labelled(&self.unrecorded, "kind", record.kind).inc();
             return;
         };
         record.detail.push_str(&note);
@@ -245,25 +258,20 @@ impl Auditor {
             tracing::error!(error = %e, "a security audit record could not be written");
         }
     }
+}
 
-    /// Records provoked of `kind` since the server started, written or not.
-    pub fn total(&self, kind: &str) -> u64 {
-        self.throttle.counts().get(kind).map_or(0, |c| c.total)
-    }
-
-    /// The Prometheus text of what went unrecorded, by kind.
-    pub fn metrics(&self) -> String {
-        let mut text = String::from(
-            "# HELP baton_audit_unrecorded_total Security audit records not written because their device or address had used up its allowance (counted instead).\n\
-             # TYPE baton_audit_unrecorded_total counter\n",
+impl Figures for Auditor {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "baton_audit_unrecorded",
+            "Security audit records not written because their device or address had used up its allowance (counted instead)",
+            self.unrecorded.clone(),
         );
-        for (kind, counts) in self.throttle.counts() {
-            text.push_str(&format!(
-                "baton_audit_unrecorded_total{{kind=\"{kind}\"}} {}\n",
-                counts.unrecorded
-            ));
-        }
-        text
+        registry.register(
+            "baton_refused_tokens",
+            "Tokens refused (each address's first few a minute are audited)",
+            self.refused_tokens.clone(),
+        );
     }
 }
 

@@ -6,10 +6,12 @@
 //! goes into the same transaction.
 
 use crate::db::{Db, Derived, DocRecord, StoredChange, Write, Written};
-use crate::metrics::Histogram;
+use crate::metrics::{self, Figures};
 use crate::now_ms;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -31,39 +33,52 @@ pub(crate) struct Committer {
 }
 
 /// What the writer did, for `/metrics`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct CommitStats {
     took: Histogram,
-    changes: AtomicU64,
-    failures: AtomicU64,
+    changes: Counter,
+    failures: Counter,
+}
+
+impl Default for CommitStats {
+    fn default() -> Self {
+        CommitStats {
+            took: metrics::histogram(&metrics::LATENCY),
+            changes: Counter::default(),
+            failures: Counter::default(),
+        }
+    }
 }
 
 impl CommitStats {
     fn record(&self, took: std::time::Duration, changes: usize, ok: bool) {
-        self.took.record(took);
+        metrics::observe(&self.took, took);
         if ok {
-            self.changes.fetch_add(changes as u64, Ordering::Relaxed);
+            self.changes.inc_by(changes as u64);
         } else {
-            self.failures.fetch_add(1, Ordering::Relaxed);
+            self.failures.inc();
         }
     }
+}
 
-    /// The Prometheus text of these figures.
-    pub(crate) fn render(&self) -> String {
-        format!(
-            "{}# HELP baton_changes_stored_total Changes committed.\n\
-             # TYPE baton_changes_stored_total counter\n\
-             baton_changes_stored_total {}\n\
-             # HELP baton_commit_failures_total Group commits that failed (nothing of them stored).\n\
-             # TYPE baton_commit_failures_total counter\n\
-             baton_commit_failures_total {}\n",
-            self.took.render(
-                "baton_commit_seconds",
-                "Time to commit one group of changes durably."
-            ),
-            self.changes.load(Ordering::Relaxed),
-            self.failures.load(Ordering::Relaxed),
-        )
+impl Figures for CommitStats {
+    fn register(&self, registry: &mut Registry) {
+        metrics::register_seconds(
+            registry,
+            "baton_commit",
+            "Time to commit one group of changes durably",
+            &self.took,
+        );
+        registry.register(
+            "baton_changes_stored",
+            "Changes committed",
+            self.changes.clone(),
+        );
+        registry.register(
+            "baton_commit_failures",
+            "Group commits that failed (nothing of them stored)",
+            self.failures.clone(),
+        );
     }
 }
 

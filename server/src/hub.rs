@@ -19,7 +19,7 @@ use crate::db::{
     Db, DbError, Derived, DocRecord, DueTimer, EventRow, IndexRow, OwedIndexEntry, StoredChange,
     SummaryRow, TimerRow, TriggerRow, Written,
 };
-use crate::metrics::Histogram;
+use crate::metrics::{self, Figures};
 use crate::notify::Notifier;
 use crate::{WorkflowClock, now_ms};
 use automerge::{ActorId, Automerge};
@@ -36,6 +36,8 @@ use baton_core::sync::actor::{
 use baton_core::template::TemplateRef;
 use baton_core::validate::{AuthContext, Limits};
 use baton_core::{TaskDoc, TemplateRegistry};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -156,7 +158,7 @@ struct Shared {
     /// Delivers the notifications commits write.
     notifier: Notifier,
     /// Escalations stored, by reason: time, acuity, manual.
-    escalations: [AtomicU64; 3],
+    escalations: metrics::Labelled,
 }
 
 /// The documents in memory and the way to them.
@@ -195,6 +197,27 @@ pub struct HubOptions {
     pub routing: baton_core::policy::escalation::Routing,
 }
 
+impl Figures for Hub {
+    fn register(&self, registry: &mut Registry) {
+        metrics::register_seconds(
+            registry,
+            "baton_ack",
+            "From a message with new changes arriving to the server's acknowledgment, committed, being sent",
+            &self.shared.ack_latency,
+        );
+        self.shared.committer.stats().register(registry);
+        // Every reason shows from the start, at 0.
+        for reason in ["time", "acuity", "manual"] {
+            metrics::labelled(&self.shared.escalations, "reason", reason);
+        }
+        registry.register(
+            "baton_escalations",
+            "Escalations stored, by reason (time: a deadline passed; acuity: a rise in acuity; manual: by hand)",
+            self.shared.escalations.clone(),
+        );
+    }
+}
+
 impl Hub {
     pub fn new(
         db: Db,
@@ -227,7 +250,7 @@ impl Hub {
                 tracker,
                 cancel,
                 loaded: AtomicU64::new(0),
-                ack_latency: Histogram::default(),
+                ack_latency: metrics::histogram(&metrics::LATENCY),
                 index_owed: tokio::sync::Notify::new(),
                 index_drain: tokio::sync::Mutex::new(()),
                 notifier,
@@ -314,29 +337,6 @@ impl Hub {
             Ok(())
         })
         .await
-    }
-
-    /// The hub's figures (acknowledgment latency, the group commit), in Prometheus text.
-    pub fn metrics(&self) -> String {
-        let ack = self.shared.ack_latency.render(
-            "baton_ack_seconds",
-            "From a message with new changes arriving to the server's acknowledgment, committed, being sent.",
-        );
-        let mut out = ack + &self.shared.committer.stats().render();
-        out.push_str(
-            "# HELP baton_escalations_total Escalations stored, by reason (time: a deadline passed; acuity: a rise in acuity; manual: by hand).\n\
-             # TYPE baton_escalations_total counter\n",
-        );
-        for (reason, count) in ["time", "acuity", "manual"]
-            .iter()
-            .zip(&self.shared.escalations)
-        {
-            out.push_str(&format!(
-                "baton_escalations_total{{reason=\"{reason}\"}} {}\n",
-                count.load(Ordering::Relaxed)
-            ));
-        }
-        out
     }
 
     /// Documents currently in memory.
@@ -865,7 +865,7 @@ impl DocLoop {
             }
         }
         for arrived in effects.acknowledged {
-            shared.ack_latency.record(arrived.elapsed());
+            metrics::observe(&shared.ack_latency, arrived.elapsed());
         }
         if let Some(compaction) = effects.compact {
             let heads: Vec<String> = compaction.heads.iter().map(ToString::to_string).collect();
@@ -987,12 +987,12 @@ async fn store(
     if written == Written::Stored {
         for event in &commit.events {
             if let baton_core::EventBody::Escalated { reason, .. } = &event.body {
-                let slot = match reason {
-                    baton_core::event::EscalationReason::Time => 0,
-                    baton_core::event::EscalationReason::Acuity => 1,
-                    baton_core::event::EscalationReason::Manual => 2,
+                let reason = match reason {
+                    baton_core::event::EscalationReason::Time => "time",
+                    baton_core::event::EscalationReason::Acuity => "acuity",
+                    baton_core::event::EscalationReason::Manual => "manual",
                 };
-                hub.shared.escalations[slot].fetch_add(1, Ordering::Relaxed);
+                metrics::labelled(&hub.shared.escalations, "reason", reason).inc();
             }
         }
     }

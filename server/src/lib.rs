@@ -123,6 +123,8 @@ pub struct AppState {
     pub scheduler: timers::Scheduler,
     /// Delivers notifications.
     pub notifier: notify::Notifier,
+    /// What `/metrics` publishes.
+    pub published: Arc<metrics::Published>,
 }
 
 impl AppState {
@@ -229,7 +231,13 @@ impl Server {
         );
         let scheduler = timers::Scheduler::new(db.clone(), hub.clone(), clock.clone());
         tracker.spawn(checkpoints(db.clone(), cancel.clone()));
+        let mut published = metrics::Published::new();
+        published.add(&hub);
+        published.add(&scheduler);
+        published.add(&notifier);
+        published.add(auditor.as_ref());
         let app = AppState {
+            published: Arc::new(published),
             config: Arc::new(config.clone()),
             db,
             hub,

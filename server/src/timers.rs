@@ -10,14 +10,16 @@
 
 use crate::db::{ClaimedTimer, Db, DbError};
 use crate::hub::Hub;
-use crate::metrics::{Histogram, LATENESS};
+use crate::metrics::{self, Figures};
 use crate::{WorkflowClock, now_ms};
 use baton_core::policy::coverage::Schedule;
 use baton_core::sync::DocumentId;
 use futures_util::StreamExt as _;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -54,8 +56,8 @@ struct Inner {
     node: String,
     /// Fired − due, in workflow time.
     lateness: Histogram,
-    fired: AtomicU64,
-    failed: AtomicU64,
+    fired: Counter,
+    failed: Counter,
     /// One pass at a time.
     pass: tokio::sync::Mutex<()>,
     /// The shift each (unit, role) rotation was in at the last look: a change is a handover.
@@ -70,9 +72,9 @@ impl Scheduler {
                 hub,
                 clock,
                 node: format!("node-{}", uuid::Uuid::new_v4()),
-                lateness: Histogram::new(LATENESS),
-                fired: AtomicU64::new(0),
-                failed: AtomicU64::new(0),
+                lateness: metrics::histogram(&metrics::LATENESS),
+                fired: Counter::default(),
+                failed: Counter::default(),
                 pass: tokio::sync::Mutex::new(()),
                 shifts: std::sync::Mutex::new(HashMap::new()),
             }),
@@ -159,15 +161,16 @@ impl Scheduler {
         match outcome {
             Ok(()) => {
                 let late = now.saturating_sub(timer.due_at).max(0);
-                inner
-                    .lateness
-                    .record(Duration::from_millis(u64::try_from(late).unwrap_or(0)));
-                inner.fired.fetch_add(1, Ordering::Relaxed);
+                metrics::observe(
+                    &inner.lateness,
+                    Duration::from_millis(u64::try_from(late).unwrap_or(0)),
+                );
+                inner.fired.inc();
                 tracing::info!(doc = %timer.doc, event = %timer.event_id, late_ms = late, "{}", what_fired(&timer.event_id));
                 true
             }
             Err(e) => {
-                inner.failed.fetch_add(1, Ordering::Relaxed);
+                inner.failed.inc();
                 tracing::error!(doc = %timer.doc, error = %e, "a due timer could not be fired; it is tried again shortly");
                 let again = now_ms().saturating_add(millis(RETRY));
                 if let Err(e) = inner.db.defer_timer(&timer.doc, &inner.node, again).await {
@@ -287,25 +290,27 @@ impl Scheduler {
             Ok(None) | Err(_) => LOOK_EVERY,
         }
     }
+}
 
-    /// The scheduler's figures, in Prometheus text.
-    pub fn metrics(&self) -> String {
+impl Figures for Scheduler {
+    fn register(&self, registry: &mut Registry) {
         let inner = &self.inner;
-        let mut out = inner.lateness.render(
-            "baton_timer_lateness_seconds",
-            "How late each timer fired: fired minus due, on the workflow clock.",
+        metrics::register_seconds(
+            registry,
+            "baton_timer_lateness",
+            "How late each timer fired: fired minus due, on the workflow clock",
+            &inner.lateness,
         );
-        out.push_str(&format!(
-            "# HELP baton_timers_fired_total Timers fired on this node.\n\
-             # TYPE baton_timers_fired_total counter\n\
-             baton_timers_fired_total {}\n\
-             # HELP baton_timer_failures_total Due timers this node could not fire (retried).\n\
-             # TYPE baton_timer_failures_total counter\n\
-             baton_timer_failures_total {}\n",
-            inner.fired.load(Ordering::Relaxed),
-            inner.failed.load(Ordering::Relaxed),
-        ));
-        out
+        registry.register(
+            "baton_timers_fired",
+            "Timers fired on this node",
+            inner.fired.clone(),
+        );
+        registry.register(
+            "baton_timer_failures",
+            "Due timers this node could not fire (retried)",
+            inner.failed.clone(),
+        );
     }
 }
 

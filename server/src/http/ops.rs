@@ -28,39 +28,47 @@ pub(crate) async fn readyz(State(app): State<AppState>) -> Response {
     }
 }
 
-/// Prometheus metrics, in the text exposition format.
+/// Prometheus metrics, in the OpenMetrics text format.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "metrics in the Prometheus text format", body = String, content_type = "text/plain")))]
+    responses((status = 200, description = "metrics in the OpenMetrics text format", body = String,
+        content_type = "application/openmetrics-text")))]
 pub(crate) async fn metrics(State(app): State<AppState>) -> Response {
-    // A scrape that cannot count the timers leaves the series out rather than report a wrong 0.
-    let timers = match app.db.pending_timers().await {
-        Ok(n) => format!(
-            "# HELP baton_timers_pending Open tasks with a timer (their next due action).\n\
-             # TYPE baton_timers_pending gauge\n\
-             baton_timers_pending {n}\n"
-        ),
-        Err(e) => {
-            tracing::warn!(error = %e, "pending timers could not be counted");
-            String::new()
+    let published = &app.published;
+    let sampled = &published.sampled;
+    sampled.connections.set(gauge(app.connections.count()));
+    sampled
+        .documents_loaded
+        .set(gauge(app.hub.loaded_documents()));
+    // A scrape that cannot count leaves the last count standing rather than report a wrong 0.
+    match app.db.pending_timers().await {
+        Ok(n) => {
+            sampled.timers_pending.set(n);
         }
-    };
-    let body = format!(
-        "# HELP baton_connections Open WebSocket sync connections.\n\
-         # TYPE baton_connections gauge\n\
-         baton_connections {}\n\
-         # HELP baton_documents_loaded Documents held in memory.\n\
-         # TYPE baton_documents_loaded gauge\n\
-         baton_documents_loaded {}\n\
-         # HELP baton_refused_tokens_total Tokens refused (each address's first few a minute are audited).\n\
-         # TYPE baton_refused_tokens_total counter\n\
-         baton_refused_tokens_total {}\n{}{}{timers}{}{}",
-        app.connections.count(),
-        app.hub.loaded_documents(),
-        app.auditor.total("refused_token"),
-        app.auditor.metrics(),
-        app.hub.metrics(),
-        app.scheduler.metrics(),
-        app.notifier.metrics().await,
-    );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+        Err(e) => tracing::warn!(error = %e, "pending timers could not be counted"),
+    }
+    match app.notifier.backlog().await {
+        Ok((pending, dead)) => {
+            sampled.notifications_pending.set(pending);
+            sampled.notifications_dead.set(dead);
+        }
+        Err(e) => tracing::warn!(error = %e, "the outbox could not be counted"),
+    }
+    match published.encode() {
+        Ok(body) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "the metrics could not be encoded");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+fn gauge(n: impl TryInto<i64>) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
 }

@@ -16,13 +16,15 @@ pub mod store;
 mod webhook;
 
 use crate::db::{Db, DbError};
+use crate::metrics::Figures;
 use crate::now_ms;
 use baton_core::Span;
 use baton_core::notice::Notice;
 use baton_core::sync::DocumentId;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 use push::PushError;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use store::{Delivery, Outbound, Recipient, Then};
 use tokio_util::sync::CancellationToken;
@@ -119,8 +121,8 @@ struct Inner {
     wake: tokio::sync::Notify,
     agent: ureq::Agent,
     pusher: Arc<push::Pusher>,
-    delivered: AtomicU64,
-    failed: AtomicU64,
+    delivered: Counter,
+    failed: Counter,
 }
 
 impl Notifier {
@@ -139,8 +141,8 @@ impl Notifier {
                 wake: tokio::sync::Notify::new(),
                 agent,
                 pusher,
-                delivered: AtomicU64::new(0),
-                failed: AtomicU64::new(0),
+                delivered: Counter::default(),
+                failed: Counter::default(),
             }),
         }
     }
@@ -228,7 +230,7 @@ impl Notifier {
         match outcome {
             Ok(()) => {
                 store::delivered(&inner.db, &delivery.id, attempt, now).await?;
-                inner.delivered.fetch_add(1, Ordering::Relaxed);
+                inner.delivered.inc();
                 tracing::info!(id = %delivery.id, kind = %delivery.kind, doc = %delivery.doc, attempt, "notification delivered");
                 Ok(true)
             }
@@ -240,7 +242,7 @@ impl Notifier {
                 Ok(false)
             }
             Err(PushError::Retry(error)) => {
-                inner.failed.fetch_add(1, Ordering::Relaxed);
+                inner.failed.inc();
                 if attempt >= i64::from(inner.config.max_attempts) {
                     store::failed(&inner.db, &delivery.id, attempt, Then::Dead(now), &error)
                         .await?;
@@ -273,26 +275,24 @@ impl Notifier {
         i64::try_from(half + jitter).unwrap_or(i64::MAX)
     }
 
-    /// The worker's figures and the outbox's, in Prometheus text.
-    pub async fn metrics(&self) -> String {
-        let inner = &self.inner;
-        let (pending, dead) = store::counts(&inner.db).await.unwrap_or((0, 0));
-        format!(
-            "# HELP baton_notifications_pending Deliveries not yet made (the outbox backlog).\n\
-             # TYPE baton_notifications_pending gauge\n\
-             baton_notifications_pending {pending}\n\
-             # HELP baton_notifications_dead Deliveries given up after every try (dead letters).\n\
-             # TYPE baton_notifications_dead gauge\n\
-             baton_notifications_dead {dead}\n\
-             # HELP baton_notifications_delivered_total Deliveries made by this node.\n\
-             # TYPE baton_notifications_delivered_total counter\n\
-             baton_notifications_delivered_total {}\n\
-             # HELP baton_notification_failures_total Failed delivery tries on this node.\n\
-             # TYPE baton_notification_failures_total counter\n\
-             baton_notification_failures_total {}\n",
-            inner.delivered.load(Ordering::Relaxed),
-            inner.failed.load(Ordering::Relaxed),
-        )
+    /// The outbox's backlog and dead letters, counted now: (pending, dead).
+    pub async fn backlog(&self) -> Result<(i64, i64), crate::db::DbError> {
+        store::counts(&self.inner.db).await
+    }
+}
+
+impl Figures for Notifier {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "baton_notifications_delivered",
+            "Deliveries made by this node",
+            self.inner.delivered.clone(),
+        );
+        registry.register(
+            "baton_notification_failures",
+            "Failed delivery tries on this node (each is retried until it is a dead letter)",
+            self.inner.failed.clone(),
+        );
     }
 }
 

@@ -486,7 +486,7 @@ async fn run(
     let loaded_before = state.hub.loaded_documents();
     let lead = 1_000;
     let mut advanced = clock.now() - now_ms();
-    let commits_before = Commits::of(&state.hub.metrics());
+    let commits_before = Commits::of(&published(&state));
     let pg_before = pg_stats(&mut conn, backend).await?;
     let cpu_before = cpu_ms();
     // Measured from the clock as it is now: the reads above take time, on Postgres most of a
@@ -526,15 +526,19 @@ async fn run(
         by_tenth(&spread_log, &mine, &due_of, first_due, last_due)
     );
     println!("{}", cpu_line(cpu, spread.fired, now_ms() - started_real));
-    let commits = Commits::of(&state.hub.metrics()).since(&commits_before);
+    let commits = Commits::of(&published(&state)).since(&commits_before);
     println!("{}", commits.line(spread.fired));
     if let (Some(before), Some(after)) = (pg_before, pg_stats(&mut conn, backend).await?) {
         println!("{}", pg_delta(&before, &after, spread.fired));
     }
-    let metrics = state.scheduler.metrics();
+    let metrics = published(&state);
+    let timer_lines: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.contains("baton_timer"))
+        .collect();
     println!(
         "server's figures after the spread phase:\n{}",
-        metrics.trim_end()
+        timer_lines.join("\n")
     );
     println!(
         "memory: RSS at start {}, server up {}, before firing {}, after the spread phase {} ({loaded_after_spread} documents in memory)",
@@ -573,7 +577,7 @@ async fn run(
         let latest = next_of.values().map(|d| d.0).max().unwrap_or(0);
         let step = (latest + 1 - clock.now()).max(0);
         let from = firings.len();
-        let commits_before = Commits::of(&state.hub.metrics());
+        let commits_before = Commits::of(&published(&state));
         let pg_before = pg_stats(&mut conn, backend).await?;
         let started_real = now_ms();
         let cpu_before = cpu_ms();
@@ -597,7 +601,7 @@ async fn run(
         println!("burst phase to {}", stamp(now_ms()));
         println!("{}", phase.row("burst (wait from all due)"));
         println!("{}", cpu_line(cpu, phase.fired, now_ms() - started_real));
-        let commits = Commits::of(&state.hub.metrics()).since(&commits_before);
+        let commits = Commits::of(&published(&state)).since(&commits_before);
         println!("{}", commits.line(phase.fired));
         if let (Some(before), Some(after)) = (pg_before, pg_stats(&mut conn, backend).await?) {
             println!("{}", pg_delta(&before, &after, phase.fired));
@@ -951,6 +955,11 @@ fn stamp(ms: i64) -> String {
 }
 
 /// The value of an unlabelled series in Prometheus text.
+/// What the server's `/metrics` would show now.
+fn published(state: &baton_server::AppState) -> String {
+    state.published.encode().unwrap_or_default()
+}
+
 fn series(text: &str, name: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
