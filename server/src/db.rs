@@ -296,10 +296,12 @@ pub struct EventRow {
     pub device: String,
     pub device_time: i64,
     pub hlc: String,
+    /// The heads of the changes it arrived in (hex hashes, comma-separated).
+    pub heads: String,
 }
 
 impl EventRow {
-    pub fn of(doc: &str, event: &baton_core::Event) -> Self {
+    pub fn of(doc: &str, event: &baton_core::Event, heads: &str) -> Self {
         EventRow {
             doc: doc.to_owned(),
             event: event.id.to_string(),
@@ -309,6 +311,7 @@ impl EventRow {
             device: event.device.to_string(),
             device_time: event.device_time,
             hlc: event.hlc.to_string(),
+            heads: heads.to_owned(),
         }
     }
 }
@@ -954,7 +957,7 @@ impl Db {
         }
         insert_changes(&mut tx, &changes, now).await?;
         let events: Vec<&EventRow> = derived.iter().flat_map(|d| &d.events).collect();
-        insert_events(&mut tx, &events, now).await?;
+        crate::audit::chain::append_events(&mut tx, &events, now).await?;
         let owed: Vec<&IndexRow> =
             last_per_doc(derived.iter().filter_map(|d| d.index.as_ref()), |r| &r.doc);
         queue_index_entries(&mut tx, &owed, now).await?;
@@ -1121,6 +1124,22 @@ impl Db {
              WHERE d.kind = $1 AND d.id > $2
                AND NOT EXISTS (SELECT 1 FROM task_summaries s WHERE s.doc_id = d.id)
              ORDER BY d.id LIMIT $3",
+        )
+        .bind(kind_str(DocKind::Task))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(DbError::from)
+    }
+
+    /// Ids of task documents after `after`, in id order, at most `limit`.
+    pub async fn task_ids_after(&self, after: &str, limit: i64) -> Result<Vec<String>, DbError> {
+        let rows = sqlx::query(
+            "SELECT id FROM documents WHERE kind = $1 AND id > $2 ORDER BY id LIMIT $3",
         )
         .bind(kind_str(DocKind::Task))
         .bind(after)
@@ -1444,20 +1463,20 @@ impl Db {
 
     // --- security audit ---
 
+    /// Append `record` to the security audit's chain.
     pub async fn audit(&self, record: AuditRecord<'_>, now: i64) -> Result<(), DbError> {
-        sqlx::query(
-            "INSERT INTO security_audit (id, at, kind, user_id, device_id, doc_id, detail)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(uuid::Uuid::new_v4().to_string())
-        .bind(now)
-        .bind(record.kind)
-        .bind(record.user)
-        .bind(record.device)
-        .bind(record.doc)
-        .bind(record.detail)
-        .execute(&self.pool)
-        .await?;
+        let record = StoredAudit {
+            id: uuid::Uuid::new_v4().to_string(),
+            at: now,
+            kind: record.kind.to_owned(),
+            user: record.user.map(str::to_owned),
+            device: record.device.map(str::to_owned),
+            doc: record.doc.map(str::to_owned),
+            detail: record.detail,
+        };
+        let mut tx = self.pool.begin().await?;
+        crate::audit::chain::append_audit(&mut tx, &record).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -1680,34 +1699,6 @@ async fn upsert_summaries(
     };
     in_multi_row_statements(tx, &rows, statement, |query, row| {
         bind_summary(query, row, now)
-    })
-    .await
-}
-
-async fn insert_events(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    events: &[&EventRow],
-    now: i64,
-) -> Result<(), DbError> {
-    let statement = |rows| {
-        format!(
-            "INSERT INTO task_events (doc_id, event_id, kind, user_id, role_id, device_id,
-                                      device_time, hlc, received_at) VALUES {}
-             ON CONFLICT (doc_id, event_id) DO NOTHING",
-            placeholders(rows, 9)
-        )
-    };
-    in_multi_row_statements(tx, events, statement, |query, row| {
-        query
-            .bind(row.doc.as_str())
-            .bind(row.event.as_str())
-            .bind(row.kind.as_str())
-            .bind(row.user.as_str())
-            .bind(row.role.as_str())
-            .bind(row.device.as_str())
-            .bind(row.device_time)
-            .bind(row.hlc.as_str())
-            .bind(now)
     })
     .await
 }

@@ -960,11 +960,12 @@ async fn store(
         .as_ref()
         .map(|summary| summary_row(&doc_id, summary))
         .transpose()?;
+    let heads = tips(&commit.changes);
     let derived = Derived {
         events: commit
             .events
             .iter()
-            .map(|e| EventRow::of(&doc_id, e))
+            .map(|e| EventRow::of(&doc_id, e, &heads))
             .collect(),
         index,
         timer,
@@ -997,4 +998,20 @@ async fn store(
         }
     }
     Ok(written)
+}
+
+/// The heads of `changes` among themselves (those no other of them depends on), in hex,
+/// comma-separated: the events they carry are in the document at these heads.
+fn tips(changes: &[automerge::Change]) -> String {
+    let deps: std::collections::HashSet<automerge::ChangeHash> = changes
+        .iter()
+        .flat_map(|c| c.deps().iter().copied())
+        .collect();
+    changes
+        .iter()
+        .map(automerge::Change::hash)
+        .filter(|h| !deps.contains(h))
+        .map(|h| h.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }

@@ -199,6 +199,13 @@ impl Server {
     /// Open storage, bring the schema up to date, load templates, and start listening.
     pub async fn start(config: Config) -> Result<Server, StartError> {
         let db = Db::open(&config.storage, &config.data_dir).await?;
+        let placed = audit::chain::seal(&db).await?;
+        if placed > 0 {
+            tracing::info!(
+                rows = placed,
+                "audit rows written before the audit chains were put on them"
+            );
+        }
         let keys = Keys::load_or_create(&config.data_dir)?;
         let verifier = match &config.jwks_url {
             Some(url) => Verifier::jwks(

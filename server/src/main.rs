@@ -30,6 +30,48 @@ enum Command {
     /// Who administers the server, in its records.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// The audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check both audit chains and every task's history against its change hashes; exit 0
+    /// when all of it checks out, 1 naming the first broken link.
+    Verify(Records),
+}
+
+/// The server's records.
+#[derive(Args)]
+struct Records {
+    #[command(flatten)]
+    common: Common,
+    /// A Postgres URL (`postgres://…`); without it the SQLite database in --data-dir.
+    #[arg(long, env = "BATON_DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+impl Records {
+    /// Open the records and run `work` on them, on a runtime of its own.
+    fn with<T>(
+        &self,
+        work: impl AsyncFnOnce(&baton_server::db::Db) -> Result<T, Box<dyn std::error::Error>>,
+    ) -> Result<T, Box<dyn std::error::Error>> {
+        let storage = match &self.database_url {
+            Some(url) => Storage::Postgres(url.clone()),
+            None => Storage::Sqlite,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            let db = baton_server::db::Db::open(&storage, &self.common.data_dir).await?;
+            let out = work(&db).await;
+            db.close().await;
+            out
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -43,10 +85,7 @@ enum AdminCommand {
 #[derive(Args)]
 struct Grant {
     #[command(flatten)]
-    common: Common,
-    /// A Postgres URL (`postgres://…`); without it the SQLite database in --data-dir.
-    #[arg(long, env = "BATON_DATABASE_URL")]
-    database_url: Option<String>,
+    records: Records,
     /// The user.
     #[arg(long)]
     user: String,
@@ -210,6 +249,10 @@ fn main() -> ExitCode {
         Command::Serve(serve) => run(*serve),
         Command::Token(Token::Issue(issue)) => issue_token(issue),
         Command::Admin(AdminCommand::Grant(grant)) => grant_admin(grant),
+        Command::Audit(AuditCommand::Verify(records)) => match verify_audit(records) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -270,15 +313,7 @@ fn grant_admin(grant: Grant) -> Result<(), Box<dyn std::error::Error>> {
     if grant.user.is_empty() || grant.user.len() > 128 {
         return Err("--user is 1 to 128 bytes".into());
     }
-    let storage = match grant.database_url {
-        Some(url) => Storage::Postgres(url),
-        None => Storage::Sqlite,
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let db = baton_server::db::Db::open(&storage, &grant.common.data_dir).await?;
+    grant.records.with(async |db| {
         let now = baton_server::now_ms();
         if db.user(&grant.user).await?.is_none() {
             let name = grant.display_name.as_deref().unwrap_or(&grant.user);
@@ -298,8 +333,17 @@ fn grant_admin(grant: Grant) -> Result<(), Box<dyn std::error::Error>> {
             }
             println!("{} administers {}", grant.user, grant.units.join(", "));
         }
-        db.close().await;
-        Ok::<(), Box<dyn std::error::Error>>(())
+        Ok(())
+    })
+}
+
+fn verify_audit(records: Records) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let report = records.with(async |db| Ok(baton_server::audit::verify::verify(db).await?))?;
+    println!("{report}");
+    Ok(if report.broken.is_none() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     })
 }
 

@@ -7,6 +7,9 @@
 //! its next record says how many went unrecorded. Admin actions are the exception: each is
 //! written, since each is itself a change an administrator made to the records.
 
+pub mod chain;
+pub mod verify;
+
 use crate::auth::Session;
 use crate::db::{AuditRecord, Db};
 use crate::metrics::{self, Figures};
