@@ -114,7 +114,27 @@ pub(crate) async fn upgrade(
         .read_buffer_size(limits.buffer_bytes)
         .write_buffer_size(limits.buffer_bytes)
         .on_upgrade(move |socket| async move {
+            // Every sync connection is on the security audit (throttled per device and address
+            // like every record a caller can provoke): who, from where, and for how long.
+            let session = registration.tracked.session.clone();
+            let auditor = app.auditor.clone();
+            let opened = std::time::Instant::now();
+            auditor
+                .session_record(
+                    &session,
+                    "sync_connected",
+                    None,
+                    "opened a sync connection".into(),
+                )
+                .await;
             connection(app, registration, socket).await;
+            let detail = format!(
+                "closed a sync connection after {} s",
+                opened.elapsed().as_secs()
+            );
+            auditor
+                .session_record(&session, "sync_closed", None, detail)
+                .await;
         })
 }
 

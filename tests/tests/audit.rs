@@ -10,6 +10,7 @@ use std::net::IpAddr;
 baton_e2e::on_both_backends!(
     rest_reads_outside_units_are_audited_and_throttled,
     the_audit_api_filters_and_pages,
+    the_event_trail_shows_device_claims_beside_receipt_and_exports,
 );
 
 /// A 4W task's id, as its nurse finds it.
@@ -19,6 +20,17 @@ async fn a_4w_task(server: &TestServer) -> DocumentId {
     let mut phone = Phone::connect(server.addr(), &token).await.unwrap();
     let doc = phone.open(index_id).await.unwrap();
     let index = baton_core::index::read(&doc).unwrap();
+    phone.close().await;
+    // The connection is on the audit, opened and closed, once the server has seen it go.
+    for _ in 0..200 {
+        if !records(server, "kind=sync_closed&device=phone-1")
+            .await
+            .is_empty()
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     index.tasks.keys().next().unwrap().parse().unwrap()
 }
 
@@ -84,6 +96,12 @@ async fn rest_reads_outside_units_are_audited_and_throttled(backend: Backend) {
     assert!(found.is_empty());
 }
 
+fn kinds(list: &[serde_json::Value]) -> Vec<String> {
+    list.iter()
+        .map(|r| r["kind"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 async fn the_audit_api_filters_and_pages(backend: Backend) {
     let server = TestServer::start(backend).await;
     let task = a_4w_task(&server).await;
@@ -106,18 +124,18 @@ async fn the_audit_api_filters_and_pages(backend: Backend) {
     assert_eq!(status, 200);
 
     let all = records(&server, "").await;
-    assert_eq!(all.len(), 8, "{all:?}");
+    assert_eq!(all.len(), 10, "{all:?}");
+    assert_eq!(
+        kinds(&records(&server, "device=phone-1").await),
+        ["sync_closed", "sync_connected"],
+        "the phone's sync connection, newest first"
+    );
     let ats: Vec<i64> = all.iter().map(|r| r["at"].as_i64().unwrap()).collect();
     assert!(
         ats.windows(2).all(|w| w[0] >= w[1]),
         "newest first: {ats:?}"
     );
 
-    let kinds = |list: &[serde_json::Value]| -> Vec<String> {
-        list.iter()
-            .map(|r| r["kind"].as_str().unwrap().to_owned())
-            .collect()
-    };
     assert_eq!(
         kinds(&records(&server, "kind=refused_token").await),
         ["refused_token"; 4]
@@ -141,7 +159,7 @@ async fn the_audit_api_filters_and_pages(backend: Backend) {
         records(&server, &format!("since={oldest}&until={}", newest + 1))
             .await
             .len(),
-        8
+        10
     );
 
     // Pages of three, with new records arriving between pages: every record that was there is
@@ -174,4 +192,169 @@ async fn the_audit_api_filters_and_pages(backend: Backend) {
         (422, &"invalid_parameter".into()),
         "{body}"
     );
+}
+
+/// The events of `GET /api/v1/audit/events` (one page) for `query`, as `token`.
+async fn trail(
+    server: &TestServer,
+    query: &str,
+    token: &str,
+) -> (Vec<serde_json::Value>, Option<String>) {
+    let (status, body) = server
+        .get(&format!("/api/v1/audit/events?{query}"), Some(token))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    (
+        body["events"].as_array().unwrap().clone(),
+        body["next_cursor"].as_str().map(str::to_owned),
+    )
+}
+
+async fn the_event_trail_shows_device_claims_beside_receipt_and_exports(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin_token();
+    // A nurse's phone whose own clock is two hours behind notes something on a 4W task.
+    let token = server.token("rn.evans", "phone-1", &["nurse"], &["4W"]);
+    let mut phone = Phone::connect(server.addr(), &token).await.unwrap();
+    let task = baton_e2e::listed_task(&mut phone, server.addr(), &token, "4W", "discharge").await;
+    let doc = phone.open(task).await.unwrap();
+    let mut written = baton_core::TaskDoc::from_automerge(doc).unwrap();
+    written.set_actor(automerge::ActorId::random());
+    let templates = baton_core::TemplateRegistry::shipped();
+    let template = templates.get(&written.meta().template).unwrap();
+    let slow_clock = baton_server::now_ms() - 2 * 3_600_000;
+    let before = baton_server::now_ms();
+    let note = written
+        .append(
+            template,
+            &baton_core::Author::new("rn.evans", "nurse", "phone-1"),
+            &mut baton_core::HlcClock::new(),
+            slow_clock,
+            baton_core::EventBody::Note {
+                text: "Family on the way".into(),
+            },
+        )
+        .unwrap();
+    phone.push(task, written.into_automerge()).await.unwrap();
+    let after = baton_server::now_ms();
+    phone.close().await;
+
+    // The task's trail: the demo's events, then the note, each as received.
+    let (events, _) = trail(&server, &format!("task=automerge:{task}"), &admin).await;
+    let noted = events.last().unwrap();
+    assert_eq!(noted["event_id"], note.id.to_string());
+    assert_eq!(
+        (
+            &noted["kind"],
+            &noted["user"],
+            &noted["role"],
+            &noted["device"],
+            &noted["unit"]
+        ),
+        (
+            &"note".into(),
+            &"rn.evans".into(),
+            &"nurse".into(),
+            &"phone-1".into(),
+            &"4W".into()
+        )
+    );
+    assert_eq!(
+        noted["device_time"], slow_clock,
+        "the device's clock, shown as it was"
+    );
+    assert_eq!(noted["stamp"], note.hlc.to_string());
+    assert_eq!(noted["stamp_at"], note.hlc.wall);
+    let received = noted["received_at"].as_i64().unwrap();
+    assert!((before..=after).contains(&received), "{noted}");
+    assert_eq!(noted["late"], false);
+    assert_eq!(noted["hash"].as_str().unwrap().len(), 64);
+    assert_eq!(noted["heads"].as_array().unwrap().len(), 1);
+    let seqs: Vec<i64> = events.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "in the order received: {seqs:?}"
+    );
+    assert!(events.iter().all(|e| e["task_id"] == task.to_string()));
+    // By user and device; by time received.
+    let (by_user, _) = trail(&server, "user=rn.evans", &admin).await;
+    assert!(by_user.contains(noted));
+    assert!(by_user.iter().all(|e| e["user"] == "rn.evans"));
+    let (by_other, _) = trail(&server, "user=dr.fox", &admin).await;
+    assert!(!by_other.contains(noted));
+    let (by_device, _) = trail(&server, "device=phone-1", &admin).await;
+    assert_eq!(by_device, vec![noted.clone()]);
+    let (since, _) = trail(&server, &format!("since={received}"), &admin).await;
+    assert!(since.contains(noted));
+    let (until, _) = trail(&server, &format!("until={received}"), &admin).await;
+    assert!(!until.contains(noted));
+
+    // Every unit's events for the server's admin; a unit's admin sees their unit's only.
+    let (everything, _) = trail(&server, "limit=1000", &admin).await;
+    let units: std::collections::BTreeSet<&str> = everything
+        .iter()
+        .map(|e| e["unit"].as_str().unwrap())
+        .collect();
+    assert_eq!(units, ["4W", "ICU"].into_iter().collect());
+    let unit_admin = server.token_with("admin.4w", "admin-4w-console", &[], &[], true, 3_600);
+    let (theirs, _) = trail(&server, "limit=1000", &unit_admin).await;
+    let only_4w: Vec<&serde_json::Value> =
+        everything.iter().filter(|e| e["unit"] == "4W").collect();
+    assert_eq!(theirs.iter().collect::<Vec<_>>(), only_4w);
+    let (status, body) = server
+        .get("/api/v1/audit/events?unit=ICU", Some(&unit_admin))
+        .await;
+    assert_eq!(
+        (status, &body["error"]),
+        (403, &"not_unit_admin".into()),
+        "{body}"
+    );
+    let nurse = server.token("rn.evans", "phone-1", &["nurse"], &["4W"]);
+    let (status, _) = server.get("/api/v1/audit/events", Some(&nurse)).await;
+    assert_eq!(status, 403);
+
+    // Pages of two: every event once, in order.
+    let mut paged = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let query = match &cursor {
+            Some(c) => format!("limit=2&cursor={c}"),
+            None => "limit=2".to_owned(),
+        };
+        let (page, next) = trail(&server, &query, &admin).await;
+        paged.extend(page);
+        match next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+        assert!(paged.len() <= everything.len(), "the pages never end");
+    }
+    assert_eq!(paged, everything);
+
+    // The export: the same events, one JSON object per line.
+    let (status, body) = server
+        .get("/api/v1/audit/events/export", Some(&admin))
+        .await;
+    assert_eq!(status, 200);
+    let text = match body {
+        serde_json::Value::String(text) => text,
+        one => format!("{one}\n"),
+    };
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines, everything);
+    let (status, body) = server
+        .get(
+            &format!("/api/v1/audit/events/export?task={task}"),
+            Some(&unit_admin),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let exported = match body {
+        serde_json::Value::String(text) => text.lines().count(),
+        _ => 1,
+    };
+    assert_eq!(exported, events.len());
 }

@@ -8,6 +8,7 @@
 //! written, since each is itself a change an administrator made to the records.
 
 pub mod chain;
+pub mod trail;
 pub mod verify;
 
 use crate::auth::Session;

@@ -1,11 +1,11 @@
-//! Administration: devices, users, memberships, the security audit, dead letters.
+//! Administration: devices, users, memberships, dead letters.
 //! Every change an admin makes is written to the security audit.
 
 use super::page::{Cursor, Params, encode_cursor, page_after, page_limit};
-use super::{Admin, ApiError, ErrorBody, ServerAdmin};
+use super::{Admin, ApiError, ErrorBody};
 use crate::AppState;
 use crate::auth::Session;
-use crate::db::{AdminScope, AuditFilter, StoredAudit};
+use crate::db::AdminScope;
 use crate::notify::store::DeadLetter;
 use crate::now_ms;
 use crate::ws::follow_memberships;
@@ -270,70 +270,6 @@ pub(crate) async fn revoke_membership(
         role,
         member: false,
         connections_updated: updated,
-    }))
-}
-
-/// What `GET /api/v1/audit/security` may be asked.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct AuditQuery {
-    /// Records per page.
-    #[param(minimum = 1, maximum = 1000, default = 100)]
-    limit: Option<i64>,
-    /// Only records of this kind (`refused_token`, `invalid_change`, `device_revoked`, …).
-    kind: Option<String>,
-    /// Only records about this user.
-    user: Option<String>,
-    /// Only records about this device.
-    device: Option<String>,
-    /// Only records at or after this time (Unix ms).
-    since: Option<i64>,
-    /// Only records before this time (Unix ms).
-    until: Option<i64>,
-    /// The `next_cursor` of the previous page: the records after it.
-    cursor: Option<Cursor>,
-}
-
-/// A page of security audit records.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct AuditPage {
-    records: Vec<StoredAudit>,
-    /// Pass as `cursor` for the next page; null on the last.
-    next_cursor: Option<String>,
-}
-
-/// Security audit records, newest first (by time, then id), filtered and paged.
-#[utoipa::path(get, path = "/api/v1/audit/security", tag = "audit", security(("bearer" = [])),
-    params(AuditQuery),
-    responses(
-        (status = 200, description = "a page of records", body = AuditPage),
-        (status = "default", description = "an error", body = ErrorBody),
-))]
-pub(crate) async fn security_audit(
-    State(app): State<AppState>,
-    ServerAdmin(_): ServerAdmin,
-    Params(query): Params<AuditQuery>,
-) -> Result<Json<AuditPage>, ApiError> {
-    let after = page_after(query.cursor.as_ref());
-    let filter = AuditFilter {
-        kind: query.kind,
-        user: query.user,
-        device: query.device,
-        since: query.since,
-        until: query.until,
-        after,
-    };
-    let limit = page_limit(query.limit, 100, 1_000)?;
-    let records = app.db.audit_records(&filter, limit).await?;
-    let next_cursor = if records.len() as i64 == limit {
-        records.last().map(|r| encode_cursor(r.at, &r.id))
-    } else {
-        None
-    };
-    Ok(Json(AuditPage {
-        records,
-        next_cursor,
     }))
 }
 

@@ -7,6 +7,7 @@
 //! safe to show ([`ErrorBody`]); internal detail goes to the log only.
 
 mod admin;
+mod audit;
 mod devices;
 mod error;
 mod extract;
@@ -80,7 +81,9 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::revoke_device))
         .routes(routes!(admin::disable_user))
         .routes(routes!(admin::grant_membership, admin::revoke_membership))
-        .routes(routes!(admin::security_audit))
+        .routes(routes!(audit::security_audit))
+        .routes(routes!(audit::task_events))
+        .routes(routes!(audit::export_task_events))
         .routes(routes!(admin::dead_letters))
 }
 

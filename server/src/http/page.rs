@@ -30,6 +30,25 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Params<
     }
 }
 
+/// The longest value of a filter by name (a unit, a user, a device…), in characters.
+pub(crate) const MAX_FILTER_LEN: usize = 256;
+
+/// A filter by name as given: empty is taken as not given; longer than [`MAX_FILTER_LEN`] is
+/// refused as `422 invalid_parameter` naming `param`.
+pub(crate) fn filter_text(
+    param: &'static str,
+    value: Option<String>,
+) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(v) if v.chars().count() > MAX_FILTER_LEN => Err(ApiError::invalid_parameter(
+            param,
+            format!("`{param}` is longer than {MAX_FILTER_LEN} characters"),
+        )),
+        Some(v) if v.is_empty() => Ok(None),
+        value => Ok(value),
+    }
+}
+
 /// The page size asked for (`limit`), `default` when not given, refused outside 1 to `max`.
 pub(crate) fn page_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
     match limit {

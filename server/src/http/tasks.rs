@@ -1,7 +1,7 @@
 //! Tasks as lists and views: `GET /api/v1/tasks` (from the summaries kept with every commit)
 //! and `GET /api/v1/tasks/{id}` (the document folded).
 
-use super::page::{Cursor, decode_cursor, encode_cursor};
+use super::page::{Cursor, MAX_FILTER_LEN, decode_cursor, encode_cursor};
 use super::{ApiError, Caller, ErrorBody};
 use crate::AppState;
 use crate::db::{StoredSummary, TaskFilter};
@@ -186,9 +186,6 @@ pub(crate) struct TaskList {
     next_cursor: Option<String>,
 }
 
-/// The longest value of a task list parameter, in characters.
-const MAX_PARAM_LEN: usize = 256;
-
 /// What `GET /api/v1/tasks` was asked, checked.
 #[derive(Debug, Default)]
 struct TaskQuery {
@@ -230,10 +227,10 @@ impl TaskQuery {
             if value.is_empty() && matches!(param, "unit" | "owner" | "template") {
                 continue;
             }
-            if value.chars().count() > MAX_PARAM_LEN {
+            if value.chars().count() > MAX_FILTER_LEN {
                 return Err(ApiError::invalid_parameter(
                     param,
-                    format!("`{param}` is longer than {MAX_PARAM_LEN} characters"),
+                    format!("`{param}` is longer than {MAX_FILTER_LEN} characters"),
                 ));
             }
             let flag = |value: &str| match value {
