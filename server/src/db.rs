@@ -1136,6 +1136,15 @@ impl Db {
             .map_err(DbError::from)
     }
 
+    /// When the server last stored a change of task `doc`, by its summary.
+    pub async fn task_updated_at(&self, doc: &str) -> Result<Option<i64>, DbError> {
+        let row = sqlx::query("SELECT updated_at FROM task_summaries WHERE doc_id = $1")
+            .bind(doc)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
     /// Ids of task documents after `after`, in id order, at most `limit`.
     pub async fn task_ids_after(&self, after: &str, limit: i64) -> Result<Vec<String>, DbError> {
         let rows = sqlx::query(

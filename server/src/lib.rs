@@ -13,6 +13,7 @@ pub mod commit;
 pub mod config;
 pub mod db;
 pub mod demo;
+pub mod fhir;
 pub mod http;
 pub mod hub;
 pub mod metrics;

@@ -115,6 +115,11 @@ impl ApiError {
         ApiError::new(StatusCode::CONFLICT, "self_lockout", message)
     }
 
+    /// What went wrong, safe to show.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
     #[cfg(test)]
     pub(crate) fn code(&self) -> &'static str {
         self.code

@@ -11,6 +11,7 @@ mod audit;
 mod devices;
 mod error;
 mod extract;
+mod fhir;
 mod me;
 mod ops;
 pub(crate) mod page;
@@ -84,6 +85,10 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(audit::security_audit))
         .routes(routes!(audit::task_events))
         .routes(routes!(audit::export_task_events))
+        .routes(routes!(fhir::metadata))
+        .routes(routes!(fhir::task))
+        .routes(routes!(fhir::search_tasks))
+        .routes(routes!(fhir::search_audit_events))
         .routes(routes!(admin::dead_letters))
 }
 

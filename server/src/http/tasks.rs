@@ -4,15 +4,17 @@
 use super::page::{Cursor, MAX_FILTER_LEN, decode_cursor, encode_cursor};
 use super::{ApiError, Caller, ErrorBody};
 use crate::AppState;
-use crate::db::{StoredSummary, TaskFilter};
+use crate::auth::Session;
+use crate::db::{DocRecord, StoredSummary, TaskFilter};
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use baton_core::TaskDoc;
-use baton_core::fold::Status;
+use baton_core::fold::{Status, TaskState};
 use baton_core::ids::UnitId;
 use baton_core::policy::escalation::next_due_with;
 use baton_core::sync::DocumentId;
+use baton_core::template::Template;
 use serde::Serialize;
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -51,9 +53,46 @@ pub(crate) async fn task(
     Caller(session): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<TaskView>, ApiError> {
+    let Readable {
+        id,
+        task,
+        template,
+        state,
+        ..
+    } = readable_task(&app, &session, &id).await?;
+    let next_due = next_due_with(&template, &state, app.config.routing);
+    let now = app.clock.now();
+    Ok(Json(TaskView {
+        id: id.to_string(),
+        url: id.url(),
+        meta: serde_json::to_value(task.meta()).map_err(ApiError::internal)?,
+        state: serde_json::to_value(&state).map_err(ApiError::internal)?,
+        next_due: serde_json::to_value(&next_due).map_err(ApiError::internal)?,
+        overdue: next_due.as_ref().is_some_and(|due| due.at <= now),
+        now,
+    }))
+}
+
+/// A task the caller may read, loaded and folded.
+pub(crate) struct Readable {
+    pub id: DocumentId,
+    pub record: DocRecord,
+    pub task: TaskDoc,
+    pub template: std::sync::Arc<Template>,
+    pub state: TaskState,
+}
+
+/// The task `id` names (bare or as an `automerge:` URL), if it exists and `session` may read
+/// its unit; otherwise `404 not_found`, and a task of another unit is recorded on the security
+/// audit like the same request over sync.
+pub(crate) async fn readable_task(
+    app: &AppState,
+    session: &Session,
+    id: &str,
+) -> Result<Readable, ApiError> {
     let id: DocumentId = id
         .strip_prefix("automerge:")
-        .unwrap_or(&id)
+        .unwrap_or(id)
         .parse()
         .map_err(|_| ApiError::not_found())?;
     let record = app
@@ -66,7 +105,7 @@ pub(crate) async fn task(
         // Answered like a task that does not exist, and recorded like the same request over sync.
         let detail = format!("requested a document of unit {} over REST", record.unit);
         app.auditor
-            .session_record(&session, "document_outside_units", Some(&record.id), detail)
+            .session_record(session, "document_outside_units", Some(&record.id), detail)
             .await;
         return Err(ApiError::not_found());
     }
@@ -75,19 +114,16 @@ pub(crate) async fn task(
     let template = app
         .templates
         .get(&task.meta().template)
-        .ok_or_else(|| ApiError::internal(format!("template of {} unknown", record.id)))?;
-    let state = task.state(template).map_err(ApiError::internal)?;
-    let next_due = next_due_with(template, &state, app.config.routing);
-    let now = app.clock.now();
-    Ok(Json(TaskView {
-        id: id.to_string(),
-        url: id.url(),
-        meta: serde_json::to_value(task.meta()).map_err(ApiError::internal)?,
-        state: serde_json::to_value(&state).map_err(ApiError::internal)?,
-        next_due: serde_json::to_value(&next_due).map_err(ApiError::internal)?,
-        overdue: next_due.as_ref().is_some_and(|due| due.at <= now),
-        now,
-    }))
+        .ok_or_else(|| ApiError::internal(format!("template of {} unknown", record.id)))?
+        .clone();
+    let state = task.state(&template).map_err(ApiError::internal)?;
+    Ok(Readable {
+        id,
+        record,
+        task,
+        template,
+        state,
+    })
 }
 
 /// Tasks per page of `GET /api/v1/tasks` unless `limit` says otherwise, and at most.
