@@ -27,7 +27,12 @@ pub enum DbError {
     },
     #[error("stored {what} cannot be read: {problem}")]
     Unreadable { what: String, problem: String },
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
+
+/// The SQLite database's file in the data directory.
+pub const SQLITE_FILE: &str = "baton.db";
 
 /// Which database the server talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -375,7 +380,7 @@ impl Db {
                     path: data_dir.display().to_string(),
                     source,
                 })?;
-                let url = format!("sqlite://{}?mode=rwc", data_dir.join("baton.db").display());
+                let url = format!("sqlite://{}?mode=rwc", data_dir.join(SQLITE_FILE).display());
                 let pool = AnyPoolOptions::new()
                     .max_connections(4)
                     .after_connect(|conn, _| {
@@ -428,6 +433,23 @@ impl Db {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// Write a consistent copy of the SQLite database to `to` (a file that must not exist),
+    /// while the server goes on serving: `VACUUM INTO` reads one snapshot of the database, so
+    /// the copy holds every committed transaction up to a moment and nothing of one after it.
+    /// Postgres is backed up with its own tools (`pg_dump`).
+    pub async fn backup_to(&self, to: &Path) -> Result<(), DbError> {
+        if self.backend != Backend::Sqlite {
+            return Err(DbError::Unsupported(
+                "a Postgres database is backed up with pg_dump (docs/operations.md)",
+            ));
+        }
+        sqlx::query("VACUUM INTO $1")
+            .bind(to.display().to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Copy what SQLite's write-ahead log holds into the database file, without waiting for

@@ -33,6 +33,19 @@ enum Command {
     /// The audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Write a consistent copy of the SQLite database and the signing key to a new directory,
+    /// while the server serves. (Postgres: pg_dump.)
+    Backup(Backup),
+}
+
+#[derive(Args)]
+struct Backup {
+    #[command(flatten)]
+    records: Records,
+    /// The directory to write `baton.db` and `signing-key.pem` to; it must not exist yet, or be
+    /// empty.
+    #[arg(long)]
+    to: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -249,6 +262,7 @@ fn main() -> ExitCode {
         Command::Serve(serve) => run(*serve),
         Command::Token(Token::Issue(issue)) => issue_token(issue),
         Command::Admin(AdminCommand::Grant(grant)) => grant_admin(grant),
+        Command::Backup(b) => backup(b),
         Command::Audit(AuditCommand::Verify(records)) => match verify_audit(records) {
             Ok(code) => return code,
             Err(e) => Err(e),
@@ -335,6 +349,37 @@ fn grant_admin(grant: Grant) -> Result<(), Box<dyn std::error::Error>> {
         }
         Ok(())
     })
+}
+
+fn backup(backup: Backup) -> Result<(), Box<dyn std::error::Error>> {
+    if backup.records.database_url.is_some() {
+        return Err("a Postgres database is backed up with pg_dump (docs/operations.md)".into());
+    }
+    if backup.to.exists() && std::fs::read_dir(&backup.to)?.next().is_some() {
+        return Err(format!("{} exists and is not empty", backup.to.display()).into());
+    }
+    std::fs::create_dir_all(&backup.to)?;
+    let database = backup.to.join(baton_server::db::SQLITE_FILE);
+    backup
+        .records
+        .with(async |db| Ok(db.backup_to(&database).await?))?;
+    let key = baton_server::auth::KEY_FILE;
+    let from = backup.records.common.data_dir.join(key);
+    if from.exists() {
+        let copied = backup.to.join(key);
+        std::fs::copy(&from, &copied)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&copied, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    println!(
+        "backed up to {}: {} and {key}",
+        backup.to.display(),
+        baton_server::db::SQLITE_FILE
+    );
+    Ok(())
 }
 
 fn verify_audit(records: Records) -> Result<ExitCode, Box<dyn std::error::Error>> {
