@@ -228,6 +228,62 @@ pub struct SummaryRow {
     /// The earliest open deadline, on the workflow clock.
     pub next_due_at: Option<i64>,
     pub label: String,
+    pub measures: MeasureRow,
+}
+
+/// A task's measures as stored (`baton_core::summary::Measures`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MeasureRow {
+    pub program: String,
+    pub opened_at: Option<i64>,
+    pub first_ack_at: Option<i64>,
+    pub first_outreach_at: Option<i64>,
+    pub closed_at: Option<i64>,
+    pub escalations_time: i64,
+    pub escalations_acuity: i64,
+    pub escalations_manual: i64,
+    pub interventions: i64,
+    pub first_step_done_at: Option<i64>,
+    pub last_step_done_at: Option<i64>,
+}
+
+impl MeasureRow {
+    /// The columns, in the order they are bound and read.
+    pub(crate) const COLUMNS: &'static str = "program, opened_at, first_ack_at, \
+        first_outreach_at, closed_at, escalations_time, escalations_acuity, escalations_manual, \
+        interventions, first_step_done_at, last_step_done_at";
+
+    /// Read from `row`, its columns from `at` on in [`MeasureRow::COLUMNS`] order.
+    pub(crate) fn read(row: &sqlx::any::AnyRow, at: usize) -> Result<MeasureRow, sqlx::Error> {
+        Ok(MeasureRow {
+            program: row.try_get(at)?,
+            opened_at: row.try_get(at + 1)?,
+            first_ack_at: row.try_get(at + 2)?,
+            first_outreach_at: row.try_get(at + 3)?,
+            closed_at: row.try_get(at + 4)?,
+            escalations_time: row.try_get(at + 5)?,
+            escalations_acuity: row.try_get(at + 6)?,
+            escalations_manual: row.try_get(at + 7)?,
+            interventions: row.try_get(at + 8)?,
+            first_step_done_at: row.try_get(at + 9)?,
+            last_step_done_at: row.try_get(at + 10)?,
+        })
+    }
+
+    fn bind<'q>(&'q self, query: AnyQuery<'q>) -> AnyQuery<'q> {
+        query
+            .bind(self.program.as_str())
+            .bind(self.opened_at)
+            .bind(self.first_ack_at)
+            .bind(self.first_outreach_at)
+            .bind(self.closed_at)
+            .bind(self.escalations_time)
+            .bind(self.escalations_acuity)
+            .bind(self.escalations_manual)
+            .bind(self.interventions)
+            .bind(self.first_step_done_at)
+            .bind(self.last_step_done_at)
+    }
 }
 
 /// A stored summary, with when the server first stored the task and last stored a change of it.
@@ -1090,8 +1146,9 @@ impl Db {
         };
         let sql = format!(
             "SELECT doc_id, unit_id, template_id, template_version, status, owner_id, owner_role,
-                    acuity, escalation_level, next_due_at, label, created_at, updated_at
-             FROM task_summaries{filter} ORDER BY created_at, doc_id LIMIT {limit}"
+                    acuity, escalation_level, next_due_at, label, created_at, updated_at, {}
+             FROM task_summaries{filter} ORDER BY created_at, doc_id LIMIT {limit}",
+            MeasureRow::COLUMNS
         );
         // Safe: the statement is made of fixed text and numbered placeholders only.
         // No stored text holds a NUL (Postgres cannot store one), so a filter with one matches
@@ -1125,6 +1182,7 @@ impl Db {
                         escalation_level: r.try_get(8)?,
                         next_due_at: r.try_get(9)?,
                         label: r.try_get(10)?,
+                        measures: MeasureRow::read(r, 13)?,
                     },
                     created_at: r.try_get(11)?,
                     updated_at: r.try_get(12)?,
@@ -1660,10 +1718,12 @@ fn queue_stamp(now_ms: i64) -> i64 {
 
 /// The columns of `task_summaries`, in the order [`summary_values`] lists them.
 const SUMMARY_COLUMNS: &str = "doc_id, unit_id, template_id, template_version, status, owner_id,
-    owner_role, acuity, escalation_level, next_due_at, label, created_at, updated_at";
+    owner_role, acuity, escalation_level, next_due_at, label, program, opened_at, first_ack_at,
+    first_outreach_at, closed_at, escalations_time, escalations_acuity, escalations_manual,
+    interventions, first_step_done_at, last_step_done_at, created_at, updated_at";
 
 /// Values bound per summary row by [`bind_summary`].
-const SUMMARY_BINDS: usize = 14;
+const SUMMARY_BINDS: usize = 25;
 
 /// The `VALUES` of `rows` summary rows: a task's `created_at` is when the server first stored it
 /// (its `documents` row, written earlier in the same transaction for a new task).
@@ -1671,13 +1731,13 @@ fn summary_values(rows: usize) -> String {
     (0..rows)
         .map(|row| {
             let p = |n: usize| format!("${}", row * SUMMARY_BINDS + n);
-            let fields: Vec<String> = (1..=11).map(p).collect();
+            let fields: Vec<String> = (1..=22).map(p).collect();
             format!(
                 "({}, COALESCE((SELECT created_at FROM documents WHERE id = {}), {}), {})",
                 fields.join(", "),
-                p(12),
-                p(13),
-                p(14)
+                p(23),
+                p(24),
+                p(25)
             )
         })
         .collect::<Vec<_>>()
@@ -1688,10 +1748,10 @@ fn summary_values(rows: usize) -> String {
 /// `created_at` should the document have no record, and `updated_at`.
 fn bind_summary<'q>(
     query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
-    row: &SummaryRow,
+    row: &'q SummaryRow,
     now: i64,
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
-    query
+    let query = query
         .bind(row.doc.as_str())
         .bind(row.unit.as_str())
         .bind(row.template_id.as_str())
@@ -1702,7 +1762,9 @@ fn bind_summary<'q>(
         .bind(row.acuity.as_str())
         .bind(row.escalation_level)
         .bind(row.next_due_at)
-        .bind(row.label.as_str())
+        .bind(row.label.as_str());
+    row.measures
+        .bind(query)
         .bind(row.doc.as_str())
         .bind(now)
         .bind(now)
@@ -1724,7 +1786,16 @@ async fn upsert_summaries(
                  status = excluded.status, owner_id = excluded.owner_id,
                  owner_role = excluded.owner_role, acuity = excluded.acuity,
                  escalation_level = excluded.escalation_level, next_due_at = excluded.next_due_at,
-                 label = excluded.label, updated_at = excluded.updated_at",
+                 label = excluded.label, program = excluded.program,
+                 opened_at = excluded.opened_at, first_ack_at = excluded.first_ack_at,
+                 first_outreach_at = excluded.first_outreach_at, closed_at = excluded.closed_at,
+                 escalations_time = excluded.escalations_time,
+                 escalations_acuity = excluded.escalations_acuity,
+                 escalations_manual = excluded.escalations_manual,
+                 interventions = excluded.interventions,
+                 first_step_done_at = excluded.first_step_done_at,
+                 last_step_done_at = excluded.last_step_done_at,
+                 updated_at = excluded.updated_at",
             summary_values(rows)
         )
     };

@@ -562,7 +562,7 @@ impl Hub {
                     let task = TaskDoc::from_automerge(doc).ok()?;
                     let template = self.shared.settings.templates.get(&task.meta().template)?;
                     let state = task.state(template).ok()?;
-                    Some(TaskSummary::of(task.meta(), &state))
+                    Some(TaskSummary::of(template, task.meta(), &state))
                 });
                 match summary {
                     Some(summary) => {
@@ -668,7 +668,24 @@ fn summary_row(doc: &str, summary: &TaskSummary) -> Result<SummaryRow, HubError>
         escalation_level: i64::from(summary.escalation_level),
         next_due_at: summary.next_due_at,
         label: summary.label.clone(),
+        measures: measure_row(&summary.measures),
     })
+}
+
+fn measure_row(m: &baton_core::summary::Measures) -> crate::db::MeasureRow {
+    crate::db::MeasureRow {
+        program: m.program.clone(),
+        opened_at: m.opened_at,
+        first_ack_at: m.first_ack_at,
+        first_outreach_at: m.first_outreach_at,
+        closed_at: m.closed_at,
+        escalations_time: i64::from(m.escalations_time),
+        escalations_acuity: i64::from(m.escalations_acuity),
+        escalations_manual: i64::from(m.escalations_manual),
+        interventions: i64::from(m.interventions),
+        first_step_done_at: m.first_step_done_at,
+        last_step_done_at: m.last_step_done_at,
+    }
 }
 
 /// A task's timer as stored.

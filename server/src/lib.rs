@@ -16,6 +16,7 @@ pub mod demo;
 pub mod fhir;
 pub mod http;
 pub mod hub;
+pub mod measures;
 pub mod metrics;
 pub mod notify;
 pub mod serve;

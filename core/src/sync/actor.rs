@@ -962,7 +962,7 @@ fn derive(
         listing,
         timer,
         notices: notices(&state, new),
-        summary: TaskSummary::of(meta, &state),
+        summary: TaskSummary::of(template, meta, &state),
     }
 }
 

@@ -13,6 +13,7 @@ mod error;
 mod extract;
 mod fhir;
 mod me;
+mod measures;
 mod ops;
 pub(crate) mod page;
 mod tasks;
@@ -85,6 +86,15 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(audit::security_audit))
         .routes(routes!(audit::task_events))
         .routes(routes!(audit::export_task_events))
+        .routes(routes!(measures::summary))
+        .routes(routes!(measures::time_to_acknowledgment))
+        .routes(routes!(measures::time_to_first_outreach))
+        .routes(routes!(measures::task_aging))
+        .routes(routes!(measures::escalations))
+        .routes(routes!(measures::breach_rate))
+        .routes(routes!(measures::workload))
+        .routes(routes!(measures::completed_without_intervention))
+        .routes(routes!(measures::discharge_order_to_confirmed))
         .routes(routes!(fhir::metadata))
         .routes(routes!(fhir::task))
         .routes(routes!(fhir::search_tasks))
