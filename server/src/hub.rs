@@ -159,7 +159,19 @@ struct Shared {
     notifier: Notifier,
     /// Escalations stored, by reason: time, acuity, manual.
     escalations: metrics::Labelled,
+    /// Every task change stored, for live views (the unit board).
+    changes: tokio::sync::broadcast::Sender<TaskChanged>,
 }
+
+/// A task whose change was stored: its unit and document id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskChanged {
+    pub unit: String,
+    pub doc: String,
+}
+
+/// Task changes a live view may fall behind by before it is told to read everything again.
+const CHANGES_BUFFERED: usize = 1_024;
 
 /// The documents in memory and the way to them.
 #[derive(Clone)]
@@ -255,6 +267,7 @@ impl Hub {
                 index_drain: tokio::sync::Mutex::new(()),
                 notifier,
                 escalations: Default::default(),
+                changes: tokio::sync::broadcast::channel(CHANGES_BUFFERED).0,
             }),
         }
     }
@@ -337,6 +350,12 @@ impl Hub {
             Ok(())
         })
         .await
+    }
+
+    /// Every task change stored from now on. A receiver that falls more than
+    /// [`CHANGES_BUFFERED`] behind is told it lagged, and should read everything again.
+    pub fn task_changes(&self) -> tokio::sync::broadcast::Receiver<TaskChanged> {
+        self.shared.changes.subscribe()
     }
 
     /// Documents currently in memory.
@@ -852,6 +871,17 @@ impl DocLoop {
     /// Everything in `effects` but its commit.
     async fn deliver(&mut self, effects: Effects<Conn>) {
         let doc = self.actor.id();
+        // A refusal is on the record before the peer hears of it.
+        let shared = &self.hub.shared;
+        let doc_id = doc.to_string();
+        for (conn, audit) in effects.audit {
+            let session: &Session = &conn.session;
+            tracing::warn!(%doc, user = %session.user, device = %session.device, kind = audit.kind, detail = %audit.detail, "refused");
+            shared
+                .auditor
+                .session_record(session, audit.kind, Some(&doc_id), audit.detail)
+                .await;
+        }
         for (conn, message) in effects.send {
             conn.send(match message {
                 Outgoing::Sync(data) => Outbound::Sync { doc, data },
@@ -862,16 +892,6 @@ impl DocLoop {
                 },
                 Outgoing::Ephemeral(relay) => Outbound::Ephemeral { doc, relay },
             });
-        }
-        let shared = &self.hub.shared;
-        let doc_id = doc.to_string();
-        for (conn, audit) in effects.audit {
-            let session: &Session = &conn.session;
-            tracing::warn!(%doc, user = %session.user, device = %session.device, kind = audit.kind, detail = %audit.detail, "refused");
-            shared
-                .auditor
-                .session_record(session, audit.kind, Some(&doc_id), audit.detail)
-                .await;
         }
         for (ticket, result) in effects.replies {
             if let Err(e) = &result {
@@ -1003,6 +1023,13 @@ async fn store(
         hub.shared.notifier.wake();
     }
     if written == Written::Stored {
+        if let Some(summary) = &commit.summary {
+            // Nobody listening is no error.
+            let _ = hub.shared.changes.send(TaskChanged {
+                unit: summary.unit.to_string(),
+                doc: doc_id.clone(),
+            });
+        }
         for event in &commit.events {
             if let baton_core::EventBody::Escalated { reason, .. } = &event.body {
                 let reason = match reason {

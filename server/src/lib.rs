@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod board;
 pub mod commit;
 pub mod config;
 pub mod db;
@@ -127,6 +128,8 @@ pub struct AppState {
     pub notifier: notify::Notifier,
     /// What `/metrics` publishes.
     pub published: Arc<metrics::Published>,
+    /// Live board streams open at once, at most [`board::MAX_STREAMS`].
+    pub board_streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -247,6 +250,7 @@ impl Server {
         published.add(auditor.as_ref());
         let app = AppState {
             published: Arc::new(published),
+            board_streams: Arc::new(tokio::sync::Semaphore::new(board::MAX_STREAMS)),
             config: Arc::new(config.clone()),
             db,
             hub,

@@ -125,6 +125,7 @@ async fn openapi() -> impl IntoResponse {
 pub fn router(app: AppState) -> Router {
     let (api, _) = routes().split_for_parts();
     api.route("/sync", axum::routing::get(crate::ws::upgrade))
+        .merge(crate::board::routes())
         .layer(axum::middleware::from_fn(no_nul_in_path))
         .with_state(app)
 }
