@@ -645,6 +645,35 @@ impl Db {
         Ok(())
     }
 
+    /// Record a new user; `false` when the id is taken.
+    pub async fn create_user(
+        &self,
+        id: &str,
+        display_name: &str,
+        now: i64,
+    ) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "INSERT INTO users (id, display_name, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(display_name)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Take `role`'s rotation off `unit`; `false` when it had none.
+    pub async fn delete_rotation(&self, unit: &str, role: &str) -> Result<bool, DbError> {
+        let done = sqlx::query("DELETE FROM rotations WHERE unit_id = $1 AND role_id = $2")
+            .bind(unit)
+            .bind(role)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     pub async fn upsert_user(&self, id: &str, display_name: &str, now: i64) -> Result<(), DbError> {
         sqlx::query(
             "INSERT INTO users (id, display_name, created_at) VALUES ($1, $2, $3)

@@ -14,6 +14,7 @@ pub mod commit;
 pub mod config;
 pub mod db;
 pub mod demo;
+pub mod directory;
 pub mod fhir;
 pub mod http;
 pub mod hub;

@@ -188,12 +188,12 @@ fn optional(
 }
 
 /// What [`optional`] accepts on one line: no control characters, not only spaces.
-const ONE_LINE: &str = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$";
+pub(crate) const ONE_LINE: &str = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$";
 /// What [`optional`] accepts where `multiline`: line breaks and tabs too.
 const MULTILINE: &str = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$";
 
 /// The schema of a text field [`optional`] reads: 1 to `max` characters, on one line or not.
-fn text_schema(max: usize, multiline: bool) -> utoipa::openapi::Object {
+pub(crate) fn text_schema(max: usize, multiline: bool) -> utoipa::openapi::Object {
     utoipa::openapi::ObjectBuilder::new()
         .schema_type(utoipa::openapi::Type::String)
         .min_length(Some(1))

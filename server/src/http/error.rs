@@ -110,6 +110,22 @@ impl ApiError {
         )
     }
 
+    /// `409 already_exists` about `field`: the body names something new that exists already.
+    pub(crate) fn already_exists(field: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            field: Some(field.to_owned()),
+            ..ApiError::new(StatusCode::CONFLICT, "already_exists", message)
+        }
+    }
+
+    /// `409 not_a_member` about `field`: it names someone who does not hold the role there.
+    pub(crate) fn not_a_member(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError {
+            field: Some(field.into()),
+            ..ApiError::new(StatusCode::CONFLICT, "not_a_member", message)
+        }
+    }
+
     /// `409 self_lockout`: an admin asked to shut themselves out.
     pub(crate) fn self_lockout(message: &str) -> Self {
         ApiError::new(StatusCode::CONFLICT, "self_lockout", message)

@@ -8,7 +8,9 @@
 
 mod admin;
 mod audit;
+mod body;
 mod devices;
+mod directory;
 mod error;
 mod extract;
 mod fhir;
@@ -86,6 +88,13 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(audit::security_audit))
         .routes(routes!(audit::task_events))
         .routes(routes!(audit::export_task_events))
+        .routes(routes!(directory::units))
+        .routes(routes!(directory::put_unit))
+        .routes(routes!(directory::roles))
+        .routes(routes!(directory::put_role))
+        .routes(routes!(directory::users, directory::create_user))
+        .routes(routes!(directory::devices))
+        .routes(routes!(directory::put_rotation, directory::delete_rotation))
         .routes(routes!(measures::summary))
         .routes(routes!(measures::time_to_acknowledgment))
         .routes(routes!(measures::time_to_first_outreach))
