@@ -2,7 +2,7 @@
 //! task's state is their fold ([`crate::fold`]).
 
 use crate::hlc::Hlc;
-use crate::ids::{DeviceId, EventId, Role, SYSTEM_ROLE, SYSTEM_USER, StepId, UserId};
+use crate::ids::{ADMIN_ROLE, DeviceId, EventId, Role, SYSTEM_ROLE, SYSTEM_USER, StepId, UserId};
 use crate::time::Millis;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -31,6 +31,15 @@ impl Actor {
 
     pub fn is_system(&self) -> bool {
         self.user == SYSTEM_USER && self.role == SYSTEM_ROLE
+    }
+
+    /// An administrator, acting through the server's admin API.
+    pub fn admin(user: impl Into<UserId>) -> Self {
+        Actor::new(user, ADMIN_ROLE)
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.role == ADMIN_ROLE && self.user != SYSTEM_USER
     }
 }
 

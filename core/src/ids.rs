@@ -93,3 +93,6 @@ impl EventId {
 pub const SYSTEM_USER: &str = "baton";
 /// The role the server acts in.
 pub const SYSTEM_ROLE: &str = "system";
+/// The role an administrator acts in on a task, through the server's admin API (reassigning or
+/// cancelling work); no device may write in it.
+pub const ADMIN_ROLE: &str = "admin";

@@ -314,6 +314,15 @@ fn system_may(kind: EventKind) -> bool {
     )
 }
 
+/// What an administrator may write, through the server's admin API: give work to someone, move
+/// it, cancel it, and say why in a note.
+fn admin_may(kind: EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Assigned | EventKind::Reassigned | EventKind::Cancelled | EventKind::Note
+    )
+}
+
 /// Kinds nobody but the server writes, whatever a template's permissions say.
 fn server_only(kind: EventKind) -> bool {
     matches!(kind, EventKind::FollowUpDue | EventKind::Renotified)
@@ -378,6 +387,13 @@ pub fn check(template: &Template, state: &TaskState, event: &Event) -> Result<()
     }
     if actor.is_system() {
         if !system_may(kind) {
+            return Err(Refusal::NotPermitted {
+                role: actor.role.clone(),
+                kind,
+            });
+        }
+    } else if actor.is_admin() {
+        if !admin_may(kind) {
             return Err(Refusal::NotPermitted {
                 role: actor.role.clone(),
                 kind,

@@ -165,6 +165,18 @@ fn optional(
             ));
         }
     };
+    check_text(field, text, max, multiline)?;
+    Ok(Some(text.clone()))
+}
+
+/// Refuse `text` as `field` unless it is 1 to `max` characters, not only spaces, and without
+/// control characters (but line breaks and tabs where `multiline`): what [`text_schema`] says.
+pub(crate) fn check_text(
+    field: &str,
+    text: &str,
+    max: usize,
+    multiline: bool,
+) -> Result<(), ApiError> {
     if text.trim().is_empty() {
         return Err(ApiError::invalid_field(
             field,
@@ -184,7 +196,7 @@ fn optional(
             format!("`{field}` holds control characters"),
         ));
     }
-    Ok(Some(text.clone()))
+    Ok(())
 }
 
 /// What [`optional`] accepts on one line: no control characters, not only spaces.

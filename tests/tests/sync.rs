@@ -936,6 +936,8 @@ async fn the_openapi_document_lists_every_route(backend: Backend) {
             "/api/v1/roles/{id}",
             "/api/v1/tasks",
             "/api/v1/tasks/{id}",
+            "/api/v1/tasks/{id}/cancel",
+            "/api/v1/tasks/{id}/reassign",
             "/api/v1/templates",
             "/api/v1/triggers",
             "/api/v1/units",

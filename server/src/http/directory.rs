@@ -101,19 +101,9 @@ fn check_id(field: &str, value: &str) -> Result<(), ApiError> {
     }
 }
 
-/// `value` as a display name: 1 to 200 characters, no control characters, not only spaces.
+/// `value` as a display name: 1 to 200 characters on one line, not only spaces.
 fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
-    let ok = !value.trim().is_empty()
-        && value.chars().count() <= MAX_NAME
-        && !value.chars().any(char::is_control);
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid_field(
-            field,
-            format!("`{field}` is 1 to {MAX_NAME} characters, without control characters"),
-        ))
-    }
+    crate::triggers::check_text(field, value, MAX_NAME, false)
 }
 
 /// A page of a list: `limit` (1 to 500, default 100) and the previous page's `cursor`.

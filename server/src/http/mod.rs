@@ -18,6 +18,7 @@ mod me;
 mod measures;
 mod ops;
 pub(crate) mod page;
+mod task_admin;
 mod tasks;
 
 pub use error::{ApiError, ErrorBody};
@@ -88,6 +89,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(audit::security_audit))
         .routes(routes!(audit::task_events))
         .routes(routes!(audit::export_task_events))
+        .routes(routes!(task_admin::reassign))
+        .routes(routes!(task_admin::cancel))
         .routes(routes!(directory::units))
         .routes(routes!(directory::put_unit))
         .routes(routes!(directory::roles))
