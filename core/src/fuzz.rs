@@ -812,7 +812,7 @@ impl ActorPath {
 impl ReceivePath for ActorPath {
     fn open(doc: Automerge) -> Self {
         let settings = Arc::new(Settings {
-            templates: base().templates.clone(),
+            templates: crate::template::SharedTemplates::new(base().templates.clone()),
             limits: Limits::default(),
             actor: ActorId::from([0x5e; 16]),
             routing: crate::policy::escalation::Routing::On,

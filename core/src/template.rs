@@ -837,3 +837,50 @@ impl TemplateRegistry {
         self.templates.values()
     }
 }
+
+/// The templates a server knows, shared by everything that reads them, to which an
+/// administrator may add versions while it runs. Readers take the registry as it is now
+/// ([`SharedTemplates::current`]); a task keeps the version it started with.
+/// Clones share the one registry.
+#[derive(Clone, Debug, Default)]
+pub struct SharedTemplates(Arc<std::sync::RwLock<Arc<TemplateRegistry>>>);
+
+impl SharedTemplates {
+    pub fn new(registry: TemplateRegistry) -> Self {
+        SharedTemplates(Arc::new(std::sync::RwLock::new(Arc::new(registry))))
+    }
+
+    /// The registry as it is now.
+    pub fn current(&self) -> Arc<TemplateRegistry> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn get(&self, template: &TemplateRef) -> Option<Arc<Template>> {
+        self.current().get(template).cloned()
+    }
+
+    /// Add `template` as its id's newest version: refused unless its version is above every
+    /// version of that id already known (a known version never changes, since running tasks
+    /// depend on it).
+    pub fn add(&self, template: Template) -> Result<Arc<Template>, TemplateError> {
+        let mut registry = self.0.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(latest) = registry.latest(&template.id)
+            && latest.version >= template.version
+        {
+            return Err(TemplateError {
+                file: template.id.to_string(),
+                step: None,
+                problem: format!(
+                    "version {} is not newer than version {}, the latest; publish version {}",
+                    template.version,
+                    latest.version,
+                    latest.version + 1
+                ),
+            });
+        }
+        let mut next = TemplateRegistry::clone(&registry);
+        let added = next.insert(template)?;
+        *registry = Arc::new(next);
+        Ok(added)
+    }
+}

@@ -98,7 +98,7 @@ fn settings() -> Arc<Settings> {
 
 fn settings_with(limits: Limits) -> Arc<Settings> {
     Arc::new(Settings {
-        templates: TemplateRegistry::shipped(),
+        templates: baton_core::template::SharedTemplates::new(TemplateRegistry::shipped()),
         limits,
         actor: automerge::ActorId::from([0x5e; 16]),
         routing: baton_core::policy::escalation::Routing::On,

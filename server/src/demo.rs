@@ -219,8 +219,10 @@ async fn open_task(
 ) -> Result<(), HubError> {
     let id = DocumentId::random();
     let template = app
-        .templates
+        .hub
+        .templates()
         .latest(&template.into())
+        .cloned()
         .ok_or_else(|| HubError::Doc(id, format!("template {template} is not loaded")))?;
     let author = Author::new(user, role, "demo-seed");
     let new = NewTask {
@@ -233,7 +235,7 @@ async fn open_task(
         note: Some("Opened by the demo".to_owned()),
     };
     let (task, _) = TaskDoc::create(
-        template,
+        &template,
         new,
         &author,
         &mut HlcClock::new(),

@@ -254,7 +254,7 @@ impl Hub {
                 db,
                 auditor,
                 settings: Arc::new(Settings {
-                    templates,
+                    templates: baton_core::template::SharedTemplates::new(templates),
                     limits: Limits::default(),
                     actor: server_actor(),
                     routing,
@@ -353,6 +353,20 @@ impl Hub {
             Ok(())
         })
         .await
+    }
+
+    /// The templates as they are now: every version of each.
+    pub fn templates(&self) -> Arc<TemplateRegistry> {
+        self.shared.settings.templates.current()
+    }
+
+    /// Add a template version, newer than every known version of its id; new tasks of the
+    /// template start with it, running ones keep theirs.
+    pub fn add_template(
+        &self,
+        template: baton_core::template::Template,
+    ) -> Result<Arc<baton_core::template::Template>, baton_core::template::TemplateError> {
+        self.shared.settings.templates.add(template)
     }
 
     /// Every task change stored from now on. A receiver that falls more than
@@ -465,7 +479,7 @@ impl Hub {
                     .ok_or_else(|| format!("template {} is unknown", task.meta().template))?;
                 task.set_actor(server_actor());
                 let appended_event = task.append(
-                    template,
+                    &template,
                     &author,
                     &mut baton_core::HlcClock::new(),
                     now,
@@ -602,7 +616,7 @@ impl Hub {
     ) -> Result<Written, HubError> {
         let commit = new_task_commit(
             &id,
-            &self.shared.settings.templates,
+            &self.shared.settings.templates.current(),
             &task,
             self.shared.settings.routing,
         )
@@ -634,8 +648,8 @@ impl Hub {
                 let summary = self.load(&id).await?.and_then(|doc| {
                     let task = TaskDoc::from_automerge(doc).ok()?;
                     let template = self.shared.settings.templates.get(&task.meta().template)?;
-                    let state = task.state(template).ok()?;
-                    Some(TaskSummary::of(template, task.meta(), &state))
+                    let state = task.state(&template).ok()?;
+                    Some(TaskSummary::of(&template, task.meta(), &state))
                 });
                 match summary {
                     Some(summary) => {

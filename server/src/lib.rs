@@ -113,7 +113,6 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub db: Db,
     pub hub: Hub,
-    pub templates: Arc<TemplateRegistry>,
     pub verifier: Verifier,
     pub connections: Arc<ws::Connections>,
     pub cancel: CancellationToken,
@@ -223,7 +222,7 @@ impl Server {
             .map_err(|e| StartError::Jwks(e.to_string()))?,
             None => Verifier::embedded(&keys, &config.tokens),
         };
-        let templates = Arc::new(load_templates(&db).await?);
+        let templates = load_templates(&db).await?;
         let auditor = Arc::new(audit::Auditor::new(db.clone()));
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -233,7 +232,7 @@ impl Server {
             db.clone(),
             auditor.clone(),
             hub::HubOptions {
-                templates: (*templates).clone(),
+                templates,
                 idle: Duration::from_millis(config.idle_document.as_millis()),
                 routing: config.routing,
             },
@@ -255,7 +254,6 @@ impl Server {
             config: Arc::new(config.clone()),
             db,
             hub,
-            templates,
             verifier,
             connections: Arc::new(ws::Connections::default()),
             auditor,

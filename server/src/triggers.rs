@@ -330,8 +330,10 @@ pub(crate) async fn trigger(
         return Err(ApiError::unit_not_allowed(&trigger.unit));
     }
     let template = app
-        .templates
+        .hub
+        .templates()
         .latest(&trigger.template.as_str().into())
+        .cloned()
         .ok_or_else(|| {
             ApiError::unknown(
                 "template",

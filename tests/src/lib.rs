@@ -270,7 +270,7 @@ pub async fn http(
     token: Option<&str>,
 ) -> (u16, serde_json::Value) {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    http_on(stream, addr, method, path, token, b"").await
+    http_on(stream, addr, method, path, token, "", b"").await
 }
 
 /// [`http`] with a request body (sent as `application/json`).
@@ -281,8 +281,20 @@ pub async fn http_with_body(
     token: Option<&str>,
     body: &[u8],
 ) -> (u16, serde_json::Value) {
+    http_typed(addr, method, path, token, "application/json", body).await
+}
+
+/// [`http`] with a request body of `content_type`.
+pub async fn http_typed(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: &[u8],
+) -> (u16, serde_json::Value) {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    http_on(stream, addr, method, path, token, body).await
+    http_on(stream, addr, method, path, token, content_type, body).await
 }
 
 /// [`http`] from another local address (any of 127.0.0.0/8 on a loopback server).
@@ -296,7 +308,7 @@ pub async fn http_from(
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(std::net::SocketAddr::new(local, 0)).unwrap();
     let stream = socket.connect(addr).await.unwrap();
-    http_on(stream, addr, method, path, token, b"").await
+    http_on(stream, addr, method, path, token, "", b"").await
 }
 
 async fn http_on(
@@ -305,6 +317,7 @@ async fn http_on(
     method: &str,
     path: &str,
     token: Option<&str>,
+    content_type: &str,
     body: &[u8],
 ) -> (u16, serde_json::Value) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -312,9 +325,9 @@ async fn http_on(
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
     let content_type = if body.is_empty() {
-        ""
+        String::new()
     } else {
-        "Content-Type: application/json\r\n"
+        format!("Content-Type: {content_type}\r\n")
     };
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}{content_type}Content-Length: {}\r\nConnection: close\r\n\r\n",

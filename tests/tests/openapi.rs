@@ -47,10 +47,10 @@ async fn schemathesis(server: &TestServer, token: &str, include: &[&str]) {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(output.status.success(), "schemathesis failed:\n{report}");
+    // The summary's `N generated, …` (warnings may mention generated data too).
     let generated: u64 = report
         .lines()
-        .find_map(|line| line.trim().split_once(" generated"))
-        .and_then(|(n, _)| n.trim().parse().ok())
+        .find_map(|line| line.trim().split_once(" generated")?.0.trim().parse().ok())
         .unwrap_or(0);
     assert!(
         generated > 0,
@@ -62,7 +62,30 @@ async fn schemathesis_finds_nothing(backend: Backend) {
     let server = TestServer::start(backend).await;
     // An admin reaches every operation but the trigger, which only an integration may call.
     let admin = server.admin_token();
-    schemathesis(&server, &admin, &["--exclude-path", "/api/v1/triggers"]).await;
+    schemathesis(
+        &server,
+        &admin,
+        &[
+            "--exclude-path",
+            "/api/v1/triggers",
+            "--exclude-name",
+            "POST /api/v1/templates",
+        ],
+    )
+    .await;
+    // A template's body is the core's `Template`, which the document does not describe field
+    // by field yet: every check but that any body of the documented shape is accepted.
+    schemathesis(
+        &server,
+        &admin,
+        &[
+            "--include-name",
+            "POST /api/v1/templates",
+            "--exclude-checks",
+            "positive_data_acceptance",
+        ],
+    )
+    .await;
     let integration = server.integration_token("ehr", &["4W", "ICU"]);
     schemathesis(
         &server,

@@ -932,6 +932,7 @@ async fn the_openapi_document_lists_every_route(backend: Backend) {
             "/api/v1/metrics/workload",
             "/api/v1/notifications/dead",
             "/api/v1/openapi.json",
+            "/api/v1/programs",
             "/api/v1/roles",
             "/api/v1/roles/{id}",
             "/api/v1/tasks",

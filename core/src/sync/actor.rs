@@ -38,7 +38,7 @@ use crate::policy::coverage::Schedule;
 use crate::policy::escalation::{self, Due, Routing, next_due_with};
 use crate::policy::handover;
 use crate::summary::TaskSummary;
-use crate::template::{TemplateRef, TemplateRegistry};
+use crate::template::{SharedTemplates, TemplateRef, TemplateRegistry};
 use crate::time::Millis;
 use crate::validate::{AuthContext, Known, Limits, ValidationError, validate_applied};
 use automerge::{ActorId, Automerge, Change, ChangeHash};
@@ -87,7 +87,7 @@ pub struct Stored {
 /// What every actor of one server shares.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    pub templates: TemplateRegistry,
+    pub templates: SharedTemplates,
     pub limits: Limits,
     /// The Automerge actor the server writes its own changes as.
     pub actor: ActorId,
@@ -603,7 +603,7 @@ impl<P: Peer> DocActor<P> {
                 applied,
                 known,
                 &auth,
-                &settings.templates,
+                &settings.templates.current(),
                 now,
                 &settings.limits,
             )?;
@@ -725,6 +725,7 @@ impl<P: Peer> DocActor<P> {
             .templates
             .get(&meta.template)
             .ok_or_else(|| format!("unknown template {}", meta.template))?;
+        let template = &*template;
         let state = fold(template, meta, events);
         let Some((id, body)) =
             escalation::fire_with(template, &state, schedule, now, settings.routing).or_else(
@@ -938,7 +939,7 @@ impl<P: Peer> DocActor<P> {
         let id = self.id;
         let (meta, events) = self.task()?;
         let template = settings.templates.get(&meta.template)?;
-        Some(derive(&id, template, meta, events, new, settings.routing))
+        Some(derive(&id, &template, meta, events, new, settings.routing))
     }
 }
 

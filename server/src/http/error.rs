@@ -131,6 +131,14 @@ impl ApiError {
         ApiError::new(StatusCode::CONFLICT, "self_lockout", message)
     }
 
+    /// The same error, about `field`.
+    pub(crate) fn with_field(self, field: String) -> Self {
+        ApiError {
+            field: Some(field),
+            ..self
+        }
+    }
+
     /// What went wrong, safe to show.
     pub(crate) fn message(&self) -> &str {
         &self.message

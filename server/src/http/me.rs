@@ -102,7 +102,8 @@ pub(crate) async fn templates(
     Caller(_): Caller,
 ) -> Result<Json<Templates>, ApiError> {
     let templates = app
-        .templates
+        .hub
+        .templates()
         .iter()
         .map(|t| serde_json::to_value(t.as_ref()))
         .collect::<Result<_, _>>()

@@ -20,6 +20,7 @@ mod ops;
 pub(crate) mod page;
 mod task_admin;
 mod tasks;
+mod templates;
 
 pub use error::{ApiError, ErrorBody};
 pub(crate) use extract::{Admin, Caller, PeerAddr, ServerAdmin};
@@ -78,7 +79,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::metrics))
         .routes(routes!(openapi))
         .routes(routes!(me::me))
-        .routes(routes!(me::templates))
+        .routes(routes!(me::templates, templates::publish))
         .routes(routes!(crate::triggers::trigger))
         .routes(routes!(tasks::tasks))
         .routes(routes!(tasks::task))
@@ -89,6 +90,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(audit::security_audit))
         .routes(routes!(audit::task_events))
         .routes(routes!(audit::export_task_events))
+        .routes(routes!(templates::programs))
         .routes(routes!(task_admin::reassign))
         .routes(routes!(task_admin::cancel))
         .routes(routes!(directory::units))

@@ -127,10 +127,12 @@ pub(crate) async fn reassign(
     let view = app.hub.load(&id).await?.ok_or_else(ApiError::not_found)?;
     let task = baton_core::TaskDoc::from_automerge(view).map_err(ApiError::internal)?;
     let template = app
-        .templates
+        .hub
+        .templates()
         .get(&task.meta().template)
+        .cloned()
         .ok_or_else(|| ApiError::internal(format!("template of {id} unknown")))?;
-    let state = task.state(template).map_err(ApiError::internal)?;
+    let state = task.state(&template).map_err(ApiError::internal)?;
     let role = Role::new(body.role.unwrap_or_else(|| template.owner_role.to_string()));
     let holds = app
         .db

@@ -112,7 +112,8 @@ pub(crate) async fn readable_task(
     let doc = app.hub.load(&id).await?.ok_or_else(ApiError::not_found)?;
     let task = TaskDoc::from_automerge(doc).map_err(ApiError::internal)?;
     let template = app
-        .templates
+        .hub
+        .templates()
         .get(&task.meta().template)
         .ok_or_else(|| ApiError::internal(format!("template of {} unknown", record.id)))?
         .clone();

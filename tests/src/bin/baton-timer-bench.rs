@@ -323,7 +323,8 @@ async fn run(
     // 1. Real tasks, created `window / due` apart on the workflow clock.
     let window_ms = i64::try_from(args.window)? * 1_000;
     let template = state
-        .templates
+        .hub
+        .templates()
         .latest(&"consult".into())
         .ok_or("no consult template")?
         .clone();
