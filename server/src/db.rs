@@ -2034,3 +2034,76 @@ mod tests {
         assert_eq!(placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
     }
 }
+
+/// The conditions of a query whose filters are chosen at run time, each with its value bound to
+/// a numbered placeholder in order, so the statement holds fixed text and placeholders only.
+#[derive(Debug, Default)]
+pub(crate) struct Conditions<'v> {
+    conditions: Vec<String>,
+    values: Vec<Bound<'v>>,
+}
+
+/// A value bound to a placeholder.
+#[derive(Debug)]
+pub(crate) enum Bound<'v> {
+    Text(&'v str),
+    Number(i64),
+}
+
+impl<'v> Conditions<'v> {
+    /// Add `{test} $n`, such as `user_id =` with its value.
+    pub(crate) fn add(&mut self, test: &str, value: Bound<'v>) {
+        let placeholder = self.bind(value);
+        self.conditions.push(format!("{test} {placeholder}"));
+    }
+
+    /// Add `column IN ($n, …)` over `values`. An empty list matches nothing.
+    pub(crate) fn any_of(&mut self, column: &str, values: impl IntoIterator<Item = &'v str>) {
+        let list: Vec<String> = values
+            .into_iter()
+            .map(|v| self.bind(Bound::Text(v)))
+            .collect();
+        if list.is_empty() {
+            self.conditions.push("1 = 0".to_owned());
+        } else {
+            self.conditions
+                .push(format!("{column} IN ({})", list.join(", ")));
+        }
+    }
+
+    /// Bind `value` to the next placeholder, and name it.
+    pub(crate) fn bind(&mut self, value: Bound<'v>) -> String {
+        self.values.push(value);
+        format!("${}", self.values.len())
+    }
+
+    /// The conditions joined by `AND` (`1 = 1` when there are none).
+    pub(crate) fn clause(&self) -> String {
+        if self.conditions.is_empty() {
+            "1 = 1".to_owned()
+        } else {
+            self.conditions.join(" AND ")
+        }
+    }
+
+    /// Whether a text value holds a NUL. No stored text holds one (Postgres cannot store one),
+    /// so such a filter matches nothing; a caller answers so rather than let Postgres refuse.
+    pub(crate) fn holds_nul(&self) -> bool {
+        self.values
+            .iter()
+            .any(|v| matches!(v, Bound::Text(t) if t.contains('\0')))
+    }
+
+    /// `sql` (which must use these conditions' placeholders only) with every value bound.
+    pub(crate) fn query(self, sql: String) -> AnyQuery<'v> {
+        // Safe: callers build `sql` of fixed text and these numbered placeholders only.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for value in self.values {
+            query = match value {
+                Bound::Text(text) => query.bind(text),
+                Bound::Number(number) => query.bind(number),
+            };
+        }
+        query
+    }
+}

@@ -262,7 +262,13 @@ pub fn banner(addr: std::net::SocketAddr, data_dir: &std::path::Path, time_scale
          Bootstrap it:\n\
          \x20 curl -H \"Authorization: Bearer $TOKEN\" http://{addr}/api/v1/me\n\
          Then sync over ws://{addr}/sync with the same token (automerge-repo protocol): open the\n\
-         unit's index_url, and from it every open task.\n",
+         unit's index_url, and from it every open task.\n\
+         \n\
+         Watch 4W as its charge nurse: open http://{addr}/board#token=$TOKEN with\n\
+         \x20 baton-server token issue --data-dir {dir} --user cn.patel --device ward-pc --role charge_nurse --unit 4W\n\
+         Administer (API: http://{addr}/api/v1/openapi.json) with\n\
+         \x20 baton-server token issue --data-dir {dir} --user admin --device console --admin\n\
+         Check the audit trail at any time: baton-server audit verify --data-dir {dir}\n",
         dir = data_dir.display(),
     );
     banner + "\n" + &story(time_scale)

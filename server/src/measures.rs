@@ -2,7 +2,7 @@
 //! every change of the task), for a unit, program, template and time range. docs/metrics.md
 //! defines each figure; [`Figures::of`] is the one place that computes them.
 
-use crate::db::{Db, DbError};
+use crate::db::{Bound, Conditions, Db, DbError};
 use serde::Serialize;
 use sqlx::Row;
 use utoipa::ToSchema;
@@ -56,60 +56,35 @@ pub enum MeasureError {
 
 /// The tasks of `scope`.
 pub async fn facts(db: &Db, scope: &Scope) -> Result<Vec<TaskFacts>, MeasureError> {
-    enum Value<'v> {
-        Text(&'v str),
-        Number(i64),
-    }
-    let mut values: Vec<Value<'_>> = Vec::new();
-    let mut conditions: Vec<String> = vec!["status <> 'pending'".into()];
-    let mut push = |condition: &str, value| {
-        values.push(value);
-        conditions.push(format!("{condition} ${}", values.len()));
-    };
+    let mut conditions = Conditions::default();
+    conditions.add("status <>", Bound::Text("pending"));
     if let Some(program) = &scope.program {
-        push("program =", Value::Text(program));
+        conditions.add("program =", Bound::Text(program));
     }
     if let Some(template) = &scope.template {
-        push("template_id =", Value::Text(template));
+        conditions.add("template_id =", Bound::Text(template));
     }
     if let Some(since) = scope.since {
-        push("opened_at >=", Value::Number(since));
+        conditions.add("opened_at >=", Bound::Number(since));
     }
     if let Some(until) = scope.until {
-        push("opened_at <", Value::Number(until));
+        conditions.add("opened_at <", Bound::Number(until));
     }
     if let Some(units) = &scope.units {
-        if units.is_empty() {
-            return Ok(Vec::new());
-        }
-        let first = values.len() + 1;
-        values.extend(units.iter().map(|u| Value::Text(u)));
-        let list: Vec<String> = (first..=values.len()).map(|i| format!("${i}")).collect();
-        conditions.push(format!("unit_id IN ({})", list.join(", ")));
+        conditions.any_of("unit_id", units.iter().map(String::as_str));
     }
-    if values
-        .iter()
-        .any(|v| matches!(v, Value::Text(t) if t.contains('\0')))
-    {
+    if conditions.holds_nul() {
         return Ok(Vec::new());
     }
-    values.push(Value::Number(MAX_TASKS + 1));
+    let limit = conditions.bind(Bound::Number(MAX_TASKS + 1));
     let sql = format!(
         "SELECT template_id, status, owner_id, owner_role, opened_at, first_ack_at,
                 first_outreach_at, escalations_time, escalations_acuity, escalations_manual,
                 interventions, first_step_done_at, last_step_done_at
-         FROM task_summaries WHERE {} LIMIT ${}",
-        conditions.join(" AND "),
-        values.len()
+         FROM task_summaries WHERE {} LIMIT {limit}",
+        conditions.clause()
     );
-    // Safe: the statement is made of fixed text and numbered placeholders only.
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for value in values {
-        query = match value {
-            Value::Text(text) => query.bind(text),
-            Value::Number(number) => query.bind(number),
-        };
-    }
+    let query = conditions.query(sql);
     let rows = query.fetch_all(db.pool()).await.map_err(DbError::from)?;
     if rows.len() as i64 > MAX_TASKS {
         return Err(MeasureError::TooMany);

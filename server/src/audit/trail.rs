@@ -1,7 +1,7 @@
 //! Reading the task events' trail: every event as the server received it, with the device's
 //! claims (stamp, device time) beside the server's receipt time.
 
-use crate::db::{Db, DbError};
+use crate::db::{Bound, Conditions, Db, DbError};
 use baton_core::Hlc;
 use baton_core::ids::UnitId;
 use serde::Serialize;
@@ -66,67 +66,38 @@ pub struct TrailFilter {
 /// Events matching `filter` in the order they were received (their places on the chain), at
 /// most `limit`.
 pub async fn events(db: &Db, filter: &TrailFilter, limit: i64) -> Result<Vec<TrailEvent>, DbError> {
-    enum Value<'v> {
-        Text(&'v str),
-        Number(i64),
-    }
-    let mut values: Vec<Value<'_>> = vec![Value::Number(filter.after)];
-    let mut conditions = vec!["e.seq > $1".to_owned()];
-    let mut push = |condition: &str, value| {
-        values.push(value);
-        conditions.push(format!("{condition} ${}", values.len()));
-    };
+    let mut conditions = Conditions::default();
+    conditions.add("e.seq >", Bound::Number(filter.after));
     for (column, value) in [
         ("e.doc_id =", &filter.task),
         ("e.user_id =", &filter.user),
         ("e.device_id =", &filter.device),
     ] {
         if let Some(value) = value {
-            push(column, Value::Text(value));
+            conditions.add(column, Bound::Text(value));
         }
     }
     if let Some(since) = filter.since {
-        push("e.received_at >=", Value::Number(since));
+        conditions.add("e.received_at >=", Bound::Number(since));
     }
     if let Some(until) = filter.until {
-        push("e.received_at <", Value::Number(until));
+        conditions.add("e.received_at <", Bound::Number(until));
     }
     if let Some(units) = &filter.units {
-        if units.is_empty() {
-            return Ok(Vec::new());
-        }
-        let first = values.len() + 1;
-        for unit in units {
-            values.push(Value::Text(unit.as_str()));
-        }
-        let list: Vec<String> = (first..=values.len()).map(|i| format!("${i}")).collect();
-        conditions.push(format!("d.unit_id IN ({})", list.join(", ")));
+        conditions.any_of("d.unit_id", units.iter().map(UnitId::as_str));
     }
-    // No stored text holds a NUL (Postgres cannot store one), so a filter with one matches
-    // nothing; said here, since Postgres would refuse the query instead.
-    if values
-        .iter()
-        .any(|v| matches!(v, Value::Text(t) if t.contains('\0')))
-    {
+    if conditions.holds_nul() {
         return Ok(Vec::new());
     }
-    values.push(Value::Number(limit));
+    let limit = conditions.bind(Bound::Number(limit));
     let sql = format!(
         "SELECT e.seq, e.doc_id, d.unit_id, e.event_id, e.kind, e.user_id, e.role_id, e.device_id,
                 e.hlc, e.device_time, e.received_at, COALESCE(e.heads, ''), e.hash
          FROM task_events e JOIN documents d ON d.id = e.doc_id
-         WHERE e.seq IS NOT NULL AND {} ORDER BY e.seq LIMIT ${}",
-        conditions.join(" AND "),
-        values.len()
+         WHERE e.seq IS NOT NULL AND {} ORDER BY e.seq LIMIT {limit}",
+        conditions.clause()
     );
-    // Safe: the statement is made of fixed text and numbered placeholders only.
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for value in values {
-        query = match value {
-            Value::Text(text) => query.bind(text),
-            Value::Number(number) => query.bind(number),
-        };
-    }
+    let query = conditions.query(sql);
     let rows = query.fetch_all(db.pool()).await?;
     rows.iter()
         .map(|r| {

@@ -196,6 +196,23 @@ fn link(path: &str, pairs: &[(&str, String)]) -> String {
     }
 }
 
+/// A search's `self` link (its parameters and the cursor it was asked with) and its `next`
+/// link (the same parameters and `next`, the cursor after its last entry), if there is more.
+fn links(
+    path: &str,
+    pairs: &[(&str, String)],
+    cursor: Option<&Cursor>,
+    next: Option<String>,
+) -> (String, Option<String>) {
+    let with = |cursor: Option<String>| {
+        let mut pairs = pairs.to_vec();
+        pairs.extend(cursor.map(|c| ("_cursor", c)));
+        link(path, &pairs)
+    };
+    let this = page_after(cursor).map(|(at, id)| encode_cursor(at, &id));
+    (with(this), next.map(|next| with(Some(next))))
+}
+
 /// Tasks as a searchset `Bundle`, oldest first, of the units the caller may read.
 #[utoipa::path(get, path = "/api/v1/fhir/Task", tag = "fhir", security(("bearer" = [])),
     params(TaskSearch),
@@ -286,21 +303,11 @@ pub(crate) async fn search_tasks(
         }
     }
     pairs.push(("_count", limit.to_string()));
-    let this = {
-        let mut this = pairs.clone();
-        if let Some((at, id)) = page_after(query.cursor.as_ref()) {
-            this.push(("_cursor", encode_cursor(at, &id)));
-        }
-        link("/api/v1/fhir/Task", &this)
-    };
     let next = (rows.len() as i64 == limit)
         .then(|| rows.last())
         .flatten()
-        .map(|last| {
-            let mut next = pairs.clone();
-            next.push(("_cursor", encode_cursor(last.created_at, &last.row.doc)));
-            link("/api/v1/fhir/Task", &next)
-        });
+        .map(|last| encode_cursor(last.created_at, &last.row.doc));
+    let (this, next) = links("/api/v1/fhir/Task", &pairs, query.cursor.as_ref(), next);
     Ok(Fhir(fhir::bundle(resources, &this, next)))
 }
 
@@ -357,21 +364,16 @@ pub(crate) async fn search_audit_events(
         ("entity", format!("Task/{}", readable.id)),
         ("_count", limit.to_string()),
     ];
-    let this = {
-        let mut this = pairs.clone();
-        if let Some((at, id)) = page_after(query.cursor.as_ref()) {
-            this.push(("_cursor", encode_cursor(at, &id)));
-        }
-        link("/api/v1/fhir/AuditEvent", &this)
-    };
     let next = (events.len() as i64 == limit)
         .then(|| events.last())
         .flatten()
-        .map(|last| {
-            let mut next = pairs.clone();
-            next.push(("_cursor", encode_cursor(last.seq, "seq")));
-            link("/api/v1/fhir/AuditEvent", &next)
-        });
+        .map(|last| encode_cursor(last.seq, "seq"));
+    let (this, next) = links(
+        "/api/v1/fhir/AuditEvent",
+        &pairs,
+        query.cursor.as_ref(),
+        next,
+    );
     let resources = events.iter().map(fhir::audit_event).collect();
     Ok(Fhir(fhir::bundle(resources, &this, next)))
 }
