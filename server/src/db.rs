@@ -302,6 +302,8 @@ pub struct TaskFilter {
     pub status: Option<String>,
     pub owner: Option<String>,
     pub template: Option<String>,
+    /// Only tasks of templates of this program.
+    pub program: Option<String>,
     /// Whether the earliest open deadline is before `now`.
     pub overdue: Option<bool>,
     /// Whether the escalation level is above 0.
@@ -1137,6 +1139,7 @@ impl Db {
             ("status", &filter.status),
             ("owner_id", &filter.owner),
             ("template_id", &filter.template),
+            ("program", &filter.program),
         ] {
             if let Some(value) = value {
                 let p = bind(Value::Text(value), &mut values);

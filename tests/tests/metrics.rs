@@ -332,4 +332,20 @@ async fn every_figure_matches_a_scripted_scenario(backend: Backend) {
     );
     let nurse = server.token("rn.evans", "phone-rn.evans", &["nurse"], &["4W"]);
     assert_eq!(count(range.clone(), nurse).await, 4, "a 4W nurse sees 4W's");
+
+    // The task list filters by program the same way.
+    let (status, page) = server
+        .get("/api/v1/tasks?program=patient_flow&limit=200", Some(&admin))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let templates: Vec<&str> = page["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["template"].as_str().unwrap())
+        .collect();
+    assert!(
+        !templates.is_empty() && templates.iter().all(|t| *t == "discharge"),
+        "{templates:?}"
+    );
 }

@@ -274,6 +274,7 @@ pub(crate) async fn search_tasks(
         status: summary_status(&statuses).map(str::to_owned),
         owner: owner_id,
         template,
+        program: None,
         overdue: None,
         escalated: None,
         now: app.clock.now(),

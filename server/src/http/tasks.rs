@@ -154,6 +154,9 @@ pub(crate) struct TaskListParams {
     /// Only tasks of this template.
     #[param(max_length = 256)]
     template: Option<String>,
+    /// Only tasks of templates of this program.
+    #[param(max_length = 256)]
+    program: Option<String>,
     /// The `next_cursor` of the previous page: the tasks after it.
     cursor: Option<Cursor>,
     /// Tasks per page.
@@ -162,13 +165,14 @@ pub(crate) struct TaskListParams {
 }
 
 /// The names [`TaskListParams`] declares, in its order.
-const TASK_LIST_PARAMS: [&str; 8] = [
+const TASK_LIST_PARAMS: [&str; 9] = [
     "unit",
     "status",
     "owner",
     "overdue",
     "escalated",
     "template",
+    "program",
     "cursor",
     "limit",
 ];
@@ -230,6 +234,7 @@ struct TaskQuery {
     status: Option<String>,
     owner: Option<String>,
     template: Option<String>,
+    program: Option<String>,
     overdue: Option<bool>,
     escalated: Option<bool>,
     after: Option<(i64, String)>,
@@ -261,7 +266,7 @@ impl TaskQuery {
                 ));
             }
             seen.push(param);
-            if value.is_empty() && matches!(param, "unit" | "owner" | "template") {
+            if value.is_empty() && matches!(param, "unit" | "owner" | "template" | "program") {
                 continue;
             }
             if value.chars().count() > MAX_FILTER_LEN {
@@ -282,6 +287,7 @@ impl TaskQuery {
                 "unit" => query.unit = Some(value),
                 "owner" => query.owner = Some(value),
                 "template" => query.template = Some(value),
+                "program" => query.program = Some(value),
                 "status" => {
                     if serde_json::from_value::<Status>(json!(value)).is_err() {
                         return Err(ApiError::invalid_parameter(
@@ -359,6 +365,7 @@ pub(crate) async fn tasks(
         status: query.status,
         owner: query.owner,
         template: query.template,
+        program: query.program,
         overdue: query.overdue,
         escalated: query.escalated,
         now,
