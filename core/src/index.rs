@@ -4,7 +4,8 @@
 //! { schema: 1, type: "baton/unit-index", unit, created,
 //!   tasks:    { <document id>: { url, template: { id, version }, label, acuity, created } },
 //!   roster:   { <user id>: { name, roles: [role, ...] } },
-//!   coverage: { zone, rotations: { <role>: { unit, role, anchor, shift, primary, secondary } } } }
+//!   coverage: { zone, rotations: { <role>: { unit, role, anchor, shift, primary, secondary } },
+//!               overrides: [ { unit, role, user, from, until, secondary } ] } }
 //! ```
 //!
 //! `coverage` is the unit's rotations, so a phone can tell who covers a role at any moment
@@ -18,7 +19,7 @@
 use crate::codec;
 use crate::doc::{SCHEMA, TaskMeta};
 use crate::ids::{Role, UnitId, UserId};
-use crate::policy::coverage::{Rotation, Schedule, ScheduleError};
+use crate::policy::coverage::{Override, Rotation, Schedule, ScheduleError};
 use crate::sync::DocumentId;
 use crate::template::TemplateRef;
 use crate::time::Millis;
@@ -74,6 +75,10 @@ pub struct CoveragePlan {
     pub zone: String,
     /// One rotation per role.
     pub rotations: BTreeMap<Role, Rotation>,
+    /// Who is in instead for a period (a sick call, a swap), over the rotation. Absent from
+    /// indexes written before overrides existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<Override>,
 }
 
 /// Why a coverage plan cannot be used.
@@ -90,7 +95,7 @@ impl CoveragePlan {
     pub fn schedule(&self) -> Result<Schedule, CoverageError> {
         let zone = TimeZone::get(&self.zone).map_err(|_| CoverageError::Zone(self.zone.clone()))?;
         let rotations = self.rotations.values().cloned().collect();
-        Ok(Schedule::new(zone, rotations, Vec::new())?)
+        Ok(Schedule::new(zone, rotations, self.overrides.clone())?)
     }
 }
 

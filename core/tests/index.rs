@@ -19,6 +19,7 @@ fn day_night() -> CoveragePlan {
     CoveragePlan {
         zone: "America/New_York".into(),
         rotations: BTreeMap::from([("nurse".into(), rotation)]),
+        overrides: Vec::new(),
     }
 }
 

@@ -6,7 +6,7 @@
 use crate::config::Storage;
 use baton_core::ids::{Role, UnitId, UserId};
 use baton_core::index::CoveragePlan;
-use baton_core::policy::coverage::{Rotation, Schedule};
+use baton_core::policy::coverage::{Override, Rotation, Schedule};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor, Row};
 use std::collections::{BTreeMap, HashMap};
@@ -30,6 +30,10 @@ pub enum DbError {
     #[error("{0}")]
     Unsupported(&'static str),
 }
+
+/// Overrides one unit holds at most (past ones count until they are deleted): the index
+/// document carries them all to phones.
+pub const MAX_OVERRIDES: i64 = 500;
 
 /// The SQLite database's file in the data directory.
 pub const SQLITE_FILE: &str = "baton.db";
@@ -611,7 +615,92 @@ impl Db {
             };
             rotations.insert(role, rotation);
         }
-        Ok(CoveragePlan { zone, rotations })
+        let overrides = self.overrides(unit, i64::MIN, MAX_OVERRIDES).await?;
+        Ok(CoveragePlan {
+            zone,
+            rotations,
+            overrides: overrides.into_iter().map(|(_, o)| o).collect(),
+        })
+    }
+
+    /// `unit`'s overrides that end after `ended_after` (workflow ms), earliest first, at most
+    /// `limit`, each with its id.
+    pub async fn overrides(
+        &self,
+        unit: &str,
+        ended_after: i64,
+        limit: i64,
+    ) -> Result<Vec<(String, Override)>, DbError> {
+        let rows = sqlx::query(
+            "SELECT id, role_id, user_id, starts_at, ends_at, secondary FROM coverage_overrides
+             WHERE unit_id = $1 AND ends_at > $2 ORDER BY starts_at, id LIMIT $3",
+        )
+        .bind(unit)
+        .bind(ended_after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0)?,
+                    Override {
+                        unit: UnitId::new(unit.to_owned()),
+                        role: Role::new(r.try_get::<String, _>(1)?),
+                        user: UserId::new(r.try_get::<String, _>(2)?),
+                        from: r.try_get(3)?,
+                        until: r.try_get(4)?,
+                        secondary: r.try_get::<i64, _>(5)? != 0,
+                    },
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(DbError::from)
+    }
+
+    /// Record an override by `by`; `false` when the unit has [`MAX_OVERRIDES`] already.
+    pub async fn add_override(
+        &self,
+        id: &str,
+        cover: &Override,
+        by: &str,
+        now: i64,
+    ) -> Result<bool, DbError> {
+        let held: i64 = sqlx::query("SELECT COUNT(*) FROM coverage_overrides WHERE unit_id = $1")
+            .bind(cover.unit.as_str())
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        if held >= MAX_OVERRIDES {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO coverage_overrides
+               (id, unit_id, role_id, user_id, starts_at, ends_at, secondary, created_by, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(id)
+        .bind(cover.unit.as_str())
+        .bind(cover.role.as_str())
+        .bind(cover.user.as_str())
+        .bind(cover.from)
+        .bind(cover.until)
+        .bind(i64::from(cover.secondary))
+        .bind(by)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(true)
+    }
+
+    /// Take override `id` off `unit`; `false` when it has no such override.
+    pub async fn delete_override(&self, unit: &str, id: &str) -> Result<bool, DbError> {
+        let done = sqlx::query("DELETE FROM coverage_overrides WHERE unit_id = $1 AND id = $2")
+            .bind(unit)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     /// Who covers what on `unit` as the server hands out work: its coverage plan, and the

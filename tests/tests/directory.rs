@@ -281,6 +281,104 @@ async fn admins_keep_the_directory_and_coverage_follows(backend: Backend) {
     assert!(coverage.rotations.is_empty(), "{coverage:?}");
     phone.close().await;
 
+    // An override: someone else in for an hour, over the rotation, on phones too.
+    let created = server
+        .post_json(
+            "/api/v1/users",
+            Some(&admin),
+            &json!({ "id": "rt.kim", "display_name": "Jo Kim" }),
+        )
+        .await;
+    assert_eq!(created.0, 201);
+    server
+        .put(
+            "/api/v1/users/rt.kim/memberships/5E/respiratory",
+            Some(&admin),
+        )
+        .await;
+    let (status, _) = send(
+        &server,
+        "PUT",
+        "/api/v1/units/5E/rotations/respiratory",
+        &admin,
+        &rotation,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let now = server.server().state().clock.now();
+    let cover = json!({ "role": "respiratory", "user": "rt.kim", "from": now, "minutes": 60 });
+    let (status, added) = server
+        .post_json("/api/v1/units/5E/overrides", Some(&admin), &cover)
+        .await;
+    assert_eq!(status, 201, "{added}");
+    refused(
+        &server
+            .post_json(
+                "/api/v1/units/5E/overrides",
+                Some(&admin),
+                &json!({ "role": "respiratory", "user": "rn.evans", "from": now, "minutes": 1 }),
+            )
+            .await,
+        409,
+        "not_a_member",
+        "user",
+    );
+    refused(
+        &server
+            .post_json(
+                "/api/v1/units/5E/overrides",
+                Some(&admin),
+                &json!({ "role": "respiratory", "user": "rt.kim", "from": now, "minutes": 0 }),
+            )
+            .await,
+        422,
+        "invalid_field",
+        "minutes",
+    );
+    refused(
+        &server
+            .post_json("/api/v1/units/5E/overrides", Some(&unit_admin), &cover)
+            .await,
+        403,
+        "not_unit_admin",
+        "unit",
+    );
+    let (_, listed) = server.get("/api/v1/units/5E/overrides", Some(&admin)).await;
+    assert_eq!(listed["overrides"][0]["id"], added["id"], "{listed}");
+    let mut phone = Phone::connect(server.addr(), &lee).await.unwrap();
+    let doc = phone.open(index).await.unwrap();
+    let plan = baton_core::index::read(&doc).unwrap().coverage.unwrap();
+    let on = plan
+        .schedule()
+        .unwrap()
+        .covering(&"5E".into(), &"respiratory".into(), now + 60_000);
+    assert_eq!(
+        on.primary.as_ref().map(|u| u.as_str()),
+        Some("rt.kim"),
+        "{plan:?}"
+    );
+    phone.close().await;
+    let (status, _) = server
+        .delete(
+            &format!(
+                "/api/v1/units/5E/overrides/{}",
+                added["id"].as_str().unwrap()
+            ),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let mut phone = Phone::connect(server.addr(), &lee).await.unwrap();
+    let doc = phone.open(index).await.unwrap();
+    let plan = baton_core::index::read(&doc).unwrap().coverage.unwrap();
+    assert!(plan.overrides.is_empty(), "{plan:?}");
+    let on = plan
+        .schedule()
+        .unwrap()
+        .covering(&"5E".into(), &"respiratory".into(), now + 60_000);
+    assert_eq!(on.primary.as_ref().map(|u| u.as_str()), Some("rt.lee"));
+    phone.close().await;
+
     // Lists page, within what the caller administers.
     let mut seen = Vec::new();
     let mut query = "/api/v1/users?limit=2".to_owned();
@@ -344,6 +442,8 @@ async fn admins_keep_the_directory_and_coverage_follows(backend: Backend) {
         "membership_granted",
         "rotation_saved",
         "rotation_removed",
+        "override_added",
+        "override_removed",
     ] {
         assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
     }

@@ -943,6 +943,8 @@ async fn the_openapi_document_lists_every_route(backend: Backend) {
             "/api/v1/triggers",
             "/api/v1/units",
             "/api/v1/units/{id}",
+            "/api/v1/units/{unit}/overrides",
+            "/api/v1/units/{unit}/overrides/{id}",
             "/api/v1/units/{unit}/rotations/{role}",
             "/api/v1/users",
             "/api/v1/users/{id}/disable",

@@ -4,6 +4,7 @@
 use super::ApiError;
 use axum::extract::{FromRequest, Request};
 use axum::http::header;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 /// The largest body an endpoint taking [`JsonBody`] reads.
@@ -50,5 +51,20 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                 .collect::<String>();
             ApiError::invalid_field(field, format!("the body cannot be read: {message}"))
         })
+    }
+}
+
+/// A whole number as JSON Schema counts one: `5096` or `5096.0` (serde alone refuses the
+/// second, which a client is free to send for an `integer`).
+pub(crate) fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let number = serde_json::Number::deserialize(d)?;
+    if let Some(n) = number.as_i64() {
+        return Ok(n);
+    }
+    match number.as_f64() {
+        Some(f) if f.fract() == 0.0 && f >= -(2f64.powi(53)) && f <= 2f64.powi(53) => Ok(f as i64),
+        _ => Err(serde::de::Error::custom(format!(
+            "{number} is not a whole number in range"
+        ))),
     }
 }

@@ -616,6 +616,254 @@ pub(crate) async fn delete_rotation(
     Ok(Json(RemovedRotation { unit, role }))
 }
 
+/// Longest override, in minutes (31 days), so a mistyped length does not take someone's
+/// rotation away for years.
+const MAX_OVERRIDE_MINUTES: i64 = 31 * 24 * 60;
+/// The latest start an override may have (the end of year 9999, Unix ms).
+const MAX_START: i64 = 253_402_300_799_999;
+
+/// Someone in instead of the rotation for a period.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewOverride {
+    /// The role they cover; they must hold it on the unit (`409 not_a_member` otherwise).
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,64}$")]
+    role: String,
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,64}$")]
+    user: String,
+    /// From when (Unix ms, workflow time).
+    #[schema(minimum = 0, maximum = 253_402_300_799_999_i64)]
+    #[serde(deserialize_with = "super::body::whole_number")]
+    from: i64,
+    /// For how long, in minutes: 1 to 44,640 (31 days).
+    #[schema(minimum = 1, maximum = 44_640)]
+    #[serde(deserialize_with = "super::body::whole_number")]
+    minutes: i64,
+    /// Whether they are the backup (secondary owner) for the period rather than the one who
+    /// covers.
+    #[serde(default)]
+    secondary: bool,
+}
+
+/// An override, as stored.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct OverrideEntry {
+    id: String,
+    unit: String,
+    role: String,
+    user: String,
+    from: i64,
+    until: i64,
+    secondary: bool,
+}
+
+impl OverrideEntry {
+    fn of(id: String, o: baton_core::policy::coverage::Override) -> Self {
+        OverrideEntry {
+            id,
+            unit: o.unit.to_string(),
+            role: o.role.to_string(),
+            user: o.user.to_string(),
+            from: o.from,
+            until: o.until,
+            secondary: o.secondary,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct OverridePage {
+    overrides: Vec<OverrideEntry>,
+    next_cursor: Option<String>,
+}
+
+/// What `GET /api/v1/units/{unit}/overrides` may be asked.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct OverrideQuery {
+    /// Overrides per page.
+    #[param(minimum = 1, maximum = 500, default = 100)]
+    limit: Option<i64>,
+    /// The previous page's `next_cursor`.
+    cursor: Option<Cursor>,
+}
+
+/// The unit's overrides that have not ended (on the workflow clock), earliest first.
+#[utoipa::path(get, path = "/api/v1/units/{unit}/overrides", tag = "directory", security(("bearer" = [])),
+    params(("unit" = String, Path, description = "the unit"), OverrideQuery),
+    responses(
+        (status = 200, description = "a page of overrides", body = OverridePage),
+        (status = "default", description = "an error", body = ErrorBody),
+))]
+pub(crate) async fn overrides(
+    State(app): State<AppState>,
+    admin: Admin,
+    Path(unit): Path<String>,
+    Params(query): Params<OverrideQuery>,
+) -> Result<Json<OverridePage>, ApiError> {
+    admin.of(&UnitId::new(unit.clone()))?;
+    let limit = page_limit(query.limit, 100, 500)?;
+    // Paged by (start, id): the cursor holds the last start and id.
+    let after = page_after(query.cursor.as_ref());
+    let now = app.clock.now();
+    let all = app
+        .db
+        .overrides(&unit, now, crate::db::MAX_OVERRIDES)
+        .await?;
+    let overrides: Vec<OverrideEntry> = all
+        .into_iter()
+        .filter(|(id, o)| {
+            after
+                .as_ref()
+                .is_none_or(|(at, last)| (o.from, id.as_str()) > (*at, last.as_str()))
+        })
+        .take(usize::try_from(limit).unwrap_or(0))
+        .map(|(id, o)| OverrideEntry::of(id, o))
+        .collect();
+    let next_cursor = (overrides.len() as i64 == limit)
+        .then(|| overrides.last())
+        .flatten()
+        .map(|o| encode_cursor(o.from, &o.id));
+    Ok(Json(OverridePage {
+        overrides,
+        next_cursor,
+    }))
+}
+
+/// Put someone in instead of the rotation for a period. The unit's index document follows at
+/// once, and routing and escalation use it from then on.
+#[utoipa::path(post, path = "/api/v1/units/{unit}/overrides", tag = "directory", security(("bearer" = [])),
+    params(("unit" = String, Path, description = "the unit")),
+    request_body = NewOverride,
+    responses(
+        (status = 201, description = "the override", body = OverrideEntry),
+        (status = "default", description = "an error", body = ErrorBody),
+))]
+pub(crate) async fn add_override(
+    State(app): State<AppState>,
+    admin: Admin,
+    Path(unit): Path<String>,
+    JsonBody(body): JsonBody<NewOverride>,
+) -> Result<(StatusCode, Json<OverrideEntry>), ApiError> {
+    let unit_id = UnitId::new(unit.clone());
+    admin.of(&unit_id)?;
+    if !app.db.unit_exists(&unit).await? {
+        return Err(ApiError::unknown(
+            "unit",
+            format!("there is no unit `{unit}`"),
+        ));
+    }
+    check_id("role", &body.role)?;
+    check_id("user", &body.user)?;
+    if !(0..=MAX_START).contains(&body.from) {
+        return Err(ApiError::invalid_field(
+            "from",
+            "`from` is a time in Unix milliseconds",
+        ));
+    }
+    if !(1..=MAX_OVERRIDE_MINUTES).contains(&body.minutes) {
+        return Err(ApiError::invalid_field(
+            "minutes",
+            format!("`minutes` is 1 to {MAX_OVERRIDE_MINUTES} (31 days)"),
+        ));
+    }
+    if !app.db.role_exists(&body.role).await? {
+        return Err(ApiError::unknown(
+            "role",
+            format!("there is no role `{}`", body.role),
+        ));
+    }
+    let holds = app
+        .db
+        .memberships(&body.user)
+        .await?
+        .iter()
+        .any(|(u, r)| *u == unit_id && r.as_str() == body.role);
+    if !holds {
+        return Err(ApiError::not_a_member(
+            "user",
+            format!(
+                "`{}` does not hold the role {} on {unit}",
+                body.user, body.role
+            ),
+        ));
+    }
+    let cover = baton_core::policy::coverage::Override {
+        unit: unit_id,
+        role: Role::new(body.role),
+        user: UserId::new(body.user),
+        from: body.from,
+        until: body.from + body.minutes * 60_000,
+        secondary: body.secondary,
+    };
+    let id = uuid::Uuid::new_v4().to_string();
+    if !app
+        .db
+        .add_override(&id, &cover, admin.0.user.as_str(), now_ms())
+        .await?
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "too_many_overrides",
+            format!(
+                "{unit} holds {} overrides; delete past ones first",
+                crate::db::MAX_OVERRIDES
+            ),
+        ));
+    }
+    app.hub.refresh_roster(&unit).await?;
+    app.auditor
+        .admin_action(
+            &admin.0,
+            "override_added",
+            format!(
+                "{} covers {} on {unit} from {} until {}{}",
+                cover.user,
+                cover.role,
+                cover.from,
+                cover.until,
+                if cover.secondary { " (as backup)" } else { "" }
+            ),
+        )
+        .await;
+    Ok((StatusCode::CREATED, Json(OverrideEntry::of(id, cover))))
+}
+
+/// An override taken off.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RemovedOverride {
+    unit: String,
+    id: String,
+}
+
+/// Take an override off: the rotation covers that period again.
+#[utoipa::path(delete, path = "/api/v1/units/{unit}/overrides/{id}", tag = "directory", security(("bearer" = [])),
+    params(("unit" = String, Path, description = "the unit"), ("id" = String, Path, description = "the override")),
+    responses(
+        (status = 200, description = "the override is gone", body = RemovedOverride),
+        (status = "default", description = "an error", body = ErrorBody),
+))]
+pub(crate) async fn delete_override(
+    State(app): State<AppState>,
+    admin: Admin,
+    Path((unit, id)): Path<(String, String)>,
+) -> Result<Json<RemovedOverride>, ApiError> {
+    admin.of(&UnitId::new(unit.clone()))?;
+    if !app.db.delete_override(&unit, &id).await? {
+        return Err(ApiError::not_found());
+    }
+    app.hub.refresh_roster(&unit).await?;
+    app.auditor
+        .admin_action(
+            &admin.0,
+            "override_removed",
+            format!("took override {id} off {unit}"),
+        )
+        .await;
+    Ok(Json(RemovedOverride { unit, id }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -100,6 +100,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(directory::users, directory::create_user))
         .routes(routes!(directory::devices))
         .routes(routes!(directory::put_rotation, directory::delete_rotation))
+        .routes(routes!(directory::overrides, directory::add_override))
+        .routes(routes!(directory::delete_override))
         .routes(routes!(measures::summary))
         .routes(routes!(measures::time_to_acknowledgment))
         .routes(routes!(measures::time_to_first_outreach))
