@@ -100,6 +100,14 @@ pub enum ValidationError {
     },
     #[error("event {event}: stamp {hlc} does not come after {seen}, which its author had seen")]
     StampNotAfterSeen { event: EventId, hlc: Hlc, seen: Hlc },
+    #[error(
+        "event {event}: stamp {hlc} does not come after {synced}, which its device has already synced on this task"
+    )]
+    StampBehindDevice {
+        event: EventId,
+        hlc: Hlc,
+        synced: Hlc,
+    },
     #[error("event {event}: stamp {hlc} is ahead of the clock ({now} ms)")]
     StampInFuture {
         event: EventId,
@@ -301,6 +309,28 @@ pub fn validate_applied(
         .map(|(i, c)| (c.hash(), i))
         .collect();
     let mut before_events: Option<Cow<'_, [Event]>> = known.events.map(Cow::Borrowed);
+    // The latest stamp the sending device has already synced on this task: its new events must
+    // come after it, whatever their changes depend on, so a change written beside the device's
+    // own earlier ones cannot backdate an action (an honest device's events on a task follow
+    // one another). Moves on with each change of the batch, in causal order.
+    let mut device_floor: Option<Hlc> = None;
+    if !auth.system {
+        let before = match &mut before_events {
+            Some(events) => events,
+            None => before_events.insert(Cow::Owned(
+                doc::read_events(after, Some(before_heads))
+                    .map_err(|e| ValidationError::NotATask {
+                        problem: e.to_string(),
+                    })?
+                    .events,
+            )),
+        };
+        device_floor = before
+            .iter()
+            .filter(|e| e.device == auth.device)
+            .map(|e| e.hlc)
+            .max();
+    }
     // The events each change added, once checked.
     let mut added_by: Vec<Option<Vec<Event>>> = vec![None; changes.len()];
     for (i, (change, items)) in changes.iter().zip(appended).enumerate() {
@@ -352,6 +382,26 @@ pub fn validate_applied(
                 check_added(&context, at_deps.iter().collect(), added)?
             }
         };
+        if !auth.system {
+            for event in added.iter().filter(|e| e.device == auth.device) {
+                if let Some(synced) = device_floor
+                    && event.hlc <= synced
+                {
+                    return Err(ValidationError::StampBehindDevice {
+                        event: event.id.clone(),
+                        hlc: event.hlc,
+                        synced,
+                    });
+                }
+            }
+            device_floor = device_floor.max(
+                added
+                    .iter()
+                    .filter(|e| e.device == auth.device)
+                    .map(|e| e.hlc)
+                    .max(),
+            );
+        }
         added_by[i] = Some(added);
     }
     let mut accepted: Vec<Event> = added_by.into_iter().flatten().flatten().collect();

@@ -963,3 +963,43 @@ fn an_event_held_twice_is_counted_as_seen_if_either_copy_was() {
         first,
     );
 }
+
+#[test]
+fn a_device_cannot_stamp_behind_what_it_has_already_synced_on_a_task() {
+    let (_, server, nurse) = server_copy();
+    let created = server.events().expect("events").events[0].hlc;
+    let later = Hlc::new(created.wall + 2 * HOUR, 0);
+    // The nurse's phone syncs a note stamped two hours on.
+    let mut synced = fork(&server);
+    raw_append(
+        &mut synced,
+        note_json("late-note", "rn.evans", "nurse", "rn.evans-phone", later),
+    );
+    assert!(check(server.automerge(), &synced, &auth(&nurse)).is_ok());
+    // Then a change written beside it, on the copy from before it (so the note is not in its
+    // past), stamped an hour back: what a slow clock or a forger would send.
+    let mut beside = fork(&server);
+    let back = Hlc::new(created.wall + HOUR, 0);
+    raw_append(
+        &mut beside,
+        note_json("backdated", "rn.evans", "nurse", "rn.evans-phone", back),
+    );
+    let mut after = synced.fork();
+    after.merge(&mut beside).expect("merge");
+    match check(&synced, &after, &auth(&nurse)) {
+        Err(ValidationError::StampBehindDevice { hlc, synced, .. }) => {
+            assert_eq!((hlc, synced), (back, later));
+        }
+        other => panic!("expected StampBehindDevice, got {other:?}"),
+    }
+    // Another device's concurrent work at that stamp is offline work, not a refusal.
+    let fox = Person::new("dr.fox", "physician");
+    let mut theirs = fork(&server);
+    raw_append(
+        &mut theirs,
+        note_json("offline", "dr.fox", "physician", "dr.fox-phone", back),
+    );
+    let mut after = synced.fork();
+    after.merge(&mut theirs).expect("merge");
+    assert!(check(&synced, &after, &auth(&fox)).is_ok());
+}
