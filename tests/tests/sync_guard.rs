@@ -41,18 +41,23 @@ async fn task_of(
 }
 
 /// `n` notes by `author` on `doc`, one change each, with one clock (so their stamps rise).
-fn notes(doc: &Automerge, author: &Author, n: usize, text: &str) -> (Automerge, Vec<Change>) {
+fn notes(
+    doc: &Automerge,
+    author: &Author,
+    clock: &mut HlcClock,
+    n: usize,
+    text: &str,
+) -> (Automerge, Vec<Change>) {
     let templates = TemplateRegistry::shipped();
     let mut task = TaskDoc::from_automerge(doc.clone()).unwrap();
     task.set_actor(ActorId::random());
     let template = templates.get(&task.meta().template).unwrap();
     let before = task.automerge().get_heads();
-    let mut clock = HlcClock::new();
     for i in 0..n {
         task.append(
             template,
             author,
-            &mut clock,
+            clock,
             baton_server::now_ms(),
             EventBody::Note {
                 text: format!("{text} {i}"),
@@ -153,12 +158,15 @@ async fn a_change_without_its_dependency_never_reaches_storage(backend: Backend)
     let (id, doc) = fetch(&server, &token, "discharge").await;
     let nurse = Author::new("rn.evans", "nurse", "phone-1");
 
-    // D, a note of her own, and on top of it F, a note in the charge nurse's name; and enough
-    // valid notes to have the document compacted while F waits for D.
-    let (with_d, d) = notes(&doc, &nurse, 1, "mine");
+    // Enough valid notes to have the document compacted while F waits for D; then D, a note of
+    // her own (stamped after them: a device's events on a task follow one another), and on top
+    // of it F, a note in the charge nurse's name.
+    // One clock, as a phone has.
+    let mut clock = HlcClock::new();
+    let (_, many) = notes(&doc, &nurse, &mut clock, 300, "filler");
+    let (with_d, d) = notes(&doc, &nurse, &mut clock, 1, "mine");
     let charge = Author::new("cn.patel", "charge_nurse", "phone-1");
-    let (_, f) = notes(&with_d, &charge, 1, "forged");
-    let (_, many) = notes(&doc, &nurse, 300, "filler");
+    let (_, f) = notes(&with_d, &charge, &mut clock, 1, "forged");
 
     let mut phone = Phone::connect(server.addr(), &token).await.unwrap();
     phone.open(id).await.unwrap();
