@@ -1204,89 +1204,59 @@ impl Db {
         filter: &TaskFilter,
         limit: i64,
     ) -> Result<Vec<StoredSummary>, DbError> {
-        enum Value<'v> {
-            Text(&'v str),
-            Number(i64),
-        }
-        fn bind<'v>(value: Value<'v>, values: &mut Vec<Value<'v>>) -> String {
-            values.push(value);
-            format!("${}", values.len())
-        }
-        let mut values: Vec<Value<'_>> = Vec::new();
-        let mut conditions: Vec<String> = Vec::new();
+        let mut conditions = Conditions::default();
         if let Some(units) = &filter.units {
             if units.is_empty() {
                 return Ok(Vec::new());
             }
-            let list: Vec<String> = units
-                .iter()
-                .map(|unit| bind(Value::Text(unit), &mut values))
-                .collect();
-            conditions.push(format!("unit_id IN ({})", list.join(", ")));
+            conditions.any_of("unit_id", units.iter().map(String::as_str));
         }
         for (column, value) in [
-            ("status", &filter.status),
-            ("owner_id", &filter.owner),
-            ("template_id", &filter.template),
-            ("program", &filter.program),
+            ("status =", &filter.status),
+            ("owner_id =", &filter.owner),
+            ("template_id =", &filter.template),
+            ("program =", &filter.program),
         ] {
             if let Some(value) = value {
-                let p = bind(Value::Text(value), &mut values);
-                conditions.push(format!("{column} = {p}"));
+                conditions.add(column, Bound::Text(value));
             }
         }
         match filter.overdue {
             Some(true) => {
-                let p = bind(Value::Number(filter.now), &mut values);
-                conditions.push(format!("(next_due_at IS NOT NULL AND next_due_at < {p})"));
+                let p = conditions.bind(Bound::Number(filter.now));
+                conditions.raw(format!("(next_due_at IS NOT NULL AND next_due_at < {p})"));
             }
             Some(false) => {
-                let p = bind(Value::Number(filter.now), &mut values);
-                conditions.push(format!("(next_due_at IS NULL OR next_due_at >= {p})"));
+                let p = conditions.bind(Bound::Number(filter.now));
+                conditions.raw(format!("(next_due_at IS NULL OR next_due_at >= {p})"));
             }
             None => {}
         }
         match filter.escalated {
-            Some(true) => conditions.push("escalation_level > 0".to_owned()),
-            Some(false) => conditions.push("escalation_level = 0".to_owned()),
+            Some(true) => conditions.raw("escalation_level > 0".to_owned()),
+            Some(false) => conditions.raw("escalation_level = 0".to_owned()),
             None => {}
         }
         if let Some((at, id)) = &filter.after {
-            let after = bind(Value::Number(*at), &mut values);
-            let same = bind(Value::Number(*at), &mut values);
-            let id = bind(Value::Text(id), &mut values);
-            conditions.push(format!(
+            let after = conditions.bind(Bound::Number(*at));
+            let same = conditions.bind(Bound::Number(*at));
+            let id = conditions.bind(Bound::Text(id));
+            conditions.raw(format!(
                 "(created_at > {after} OR (created_at = {same} AND doc_id > {id}))"
             ));
         }
-        let limit = bind(Value::Number(limit), &mut values);
-        let filter = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", conditions.join(" AND "))
-        };
+        if conditions.holds_nul() {
+            return Ok(Vec::new());
+        }
+        let limit = conditions.bind(Bound::Number(limit));
         let sql = format!(
             "SELECT doc_id, unit_id, template_id, template_version, status, owner_id, owner_role,
                     acuity, escalation_level, next_due_at, label, created_at, updated_at, {}
-             FROM task_summaries{filter} ORDER BY created_at, doc_id LIMIT {limit}",
-            MeasureRow::COLUMNS
+             FROM task_summaries WHERE {} ORDER BY created_at, doc_id LIMIT {limit}",
+            MeasureRow::COLUMNS,
+            conditions.clause()
         );
-        // Safe: the statement is made of fixed text and numbered placeholders only.
-        // No stored text holds a NUL (Postgres cannot store one), so a filter with one matches
-        // nothing; said here, since Postgres would refuse the query instead.
-        if values
-            .iter()
-            .any(|v| matches!(v, Value::Text(t) if t.contains('\0')))
-        {
-            return Ok(Vec::new());
-        }
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for value in values {
-            query = match value {
-                Value::Text(text) => query.bind(text),
-                Value::Number(number) => query.bind(number),
-            };
-        }
+        let query = conditions.query(sql);
         let rows = query.fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
@@ -1320,21 +1290,12 @@ impl Db {
         after: &str,
         limit: i64,
     ) -> Result<Vec<String>, DbError> {
-        let rows = sqlx::query(
-            "SELECT d.id FROM documents d
-             WHERE d.kind = $1 AND d.id > $2
-               AND NOT EXISTS (SELECT 1 FROM task_summaries s WHERE s.doc_id = d.id)
-             ORDER BY d.id LIMIT $3",
+        self.task_ids(
+            " AND NOT EXISTS (SELECT 1 FROM task_summaries s WHERE s.doc_id = d.id)",
+            after,
+            limit,
         )
-        .bind(kind_str(DocKind::Task))
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| r.try_get(0))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(DbError::from)
+        .await
     }
 
     /// When the server last stored a change of task `doc`, by its summary.
@@ -1348,14 +1309,28 @@ impl Db {
 
     /// Ids of task documents after `after`, in id order, at most `limit`.
     pub async fn task_ids_after(&self, after: &str, limit: i64) -> Result<Vec<String>, DbError> {
-        let rows = sqlx::query(
-            "SELECT id FROM documents WHERE kind = $1 AND id > $2 ORDER BY id LIMIT $3",
-        )
-        .bind(kind_str(DocKind::Task))
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        self.task_ids("", after, limit).await
+    }
+
+    /// Ids of task documents `d` after `after` that also meet `and` (fixed text), in id order,
+    /// at most `limit`.
+    async fn task_ids(
+        &self,
+        and: &'static str,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<String>, DbError> {
+        let sql = format!(
+            "SELECT d.id FROM documents d WHERE d.kind = $1 AND d.id > $2{and}
+             ORDER BY d.id LIMIT $3"
+        );
+        // Safe: the statement is made of fixed text and numbered placeholders only.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(kind_str(DocKind::Task))
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| r.try_get(0))
             .collect::<Result<_, sqlx::Error>>()
@@ -1697,66 +1672,38 @@ impl Db {
         filter: &AuditFilter,
         limit: i64,
     ) -> Result<Vec<StoredAudit>, DbError> {
-        enum Value<'v> {
-            Text(&'v str),
-            Number(i64),
-        }
-        let mut values: Vec<Value<'_>> = Vec::new();
-        let mut conditions: Vec<String> = Vec::new();
-        fn bind<'v>(value: Value<'v>, values: &mut Vec<Value<'v>>) -> String {
-            values.push(value);
-            format!("${}", values.len())
-        }
+        let mut conditions = Conditions::default();
         for (column, value) in [
-            ("kind", &filter.kind),
-            ("user_id", &filter.user),
-            ("device_id", &filter.device),
+            ("kind =", &filter.kind),
+            ("user_id =", &filter.user),
+            ("device_id =", &filter.device),
         ] {
             if let Some(value) = value {
-                let p = bind(Value::Text(value), &mut values);
-                conditions.push(format!("{column} = {p}"));
+                conditions.add(column, Bound::Text(value));
             }
         }
         if let Some(since) = filter.since {
-            let p = bind(Value::Number(since), &mut values);
-            conditions.push(format!("at >= {p}"));
+            conditions.add("at >=", Bound::Number(since));
         }
         if let Some(until) = filter.until {
-            let p = bind(Value::Number(until), &mut values);
-            conditions.push(format!("at < {p}"));
+            conditions.add("at <", Bound::Number(until));
         }
         if let Some((at, id)) = &filter.after {
-            let before = bind(Value::Number(*at), &mut values);
-            let same = bind(Value::Number(*at), &mut values);
-            let id = bind(Value::Text(id), &mut values);
-            conditions.push(format!("(at < {before} OR (at = {same} AND id < {id}))"));
+            let before = conditions.bind(Bound::Number(*at));
+            let same = conditions.bind(Bound::Number(*at));
+            let id = conditions.bind(Bound::Text(id));
+            conditions.raw(format!("(at < {before} OR (at = {same} AND id < {id}))"));
         }
-        let limit = bind(Value::Number(limit), &mut values);
-        let filter = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", conditions.join(" AND "))
-        };
-        let sql = format!(
-            "SELECT id, at, kind, user_id, device_id, doc_id, detail FROM security_audit{filter}
-             ORDER BY at DESC, id DESC LIMIT {limit}"
-        );
-        // Safe: the statement is made of fixed text and numbered placeholders only.
-        // No stored text holds a NUL (Postgres cannot store one), so a filter with one matches
-        // nothing; said here, since Postgres would refuse the query instead.
-        if values
-            .iter()
-            .any(|v| matches!(v, Value::Text(t) if t.contains('\0')))
-        {
+        if conditions.holds_nul() {
             return Ok(Vec::new());
         }
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for value in values {
-            query = match value {
-                Value::Text(text) => query.bind(text),
-                Value::Number(number) => query.bind(number),
-            };
-        }
+        let limit = conditions.bind(Bound::Number(limit));
+        let sql = format!(
+            "SELECT id, at, kind, user_id, device_id, doc_id, detail FROM security_audit
+             WHERE {} ORDER BY at DESC, id DESC LIMIT {limit}",
+            conditions.clause()
+        );
+        let query = conditions.query(sql);
         let rows = query.fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
@@ -2147,6 +2094,11 @@ impl<'v> Conditions<'v> {
     pub(crate) fn add(&mut self, test: &str, value: Bound<'v>) {
         let placeholder = self.bind(value);
         self.conditions.push(format!("{test} {placeholder}"));
+    }
+
+    /// Add a condition that binds its values itself, through [`Conditions::bind`].
+    pub(crate) fn raw(&mut self, condition: String) {
+        self.conditions.push(condition);
     }
 
     /// Add `column IN ($n, …)` over `values`. An empty list matches nothing.

@@ -143,26 +143,47 @@ pub async fn users(
         query = query.bind(unit.as_str());
     }
     let rows = query.fetch_all(db.pool()).await?;
-    let mut users = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let id: String = r.try_get(0)?;
-        let memberships = db
-            .memberships(&id)
-            .await?
-            .into_iter()
-            .filter(|(unit, _)| units.is_none_or(|u| u.contains(unit)))
-            .map(|(unit, role)| MembershipEntry {
-                unit: unit.to_string(),
-                role: role.to_string(),
+    let mut users = rows
+        .iter()
+        .map(|r| {
+            Ok(User {
+                id: r.try_get(0)?,
+                display_name: r.try_get(1)?,
+                created_at: r.try_get(2)?,
+                disabled_at: r.try_get(3)?,
+                memberships: Vec::new(),
             })
-            .collect();
-        users.push(User {
-            id,
-            display_name: r.try_get(1)?,
-            created_at: r.try_get(2)?,
-            disabled_at: r.try_get(3)?,
-            memberships,
-        });
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    if users.is_empty() {
+        return Ok(users);
+    }
+    // The page's memberships in one query, on the units it is limited to.
+    let sql = format!(
+        "SELECT user_id, unit_id, role_id FROM memberships WHERE user_id IN {}
+         ORDER BY user_id, unit_id, role_id",
+        list(1, users.len())
+    );
+    // Safe: the statement is made of fixed text and numbered placeholders only.
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for user in &users {
+        query = query.bind(user.id.as_str());
+    }
+    let mut held: std::collections::HashMap<String, Vec<MembershipEntry>> = Default::default();
+    for r in query.fetch_all(db.pool()).await? {
+        let unit: String = r.try_get(1)?;
+        if units.is_some_and(|u| !u.iter().any(|x| x.as_str() == unit)) {
+            continue;
+        }
+        held.entry(r.try_get(0)?)
+            .or_default()
+            .push(MembershipEntry {
+                unit,
+                role: r.try_get(2)?,
+            });
+    }
+    for user in &mut users {
+        user.memberships = held.remove(&user.id).unwrap_or_default();
     }
     Ok(users)
 }

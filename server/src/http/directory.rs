@@ -106,6 +106,56 @@ fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
     crate::triggers::check_text(field, value, MAX_NAME, false)
 }
 
+/// `409 not_a_member` about `field`: `user` does not hold `role` on `unit`.
+fn not_holding(field: String, user: &str, role: &str, unit: &str) -> ApiError {
+    let user: String = user.chars().take(64).collect();
+    ApiError::not_a_member(
+        field,
+        format!("`{user}` does not hold the role {role} on {unit}"),
+    )
+}
+
+/// Refuse (`409 not_a_member` about `field`) unless `user` holds `role` on `unit` in the
+/// records: work is handed only to people who may do it.
+pub(crate) async fn require_holder(
+    app: &AppState,
+    field: &str,
+    user: &str,
+    unit: &UnitId,
+    role: &Role,
+) -> Result<(), ApiError> {
+    let holds = app
+        .db
+        .memberships(user)
+        .await?
+        .iter()
+        .any(|(u, r)| u == unit && r == role);
+    if holds {
+        Ok(())
+    } else {
+        Err(not_holding(
+            field.to_owned(),
+            user,
+            role.as_str(),
+            unit.as_str(),
+        ))
+    }
+}
+
+/// After `unit`'s coverage changed in the records: its index document follows (so phones and
+/// routing see it), and the change goes on the security audit as `kind`.
+async fn coverage_changed(
+    app: &AppState,
+    admin: &Admin,
+    unit: &str,
+    kind: &str,
+    detail: String,
+) -> Result<(), ApiError> {
+    app.hub.refresh_roster(unit).await?;
+    app.auditor.admin_action(&admin.0, kind, detail).await;
+    Ok(())
+}
+
 /// A page of a list: `limit` (1 to 500, default 100) and the previous page's `cursor`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -528,13 +578,7 @@ pub(crate) async fn put_rotation(
                 .iter()
                 .any(|(user, _, r)| user.as_str() == person && r.as_str() == role);
             if !holds {
-                return Err(ApiError::not_a_member(
-                    format!("{field}[{i}]"),
-                    format!(
-                        "`{}` does not hold the role {role} on {unit}",
-                        person.chars().take(64).collect::<String>()
-                    ),
-                ));
+                return Err(not_holding(format!("{field}[{i}]"), person, &role, &unit));
             }
         }
     }
@@ -562,19 +606,19 @@ pub(crate) async fn put_rotation(
         ApiError::invalid_field("shift", format!("the rotation cannot be used: {e}"))
     })?;
     app.db.put_rotation(&rotation).await?;
-    app.hub.refresh_roster(&unit).await?;
-    app.auditor
-        .admin_action(
-            &admin.0,
-            "rotation_saved",
-            format!(
-                "set the rotation of {role} on {unit}: {} from {}, every {}",
-                body.primary.join(", "),
-                body.anchor,
-                body.shift
-            ),
-        )
-        .await;
+    coverage_changed(
+        &app,
+        &admin,
+        &unit,
+        "rotation_saved",
+        format!(
+            "set the rotation of {role} on {unit}: {} from {}, every {}",
+            body.primary.join(", "),
+            body.anchor,
+            body.shift
+        ),
+    )
+    .await?;
     Ok(Json(SavedRotation {
         unit,
         role,
@@ -605,14 +649,14 @@ pub(crate) async fn delete_rotation(
     if !app.db.delete_rotation(&unit, &role).await? {
         return Err(ApiError::not_found());
     }
-    app.hub.refresh_roster(&unit).await?;
-    app.auditor
-        .admin_action(
-            &admin.0,
-            "rotation_removed",
-            format!("took the rotation of {role} off {unit}"),
-        )
-        .await;
+    coverage_changed(
+        &app,
+        &admin,
+        &unit,
+        "rotation_removed",
+        format!("took the rotation of {role} off {unit}"),
+    )
+    .await?;
     Ok(Json(RemovedRotation { unit, role }))
 }
 
@@ -774,24 +818,11 @@ pub(crate) async fn add_override(
             format!("there is no role `{}`", body.role),
         ));
     }
-    let holds = app
-        .db
-        .memberships(&body.user)
-        .await?
-        .iter()
-        .any(|(u, r)| *u == unit_id && r.as_str() == body.role);
-    if !holds {
-        return Err(ApiError::not_a_member(
-            "user",
-            format!(
-                "`{}` does not hold the role {} on {unit}",
-                body.user, body.role
-            ),
-        ));
-    }
+    let role = Role::new(body.role);
+    require_holder(&app, "user", &body.user, &unit_id, &role).await?;
     let cover = baton_core::policy::coverage::Override {
         unit: unit_id,
-        role: Role::new(body.role),
+        role,
         user: UserId::new(body.user),
         from: body.from,
         until: body.from + body.minutes * 60_000,
@@ -812,21 +843,21 @@ pub(crate) async fn add_override(
             ),
         ));
     }
-    app.hub.refresh_roster(&unit).await?;
-    app.auditor
-        .admin_action(
-            &admin.0,
-            "override_added",
-            format!(
-                "{} covers {} on {unit} from {} until {}{}",
-                cover.user,
-                cover.role,
-                cover.from,
-                cover.until,
-                if cover.secondary { " (as backup)" } else { "" }
-            ),
-        )
-        .await;
+    coverage_changed(
+        &app,
+        &admin,
+        &unit,
+        "override_added",
+        format!(
+            "{} covers {} on {unit} from {} until {}{}",
+            cover.user,
+            cover.role,
+            cover.from,
+            cover.until,
+            if cover.secondary { " (as backup)" } else { "" }
+        ),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(OverrideEntry::of(id, cover))))
 }
 
@@ -853,14 +884,14 @@ pub(crate) async fn delete_override(
     if !app.db.delete_override(&unit, &id).await? {
         return Err(ApiError::not_found());
     }
-    app.hub.refresh_roster(&unit).await?;
-    app.auditor
-        .admin_action(
-            &admin.0,
-            "override_removed",
-            format!("took override {id} off {unit}"),
-        )
-        .await;
+    coverage_changed(
+        &app,
+        &admin,
+        &unit,
+        "override_removed",
+        format!("took override {id} off {unit}"),
+    )
+    .await?;
     Ok(Json(RemovedOverride { unit, id }))
 }
 

@@ -99,22 +99,23 @@ pub(crate) async fn task(
 ) -> Result<Fhir, FhirError> {
     let Caller(session) = caller?;
     let readable = readable_task(&app, &session, &id).await?;
-    Ok(Fhir(task_resource(&app, &readable).await?))
-}
-
-async fn task_resource(app: &AppState, readable: &Readable) -> Result<Value, FhirError> {
     let updated_at = app
         .db
         .task_updated_at(&readable.id.to_string())
         .await?
         .unwrap_or(readable.record.created_at);
-    Ok(fhir::task(
+    Ok(Fhir(task_resource(&readable, updated_at)))
+}
+
+/// `readable` as a FHIR `Task`, last stored a change of at `updated_at`.
+fn task_resource(readable: &Readable, updated_at: i64) -> Value {
+    fhir::task(
         &readable.id,
         readable.task.meta(),
         &readable.state,
         &readable.template,
         updated_at,
-    ))
+    )
 }
 
 /// Tasks per page of a FHIR search unless `_count` says otherwise, and at most.
@@ -292,7 +293,8 @@ pub(crate) async fn search_tasks(
         if !statuses.is_empty() && !statuses.iter().any(|s| s == fhir::status(&readable.state)) {
             continue;
         }
-        resources.push(task_resource(&app, &readable).await?);
+        // The summary the search read says when the task last changed.
+        resources.push(task_resource(&readable, row.updated_at));
     }
     let mut pairs: Vec<(&str, String)> = Vec::new();
     if !statuses.is_empty() {

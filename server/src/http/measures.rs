@@ -43,8 +43,14 @@ impl From<MeasureError> for ApiError {
     }
 }
 
-/// The figures of the tasks `query` selects among those `caller` may see.
-async fn figures(app: &AppState, caller: Caller, query: MetricsQuery) -> Result<Figures, ApiError> {
+/// The figures of the tasks `query` selects among those `caller` may see, open tasks' ages
+/// judged at `now`.
+async fn figures(
+    app: &AppState,
+    caller: Caller,
+    query: MetricsQuery,
+    now: i64,
+) -> Result<Figures, ApiError> {
     let Caller(session) = caller;
     let units = match filter_text("unit", query.unit)? {
         Some(unit) => {
@@ -64,7 +70,6 @@ async fn figures(app: &AppState, caller: Caller, query: MetricsQuery) -> Result<
         since: query.since,
         until: query.until,
     };
-    let now = app.clock.now();
     let tasks = measures::facts(&app.db, &scope).await?;
     Ok(Figures::of(&tasks, now))
 }
@@ -91,8 +96,9 @@ pub(crate) async fn summary(
     caller: Caller,
     Params(query): Params<MetricsQuery>,
 ) -> Result<Json<Summary>, ApiError> {
+    // The `now` shown is the one the ages were judged at.
     let now = app.clock.now();
-    let figures = figures(&app, caller, query).await?;
+    let figures = figures(&app, caller, query, now).await?;
     Ok(Json(Summary { now, figures }))
 }
 
@@ -117,7 +123,7 @@ macro_rules! figure {
             caller: Caller,
             Params(query): Params<MetricsQuery>,
         ) -> Result<Json<$body>, ApiError> {
-            let $f = figures(&app, caller, query).await?;
+            let $f = figures(&app, caller, query, app.clock.now()).await?;
             Ok(Json($take))
         }
     };

@@ -134,22 +134,7 @@ pub(crate) async fn reassign(
         .ok_or_else(|| ApiError::internal(format!("template of {id} unknown")))?;
     let state = task.state(&template).map_err(ApiError::internal)?;
     let role = Role::new(body.role.unwrap_or_else(|| template.owner_role.to_string()));
-    let holds = app
-        .db
-        .memberships(&body.user)
-        .await?
-        .iter()
-        .any(|(unit, r)| *unit == record.unit && *r == role);
-    if !holds {
-        return Err(ApiError::not_a_member(
-            "user",
-            format!(
-                "`{}` does not hold the role {role} on {}",
-                body.user.chars().take(64).collect::<String>(),
-                record.unit
-            ),
-        ));
-    }
+    super::directory::require_holder(&app, "user", &body.user, &record.unit, &role).await?;
     if let Some(reason) = &body.reason {
         crate::triggers::check_text("reason", reason, MAX_REASON, true)?;
     }
